@@ -1,0 +1,1 @@
+"""Embedded NATS, PostgreSQL and Redis, and the supervisor behind `./just up`."""

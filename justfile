@@ -1,0 +1,61 @@
+# Tollgate: one entry point for everything a person does. Run through ./just.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set dotenv-load := false
+
+export UV_PYTHON_DOWNLOADS := "never"
+export UV_PYTHON_PREFERENCE := "only-system"
+export PYTHONUNBUFFERED := "1"
+
+# list the recipes
+default:
+    @just --list
+
+# install the workspace into .venv (locked versions)
+sync:
+    @echo "==> syncing .venv from uv.lock" >&2
+    uv sync --all-packages --locked --quiet
+
+# bring the whole system up: embedded NATS, PostgreSQL, Redis and all five services
+up *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack up {{ARGS}}
+
+# run the whole test suite (unit, contract, integration, e2e)
+test *ARGS: sync
+    uv run --no-sync pytest {{ARGS}}
+
+# only the fast tiers
+test-fast *ARGS: sync
+    uv run --no-sync pytest -m "unit or contract" {{ARGS}}
+
+# format check, lint, types, architecture contracts
+lint: sync
+    uv run --no-sync ruff format --check .
+    uv run --no-sync ruff check .
+    uv run --no-sync mypy shared/src devstack/src services/ingress/src services/ledger/src services/exporter/src services/alerter/src services/admin/src
+    uv run --no-sync lint-imports
+
+# apply formatting and autofixes
+fmt: sync
+    uv run --no-sync ruff format .
+    uv run --no-sync ruff check --fix .
+
+# create or update streams, consumers and buckets (TOLLGATE_NATS_URL)
+provision: sync
+    uv run --no-sync python -m tollgate_shared.provision
+
+# apply every service's migrations (TOLLGATE_DATABASE_URL)
+migrate: sync
+    uv run --no-sync python -m tollgate_ledger migrate
+    uv run --no-sync python -m tollgate_admin migrate
+
+# replay the streams into fresh ledger tables and compare totals
+rebuild: sync
+    uv run --no-sync python -m tollgate_ledger rebuild
+
+# rewrite the checked-in JSON Schema snapshots of the events (after a deliberate change)
+snapshot-schemas: sync
+    uv run --no-sync python -m tollgate_shared.schemas write
+
+# write the AsyncAPI event catalog to docs/asyncapi.json
+asyncapi: sync
+    uv run --no-sync python -m tollgate_shared.catalog docs/asyncapi.json

@@ -1,0 +1,19 @@
+"""Starts the alerter service: `python -m tollgate_alerter`."""
+
+from __future__ import annotations
+
+from tollgate_shared.runtime import serve, setup_logging
+
+from tollgate_alerter.app import create_app
+from tollgate_alerter.settings import AlerterSettings
+
+
+def main() -> None:
+    settings = AlerterSettings()
+    setup_logging(settings.log_level, "alerter")
+    cfg = settings.load_config()
+    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Starts the exporter service: `python -m tollgate_exporter`."""
+
+from __future__ import annotations
+
+from tollgate_shared.runtime import serve, setup_logging
+
+from tollgate_exporter.app import create_app
+from tollgate_exporter.settings import ExporterSettings
+
+
+def main() -> None:
+    settings = ExporterSettings()
+    setup_logging(settings.log_level, "exporter")
+    cfg = settings.load_config()
+    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Contracts every Tollgate service agrees on: names, events, config, publishing, migrations."""

@@ -1,0 +1,152 @@
+"""Every subject, stream, durable consumer and KV bucket name, spelled once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Ids that become subject tokens are restricted so a team id can never widen
+# a subscription (no dots, no wildcards, no whitespace).
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+_ID_RE = re.compile(ID_PATTERN)
+NO_TEAM = "_"
+
+
+def subject_token(value: str | None) -> str:
+    """The subject token for an optional id: the id itself, or `_` for none."""
+    if not value:
+        return NO_TEAM
+    if not _ID_RE.match(value):
+        raise ValueError(f"id {value!r} must match {ID_PATTERN}")
+    return value
+
+
+# --- subjects -------------------------------------------------------------
+LLM_REQUEST_STARTED = "llm.request.started.v1"
+LLM_REQUEST_COMPLETED = "llm.request.completed.v1"
+LLM_REQUEST_FAILED = "llm.request.failed.v1"
+LLM_DEPLOYMENT_PREFIX = "llm.deployment"
+ADMIN_PREFIX = "admin"
+LEDGER_SPEND_UPDATED = "ledger.spend.updated.v1"
+LEDGER_TRACKING_FAILED = "ledger.tracking.failed.v1"
+LEDGER_DB_ERROR = "ledger.db.error.v1"
+ALERT_SENT = "alert.sent.v1"
+EXPORT_DEAD_LETTER = "export.deadletter.v1"
+
+
+def llm_request_subject(base: str, team_id: str | None) -> str:
+    """`llm.request.<kind>.v1.<team>` for one event."""
+    return f"{base}.{subject_token(team_id)}"
+
+
+def deployment_subject(state: str) -> str:
+    return f"{LLM_DEPLOYMENT_PREFIX}.{state}.v1"
+
+
+def admin_subject(entity: str, action: str) -> str:
+    return f"{ADMIN_PREFIX}.{entity}.{action}.v1"
+
+
+def alert_sent_subject(alert_type: str) -> str:
+    return f"{ALERT_SENT}.{alert_type}"
+
+
+# --- streams ----------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    description: str
+    duplicate_window_s: float = 120.0
+    max_age_s: float = 7 * 24 * 3600.0
+
+
+STREAM_LLM = StreamSpec("LLM", ("llm.>",), "LLM request lifecycle and router events")
+STREAM_ADMIN = StreamSpec(
+    "ADMIN", ("admin.>",), "Management changes: the audit source", max_age_s=0.0
+)
+STREAM_LEDGER = StreamSpec("LEDGER", ("ledger.>",), "Ledger outcomes: spend totals, failures")
+STREAM_ALERT = StreamSpec("ALERT", ("alert.>",), "Alerts delivered")
+STREAM_EXPORT = StreamSpec("EXPORT", ("export.>",), "Exports that exhausted their retries")
+STREAMS: tuple[StreamSpec, ...] = (
+    STREAM_LLM,
+    STREAM_ADMIN,
+    STREAM_LEDGER,
+    STREAM_ALERT,
+    STREAM_EXPORT,
+)
+
+
+# --- durable pull consumers -------------------------------------------------
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer: `<service>-<purpose>`, with its redelivery policy."""
+
+    name: str
+    stream: str
+    filter_subjects: tuple[str, ...]
+    max_deliver: int = 8
+    ack_wait_s: float = 30.0
+    # Redelivery backoff between attempts; NATS needs len(backoff) <= max_deliver.
+    backoff_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    max_ack_pending: int = 20_000
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+LEDGER_SPEND = ConsumerSpec(
+    "ledger-spend",
+    STREAM_LLM.name,
+    (f"{LLM_REQUEST_COMPLETED}.*", f"{LLM_REQUEST_FAILED}.*"),
+    description="spend logs, sessions, daily aggregates and spend totals",
+)
+LEDGER_AUDIT = ConsumerSpec(
+    "ledger-audit", STREAM_ADMIN.name, ("admin.>",), description="audit log"
+)
+EXPORTER_LLM = ConsumerSpec(
+    "exporter-llm",
+    STREAM_LLM.name,
+    (f"{LLM_REQUEST_COMPLETED}.*", f"{LLM_REQUEST_FAILED}.*"),
+    max_deliver=20,
+    ack_wait_s=60.0,
+    description="routes LLM events to external sinks",
+)
+ALERTER_LLM = ConsumerSpec(
+    "alerter-llm", STREAM_LLM.name, ("llm.>",), description="LLM, outage and router alerts"
+)
+ALERTER_ADMIN = ConsumerSpec(
+    "alerter-admin", STREAM_ADMIN.name, ("admin.>",), description="management alerts"
+)
+ALERTER_LEDGER = ConsumerSpec(
+    "alerter-ledger", STREAM_LEDGER.name, ("ledger.>",), description="budget and db alerts"
+)
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    LEDGER_SPEND,
+    LEDGER_AUDIT,
+    EXPORTER_LLM,
+    ALERTER_LLM,
+    ALERTER_ADMIN,
+    ALERTER_LEDGER,
+)
+
+# --- KV and object store buckets --------------------------------------------
+KV_KEYS = "tollgate-keys"
+KV_TEAMS = "tollgate-teams"
+KV_USERS = "tollgate-users"
+KV_MODELS = "tollgate-models"
+KV_SPEND = "tollgate-spend"
+KV_BUCKETS: tuple[str, ...] = (KV_KEYS, KV_TEAMS, KV_USERS, KV_MODELS, KV_SPEND)
+# Request/response bodies too large for one message travel here, by reference.
+OBJ_BODIES = "tollgate-bodies"
+
+# --- database schemas (one per owning service) --------------------------------
+SCHEMA_ADMIN = "admin"
+SCHEMA_LEDGER = "ledger"
+
+# --- HTTP headers -------------------------------------------------------------
+HDR_CALL_ID = "x-litellm-call-id"
+HDR_RESPONSE_COST = "x-litellm-response-cost"
+HDR_SESSION_ID = "x-litellm-session-id"
+HDR_LITELLM_KEY = "x-litellm-api-key"
+HDR_CHANGED_BY = "litellm-changed-by"
+HDR_EVENT_TYPE = "Tollgate-Event"
