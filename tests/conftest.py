@@ -1,0 +1,75 @@
+"""Test session wiring: tier markers by folder, and real NATS/PostgreSQL/Redis.
+
+Integration and e2e tests use the servers named by TOLLGATE_NATS_URL,
+TOLLGATE_DATABASE_URL and TOLLGATE_REDIS_URL when set, otherwise the embedded
+binaries, started once per session in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from support.databases import fresh_database
+from tollgate_devstack.embedded import EmbeddedStack, StackUrls
+from tollgate_shared.provision import provision_url
+from tollgate_shared.publishing import connect_nats
+
+_TIERS = ("unit", "contract", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's tier is the folder it lives in: tests/<tier>/..."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in _TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+                break
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUrls]:
+    """Real servers: from the environment, or embedded for this session."""
+    given = {
+        "nats_url": os.environ.get("TOLLGATE_NATS_URL"),
+        "database_url": os.environ.get("TOLLGATE_DATABASE_URL"),
+        "redis_url": os.environ.get("TOLLGATE_REDIS_URL"),
+    }
+    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield embedded.start(**given)
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def provisioned(stack: StackUrls) -> StackUrls:
+    """Streams, consumers and buckets exist (idempotent, as `just provision`)."""
+    await provision_url(stack.nats_url)
+    return stack
+
+
+@pytest.fixture
+async def nc(provisioned: StackUrls) -> AsyncIterator[NATS]:
+    client = await connect_nats(provisioned.nats_url, "tollgate-tests")
+    try:
+        yield client
+    finally:
+        await client.drain()
+
+
+@pytest.fixture
+def js(nc: NATS) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@pytest.fixture
+async def database_url(stack: StackUrls) -> AsyncIterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    async with fresh_database(stack.database_url) as url:
+        yield url

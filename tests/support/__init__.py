@@ -1,0 +1,1 @@
+"""Helpers for the test suite: databases, service processes, fake upstreams and receivers."""
