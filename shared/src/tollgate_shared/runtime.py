@@ -30,5 +30,7 @@ def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
         lifespan="on",
         log_level=log_level.lower(),
         access_log=False,
+        # Keep the process's logging setup (setup_logging) instead of uvicorn's own.
+        log_config=None,
         timeout_graceful_shutdown=10,
     )

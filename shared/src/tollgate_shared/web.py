@@ -40,7 +40,7 @@ def health_router(
     `checks` is called per request so the checks can read the app's current state.
     """
 
-    @get("/health", operation_id=f"{service}_health", include_in_schema=True, sync_to_thread=False)
+    @get("/health", operation_id=f"{service}_health", include_in_schema=True)
     async def health() -> Response[dict[str, Any]]:
         """Liveness and readiness, with the state of each dependency."""
         named = dict(checks())
@@ -52,8 +52,9 @@ def health_router(
             status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
         )
 
-    @get("/metrics", operation_id=f"{service}_metrics", include_in_schema=False,
-         sync_to_thread=False)
+    @get(
+        "/metrics", operation_id=f"{service}_metrics", include_in_schema=False, sync_to_thread=False
+    )
     def metrics() -> Response[bytes]:
         """Prometheus text exposition."""
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

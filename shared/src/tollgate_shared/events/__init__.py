@@ -5,6 +5,7 @@ from __future__ import annotations
 from tollgate_shared.events.admin import AdminChanged
 from tollgate_shared.events.alert import AlertSent
 from tollgate_shared.events.base import Event, Money, new_event_id, utcnow
+from tollgate_shared.events.export import ExportDeadLettered
 from tollgate_shared.events.ledger import (
     LedgerDbError,
     LedgerSpendUpdated,
@@ -25,6 +26,7 @@ __all__ = [
     "AlertSent",
     "DeploymentStateChanged",
     "Event",
+    "ExportDeadLettered",
     "LedgerDbError",
     "LedgerSpendUpdated",
     "LedgerTrackingFailed",
@@ -49,6 +51,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     LedgerTrackingFailed,
     LedgerDbError,
     AlertSent,
+    ExportDeadLettered,
 )
 
 
@@ -66,8 +69,10 @@ def event_class_for_subject(subject: str) -> type[Event]:
         return AdminChanged
     elif subject.startswith("alert.sent."):
         return AlertSent
+    elif subject == ExportDeadLettered.event_type:
+        return ExportDeadLettered
     else:
-        for cls in (LedgerSpendUpdated, LedgerTrackingFailed, LedgerDbError):
-            if cls.event_type == subject:
-                return cls
+        for ledger_cls in (LedgerSpendUpdated, LedgerTrackingFailed, LedgerDbError):
+            if ledger_cls.event_type == subject:
+                return ledger_cls
     raise LookupError(f"no event class for subject {subject!r}")

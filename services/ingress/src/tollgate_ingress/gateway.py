@@ -1,0 +1,441 @@
+"""One LLM call end to end: authenticate, route, call upstream, cost, and emit events.
+
+The response never waits for JetStream: events and metrics are handed to the
+publisher after the response (or the last streamed byte) has been sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+
+from tollgate_ingress import metrics
+from tollgate_ingress.auth import (
+    AuthError,
+    Identity,
+    authenticate,
+    bearer_token,
+    check_budgets,
+    check_model_access,
+)
+from tollgate_ingress.handlers import (
+    BadRequestError,
+    Call,
+    ChatRequest,
+    StreamAccumulator,
+    Usage,
+    mock_chunks,
+    mock_completion,
+    strip_unrequested_usage,
+    usage_from,
+)
+from tollgate_ingress.pricing import cost_of
+from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
+from tollgate_ingress.upstream import openai as upstream
+from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
+from tollgate_shared import names
+from tollgate_shared.config import TollgateConfig
+from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished, new_event_id
+from tollgate_shared.kvview import KvView
+from tollgate_shared.publishing import EventPublisher
+from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
+
+log = logging.getLogger(__name__)
+
+Failure = UpstreamError | UpstreamUnreachableError
+
+
+@dataclass
+class StateViews:
+    keys: KvView[KeyState]
+    teams: KvView[TeamState]
+    users: KvView[UserState]
+    models: KvView[ModelState]
+    spend: KvView[SpendState]
+
+    def all(self) -> list[KvView[Any]]:
+        return [self.keys, self.teams, self.users, self.models, self.spend]
+
+
+@dataclass
+class Answer:
+    """A finished non-streamed call: what to send and what to do after sending it."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    after: Callable[[], None]
+
+
+@dataclass
+class StreamAnswer:
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]
+
+
+class Gateway:
+    def __init__(
+        self,
+        cfg: TollgateConfig,
+        master_key: str | None,
+        publisher: EventPublisher,
+        client: httpx.AsyncClient,
+        views: StateViews,
+        default_timeout_s: float,
+    ) -> None:
+        self.cfg = cfg
+        self.master_key = master_key
+        self.publisher = publisher
+        self.client = client
+        self.views = views
+        self.router = Router(cfg.router_settings)
+        self.default_timeout_s = (
+            cfg.router_settings.timeout or cfg.litellm_settings.request_timeout or default_timeout_s
+        )
+        self.refresh_models()
+
+    # -- state ----------------------------------------------------------------
+    def refresh_models(self) -> None:
+        self.router.set_deployments(
+            deployments_from(self.cfg.model_list, self.views.models.items().values())
+        )
+
+    def identify(self, headers: Mapping[str, str]) -> Identity:
+        token = bearer_token(headers.get("authorization"), headers.get(names.HDR_LITELLM_KEY))
+        return authenticate(
+            token,
+            self.master_key,
+            self.views.keys.items(),
+            self.views.teams.items(),
+            self.views.users.items(),
+            datetime.now(UTC),
+        )
+
+    def visible_models(self, identity: Identity) -> list[str]:
+        out = []
+        for name in self.router.model_names():
+            try:
+                check_model_access(identity, name)
+            except AuthError:
+                continue
+            out.append(name)
+        return out
+
+    def admit(self, identity: Identity, request: ChatRequest) -> None:
+        """Refuse what this caller may not do: a model it may not use, a spent budget."""
+        check_model_access(identity, request.model)
+        if not self.router.group(request.model):
+            raise BadRequestError(
+                f"Invalid model name passed in model={request.model}. Call `/v1/models` to view "
+                "available models for your key.",
+                "model",
+            )
+        check_budgets(identity, self.views.spend.items())
+
+    # -- events -----------------------------------------------------------------
+    def _emit_router(self, change: StateChange | None, request_id: str | None = None) -> None:
+        if change is None:
+            return
+        d = change.deployment
+        self.publisher.emit(
+            DeploymentStateChanged(
+                producer="ingress",
+                state=change.state,  # type: ignore[arg-type]
+                model_group=d.model_name,
+                model_id=d.model_id,
+                api_base=d.params.api_base,
+                region=d.region,
+                reason=change.reason,
+                cooldown_s=change.cooldown_s,
+                request_id=request_id,
+            )
+        )
+
+    def _finish(self, event: LlmRequestFinished) -> None:
+        self.publisher.emit(event)
+        try:
+            metrics.record(event)
+        except Exception:  # metrics must never fail a call
+            log.exception("recording metrics failed")
+
+    # -- attempts -----------------------------------------------------------------
+    def _timeout(self, dep: Deployment, stream: bool) -> float:
+        p = dep.params
+        return (p.stream_timeout if stream else None) or p.timeout or self.default_timeout_s
+
+    async def _attempt(
+        self, call: Call, open_one: Callable[[Deployment], Awaitable[Any]]
+    ) -> tuple[Deployment, Any, float]:
+        """Try deployments (retries within the group, then fallbacks) until one answers."""
+        groups = [call.request.model, *self.router.fallbacks_for(call.request.model)]
+        retries = self.router.settings.num_retries
+        last: Failure | None = None
+        for gi, group in enumerate(groups):
+            tried: set[str] = set()
+            for _ in range(retries + 1 if gi == 0 else 1):
+                dep = self.router.pick(group, time.monotonic(), frozenset(tried))
+                if dep is None:
+                    break
+                tried.add(dep.model_id)
+                call.deployment = dep
+                if gi > 0:
+                    self.publisher.emit(
+                        DeploymentStateChanged(
+                            producer="ingress",
+                            state="fallback",
+                            model_group=call.request.model,
+                            model_id=dep.model_id,
+                            api_base=dep.params.api_base,
+                            region=dep.region,
+                            fallback_model_group=group,
+                            request_id=call.request_id,
+                            reason=last.message if last else None,
+                        )
+                    )
+                t0 = time.perf_counter()
+                try:
+                    result = await open_one(dep)
+                except (UpstreamError, UpstreamUnreachableError) as exc:
+                    last = exc
+                    self._emit_router(
+                        self.router.record_failure(dep, exc.status, time.monotonic()),
+                        call.request_id,
+                    )
+                    if isinstance(exc, UpstreamError) and exc.status < 500 and exc.status != 429:
+                        raise  # the request itself is wrong: another deployment won't help
+                    continue
+                self._emit_router(
+                    self.router.record_success(dep, time.monotonic()), call.request_id
+                )
+                return dep, result, t0
+        assert last is not None
+        raise last
+
+    def _failed(
+        self, call: Call, exc: Failure, t_start: float, upstream_s: float | None
+    ) -> LlmRequestFinished:
+        if isinstance(exc, UpstreamError):
+            return call.failed(
+                elapsed_s=time.perf_counter() - t_start,
+                upstream_s=upstream_s,
+                error_class="APIError"
+                if exc.status >= 500
+                else "BadRequestError"
+                if exc.status == 400
+                else "RateLimitError"
+                if exc.status == 429
+                else "APIError",
+                error_message=exc.message,
+                error_code=exc.code,
+                status_code=exc.status,
+                upstream_status_code=exc.status,
+                upstream_reachable=True,
+                response=exc.body,
+            )
+        return call.failed(
+            elapsed_s=time.perf_counter() - t_start,
+            upstream_s=upstream_s,
+            error_class="Timeout" if exc.timed_out else "APIConnectionError",
+            error_message=exc.message,
+            status_code=exc.status,
+            upstream_status_code=None,
+            upstream_reachable=False,
+        )
+
+    def _cost(self, call: Call, usage: Usage) -> tuple[Decimal, list[str]]:
+        assert call.deployment is not None
+        cost = cost_of(
+            call.deployment.params,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+        )
+        return cost.spend, [cost.warning] if cost.warning else []
+
+    def _headers(self, call: Call, spend: Decimal | None) -> dict[str, str]:
+        h = {names.HDR_CALL_ID: call.request_id}
+        if spend is not None:
+            h[names.HDR_RESPONSE_COST] = format(spend, "f")
+        if call.deployment is not None:
+            h["x-litellm-model-id"] = call.deployment.model_id
+            if call.deployment.params.api_base:
+                h["x-litellm-model-api-base"] = call.deployment.params.api_base
+        return h
+
+    # -- non-streamed ---------------------------------------------------------------
+    async def complete(self, call: Call, t_start: float) -> Answer:
+        self.publisher.emit(call.started())
+        req = call.request
+
+        async def one(dep: Deployment) -> dict[str, Any]:
+            mock = req.mock_response if req.mock_response is not None else dep.params.mock_response
+            if mock is not None:
+                return mock_completion(
+                    req.model,
+                    str(mock),
+                    req.messages,
+                    f"chatcmpl-{new_event_id()}",
+                    int(time.time()),
+                )
+            return await upstream.chat(
+                self.client, dep, req.upstream_body, self._timeout(dep, False), call.traceparent
+            )
+
+        try:
+            _dep, data, t_up = await self._attempt(call, one)
+        except (UpstreamError, UpstreamUnreachableError) as exc:
+            event = self._failed(call, exc, t_start, None)
+            return Answer(
+                exc.status,
+                error_body(
+                    exc.message,
+                    _err_type(exc.status),
+                    None,
+                    getattr(exc, "code", None) or str(exc.status),
+                ),
+                self._headers(call, None),
+                lambda: self._finish(event),
+            )
+        upstream_s = time.perf_counter() - t_up
+        usage = usage_from(data.get("usage"))
+        spend, warnings = self._cost(call, usage)
+        elapsed = time.perf_counter() - t_start
+
+        def after() -> None:
+            self._finish(
+                call.completed(
+                    elapsed_s=elapsed,
+                    upstream_s=upstream_s,
+                    first_token_s=None,
+                    usage=usage,
+                    spend=spend,
+                    response=data,
+                    warnings=warnings,
+                )
+            )
+
+        return Answer(200, orjson.dumps(data), self._headers(call, spend), after)
+
+    # -- streamed -------------------------------------------------------------------
+    async def stream(self, call: Call, t_start: float) -> Answer | StreamAnswer:
+        self.publisher.emit(call.started())
+        req = call.request
+
+        async def one(dep: Deployment) -> Any:
+            mock = req.mock_response if req.mock_response is not None else dep.params.mock_response
+            if mock is not None:
+                return mock_chunks(
+                    mock_completion(
+                        req.model,
+                        str(mock),
+                        req.messages,
+                        f"chatcmpl-{new_event_id()}",
+                        int(time.time()),
+                    )
+                )
+            s = upstream.ChatStream(
+                self.client, dep, req.upstream_body, self._timeout(dep, True), call.traceparent
+            )
+            await s.open()
+            return s
+
+        try:
+            _dep, source, t_up = await self._attempt(call, one)
+        except (UpstreamError, UpstreamUnreachableError) as exc:
+            event = self._failed(call, exc, t_start, None)
+            return Answer(
+                exc.status,
+                error_body(
+                    exc.message,
+                    _err_type(exc.status),
+                    None,
+                    getattr(exc, "code", None) or str(exc.status),
+                ),
+                self._headers(call, None),
+                lambda: self._finish(event),
+            )
+        return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
+
+    async def _relay(
+        self, call: Call, source: Any, t_start: float, t_up: float
+    ) -> AsyncIterator[bytes]:
+        acc = StreamAccumulator()
+        first: float | None = None
+        event: LlmRequestFinished | None = None
+        wants_usage = call.request.client_wants_usage
+        try:
+            chunks = source.chunks() if isinstance(source, upstream.ChatStream) else _aiter(source)
+            async for chunk in chunks:
+                if chunk is None:
+                    break
+                if first is None:
+                    first = time.perf_counter()
+                acc.feed(chunk)
+                out = chunk if wants_usage else strip_unrequested_usage(chunk)
+                if out is not None:
+                    yield b"data: " + orjson.dumps(out) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+            now = time.perf_counter()
+            usage = acc.usage or Usage()
+            spend, warnings = self._cost(call, usage)
+            if acc.usage is None:
+                warnings.append("upstream sent no usage for this stream; tokens recorded as 0")
+            event = call.completed(
+                elapsed_s=now - t_start,
+                upstream_s=now - t_up,
+                first_token_s=(first - t_start) if first is not None else None,
+                usage=usage,
+                spend=spend,
+                response=acc.response(),
+                warnings=warnings,
+            )
+        except (UpstreamError, UpstreamUnreachableError) as exc:
+            event = self._failed(call, exc, t_start, time.perf_counter() - t_up)
+            err = error_body(exc.message, _err_type(exc.status), None, str(exc.status))
+            yield b"data: " + err + b"\n\n"
+        finally:
+            if isinstance(source, upstream.ChatStream):
+                await source.close()
+            if event is None:  # the client went away mid-stream
+                event = call.failed(
+                    elapsed_s=time.perf_counter() - t_start,
+                    upstream_s=time.perf_counter() - t_up,
+                    error_class="ClientDisconnected",
+                    error_message="client closed the connection before the stream ended",
+                    status_code=499,
+                    upstream_status_code=None,
+                    upstream_reachable=True,
+                    response=acc.response(),
+                )
+            self._finish(event)
+
+
+async def _aiter(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any] | None]:
+    for item in items:
+        yield item
+    yield None
+
+
+def _err_type(status: int) -> str:
+    if status == 401:
+        return "auth_error"
+    if status == 429:
+        return "rate_limit_error"
+    if 400 <= status < 500:
+        return "invalid_request_error"
+    return "api_error"
+
+
+def error_body(message: str, err_type: str, param: str | None, code: str | None) -> bytes:
+    """OpenAI's error format."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+    )

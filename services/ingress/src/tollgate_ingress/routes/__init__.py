@@ -1,0 +1,1 @@
+"""HTTP edge of ingress: the OpenAI-compatible routes and the forwarded control paths."""

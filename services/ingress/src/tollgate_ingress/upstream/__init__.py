@@ -1,0 +1,1 @@
+"""Adapters to the model providers ingress forwards to."""

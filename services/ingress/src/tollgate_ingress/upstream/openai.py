@@ -1,0 +1,173 @@
+"""An OpenAI-compatible upstream over HTTP: plain and streamed chat completions.
+
+Exceptions: UpstreamError (the upstream answered with an error status),
+UpstreamUnreachableError (no connection, or it timed out). Both carry what the
+client's OpenAI-format error and the failed event need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+from httpx_sse import EventSource
+
+from tollgate_ingress.routing import Deployment
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+
+class UpstreamError(Exception):
+    def __init__(
+        self, status: int, message: str, body: Any = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.code = code
+
+
+class UpstreamUnreachableError(Exception):
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.timed_out = timed_out
+
+    @property
+    def status(self) -> int:
+        return 504 if self.timed_out else 502
+
+
+def _url(dep: Deployment) -> str:
+    return (dep.params.api_base or DEFAULT_API_BASE).rstrip("/") + "/chat/completions"
+
+
+def _headers(dep: Deployment, traceparent: str | None) -> dict[str, str]:
+    h = {"content-type": "application/json"}
+    if dep.params.api_key:
+        h["authorization"] = f"Bearer {dep.params.api_key}"
+    if traceparent:
+        h["traceparent"] = traceparent
+    return h
+
+
+def _body_for(dep: Deployment, body: dict[str, Any]) -> bytes:
+    return orjson.dumps({**body, "model": dep.params.upstream_model})
+
+
+def _error_from(resp: httpx.Response, raw: bytes) -> UpstreamError:
+    message = f"upstream answered {resp.status_code}"
+    code = None
+    body: Any = None
+    try:
+        body = orjson.loads(raw)
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            code = str(err["code"]) if err.get("code") is not None else None
+        elif isinstance(err, str):
+            message = err
+    except orjson.JSONDecodeError:
+        text = raw.decode(errors="replace").strip()
+        if text:
+            message = f"{message}: {text[:500]}"
+    return UpstreamError(resp.status_code, message, body, code)
+
+
+def _unreachable(exc: httpx.HTTPError, dep: Deployment) -> UpstreamUnreachableError:
+    timed_out = isinstance(exc, httpx.TimeoutException)
+    what = "timed out" if timed_out else "is unreachable"
+    return UpstreamUnreachableError(
+        f"upstream {dep.params.api_base or DEFAULT_API_BASE} {what}: {type(exc).__name__}",
+        timed_out,
+    )
+
+
+async def chat(
+    client: httpx.AsyncClient,
+    dep: Deployment,
+    body: dict[str, Any],
+    timeout: float,
+    traceparent: str | None,
+) -> dict[str, Any]:
+    try:
+        resp = await client.post(
+            _url(dep),
+            content=_body_for(dep, body),
+            headers=_headers(dep, traceparent),
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise _unreachable(exc, dep) from exc
+    if resp.status_code >= 400:
+        raise _error_from(resp, resp.content)
+    try:
+        data = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(502, "upstream answered with a body that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(502, "upstream answered with JSON that is not an object")
+    return data
+
+
+class ChatStream:
+    """An open streamed response: `open()` raises on an error status, then iterate chunks."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        dep: Deployment,
+        body: dict[str, Any],
+        timeout: float,
+        traceparent: str | None,
+    ) -> None:
+        self._client = client
+        self._dep = dep
+        self._request = client.build_request(
+            "POST",
+            _url(dep),
+            content=_body_for(dep, body),
+            headers=_headers(dep, traceparent),
+            timeout=timeout,
+        )
+        self._resp: httpx.Response | None = None
+
+    async def open(self) -> None:
+        try:
+            self._resp = await self._client.send(self._request, stream=True)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc, self._dep) from exc
+        if self._resp.status_code >= 400:
+            raw = await self._resp.aread()
+            await self._resp.aclose()
+            raise _error_from(self._resp, raw)
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any] | None]:
+        """Each decoded chunk; None marks the `[DONE]` sentinel."""
+        assert self._resp is not None
+        try:
+            async for sse in EventSource(self._resp).aiter_sse():
+                data = sse.data
+                if not data:
+                    continue
+                if data.strip() == "[DONE]":
+                    yield None
+                    return
+                try:
+                    chunk = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    continue  # keep-alive comments or garbage: nothing to relay
+                if isinstance(chunk, dict):
+                    if "error" in chunk and not chunk.get("choices"):
+                        err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                        raise UpstreamError(502, str(err.get("message") or chunk["error"]))
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc, self._dep) from exc
+
+    async def close(self) -> None:
+        if self._resp is not None:
+            await self._resp.aclose()
