@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+
 from support.databases import fresh_database
 from tollgate_devstack.embedded import EmbeddedStack, StackUrls
 from tollgate_shared.provision import provision_url

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
+
 from tollgate_devstack.embedded import free_port
 
 
@@ -66,8 +67,14 @@ class FakeUpstream:
                 await asyncio.sleep(up.latency_s)
             if up.fail_status:
                 return Response(
-                    {"error": {"message": "injected failure", "type": "server_error",
-                               "param": None, "code": str(up.fail_status)}},
+                    {
+                        "error": {
+                            "message": "injected failure",
+                            "type": "server_error",
+                            "param": None,
+                            "code": str(up.fail_status),
+                        }
+                    },
                     status_code=up.fail_status,
                 )
             rid = f"chatcmpl-fake{len(up.requests)}"
@@ -77,9 +84,17 @@ class FakeUpstream:
                 return Stream(up._sse(body, rid, created, model), media_type="text/event-stream")
             return Response(
                 {
-                    "id": rid, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": up.reply}}],
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": up.reply},
+                        }
+                    ],
                     "usage": up.usage(body),
                 }
             )
@@ -95,9 +110,13 @@ class FakeUpstream:
     ) -> AsyncIterator[bytes]:
         def chunk(delta: dict[str, Any], finish: str | None, usage: Any = None) -> bytes:
             d: dict[str, Any] = {
-                "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "id": rid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
-                if delta is not None else [],
+                if delta is not None
+                else [],
             }
             if usage is not None or (body.get("stream_options") or {}).get("include_usage"):
                 d["usage"] = usage
@@ -117,8 +136,7 @@ class FakeUpstream:
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[int]:
     """Serve an ASGI app with uvicorn in a background thread; yields the port."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -38,7 +38,9 @@ def start_service(
     full_env = {**os.environ, **env, "TOLLGATE_PORT": str(port), "TOLLGATE_HOST": "127.0.0.1"}
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module], env=full_env, stdout=log_file,
+            [sys.executable, "-m", module],
+            env=full_env,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     svc = Service(module, port, proc, log_path)

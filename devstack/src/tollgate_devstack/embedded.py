@@ -136,13 +136,20 @@ class EmbeddedStack:
         proc = subprocess.Popen(
             [
                 redis_server_binary(),
-                "--bind", "127.0.0.1",
-                "--port", str(port),
-                "--dir", str(d),
-                "--appendonly", "yes",
-                "--save", "",
-                "--logfile", str(d / "redis.log"),
-                "--protected-mode", "no",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(d),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--logfile",
+                str(d / "redis.log"),
+                "--protected-mode",
+                "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -153,16 +160,19 @@ class EmbeddedStack:
         return f"redis://127.0.0.1:{port}/0"
 
     def start_postgres(self) -> str:
-        import pgserver  # type: ignore[import-untyped]
-
         d = self.data_dir / "pg"
         d.mkdir(parents=True, exist_ok=True)
+        if not (d / "PG_VERSION").exists():
+            self._announce("first start: creating the PostgreSQL data folder (a few seconds)")
         self._announce(f"starting PostgreSQL (unix socket, data in {d})")
         # pgserver listens on a unix socket only: no TCP port to collide with.
         with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (headless machines).
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (headless machines),
+            # already while pgserver is imported.
             warnings.simplefilter("ignore")
-            server = pgserver.get_server(d, cleanup_mode="stop")
+            import pgserver  # type: ignore[import-untyped]
+
+            server = pgserver.get_server(d, cleanup_mode="stop")  # type: ignore[attr-defined]
         self._pg = server
         return str(server.get_uri())
 

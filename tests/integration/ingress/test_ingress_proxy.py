@@ -1,0 +1,261 @@
+"""Ingress as a real process, against real NATS and a real OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from nats.js import JetStreamContext
+
+from support.configs import MASTER_KEY, write_config
+from support.events import wait_for_events
+from support.fake_upstream import FakeUpstream, fake_upstream
+from support.processes import Service, start_service, stop_service
+from tollgate_devstack.embedded import StackUrls, free_port
+from tollgate_shared import names
+from tollgate_shared.state import KeyState, ModelState, TeamState, hash_key
+
+COMPLETED = "llm.request.completed.v1.>"
+FAILED = "llm.request.failed.v1.>"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    with fake_upstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def ingress(
+    provisioned: StackUrls, upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("ingress")
+    cfg = write_config(
+        tmp / "config.yaml",
+        upstream.base_url,
+        router_settings={"num_retries": 0, "allowed_fails": 100},
+    )
+    svc = start_service(
+        "tollgate_ingress",
+        free_port(),
+        {
+            **provisioned.env(),
+            "TOLLGATE_CONFIG": str(cfg),
+            "TOLLGATE_SPOOL_PATH": str(tmp / "spool.sqlite3"),
+        },
+        tmp,
+    )
+    yield svc
+    stop_service(svc)
+
+
+@pytest.fixture
+def client(ingress: Service) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{ingress.url}/v1", api_key=MASTER_KEY, max_retries=0)
+
+
+@pytest.fixture(autouse=True)
+def healthy_upstream(upstream: FakeUpstream) -> None:
+    upstream.fail_status = None
+    upstream.latency_s = 0.0
+    upstream.hang = False
+
+
+async def test_plain_call_headers_and_event(
+    client: openai.AsyncOpenAI, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake",
+        messages=[{"role": "user", "content": "three little words"}],
+        extra_body={
+            "metadata": {"session_id": "sess-plain", "tags": ["t1"], "generation_name": "gen"}
+        },
+    )
+    resp = raw.parse()
+    assert resp.choices[0].message.content == upstream.reply
+    call_id = raw.headers[names.HDR_CALL_ID]
+    # 3 prompt words x 0.000003 + 5 completion words x 0.000007
+    assert Decimal(raw.headers[names.HDR_RESPONSE_COST]) == Decimal("0.000044")
+    assert "metadata" not in upstream.requests[-1]
+    assert upstream.requests[-1]["model"] == "fake-model"
+    assert upstream.headers[-1]["authorization"] == "Bearer sk-upstream"
+    [(subject, ev)] = await wait_for_events(js, COMPLETED, {"request_id": call_id})
+    assert subject == "llm.request.completed.v1._"
+    assert (ev["prompt_tokens"], ev["completion_tokens"], ev["spend"]) == (3, 5, "0.000044")
+    assert ev["session_id"] == "sess-plain"
+    assert ev["tags"] == ["t1"]
+    assert ev["metadata"]["generation_name"] == "gen"
+    assert ev["model_id"] == "fake-1"
+    assert ev["messages"] == [{"role": "user", "content": "three little words"}]
+    started = await wait_for_events(js, "llm.request.started.v1.>", {"request_id": call_id})
+    assert len(started) == 1
+
+
+async def test_stream_relays_and_strips_unasked_usage(
+    client: openai.AsyncOpenAI, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake",
+        messages=[{"role": "user", "content": "three little words"}],
+        stream=True,
+        extra_headers={"x-litellm-session-id": "sess-stream"},
+    )
+    call_id = raw.headers[names.HDR_CALL_ID]
+    chunks = [c async for c in raw.parse()]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == upstream.reply
+    assert all(c.usage is None for c in chunks)
+    assert upstream.requests[-1]["stream_options"] == {"include_usage": True}
+    [(_, ev)] = await wait_for_events(js, COMPLETED, {"request_id": call_id})
+    # Costed exactly like the same call unstreamed.
+    assert (ev["prompt_tokens"], ev["completion_tokens"], ev["spend"]) == (3, 5, "0.000044")
+    assert ev["stream"] is True
+    assert ev["session_id"] == "sess-stream"
+    assert ev["completion_start_time"] is not None
+    assert ev["response"]["choices"][0]["message"]["content"] == upstream.reply
+
+
+async def test_stream_keeps_usage_when_asked(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(
+        model="fake",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usages = [c.usage for c in [c async for c in stream] if c.usage]
+    assert len(usages) == 1
+    assert usages[0].prompt_tokens == 1
+
+
+async def test_upstream_error_keeps_status_and_is_a_failed_event(
+    client: openai.AsyncOpenAI, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    upstream.fail_status = 503
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(
+            model="fake", messages=[{"role": "user", "content": "x"}], user="end-503"
+        )
+    assert info.value.status_code == 503
+    body = info.value.response.json()
+    assert body["error"]["message"] == "injected failure"
+    call_id = info.value.response.headers[names.HDR_CALL_ID]
+    [(_, ev)] = await wait_for_events(js, FAILED, {"request_id": call_id})
+    assert (ev["status_code"], ev["upstream_status_code"], ev["status"]) == (503, 503, "failure")
+    assert ev["end_user"] == "end-503"
+
+
+async def test_unreachable_upstream_is_502(
+    provisioned: StackUrls, tmp_path: Path, js: JetStreamContext
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    cfg = write_config(tmp_path / "c.yaml", dead)
+    svc = start_service(
+        "tollgate_ingress",
+        free_port(),
+        {
+            **provisioned.env(),
+            "TOLLGATE_CONFIG": str(cfg),
+            "TOLLGATE_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
+        },
+        tmp_path,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{svc.url}/chat/completions",
+                headers={"authorization": f"Bearer {MASTER_KEY}"},
+                json={"model": "fake", "messages": [{"role": "user", "content": "x"}]},
+            )
+        assert r.status_code == 502
+        assert "unreachable" in r.json()["error"]["message"]
+        [(_, ev)] = await wait_for_events(js, FAILED, {"request_id": r.headers[names.HDR_CALL_ID]})
+        assert ev["upstream_reachable"] is False
+    finally:
+        stop_service(svc)
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ("not json", None),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "fake", "messages": "hello"}, "messages"),
+        ({"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, "model"),
+        (
+            {"model": "fake", "messages": [{"role": "user", "content": "x"}], "stream": "1"},
+            "stream",
+        ),
+    ],
+)
+async def test_bad_input_is_an_openai_400(
+    ingress: Service, payload: object, param: str | None
+) -> None:
+    content = payload if isinstance(payload, str) else json.dumps(payload)
+    async with httpx.AsyncClient() as http:
+        r = await http.post(
+            f"{ingress.url}/v1/chat/completions",
+            content=content,
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        )
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_virtual_keys_and_models_follow_kv_within_a_second(
+    ingress: Service, js: JetStreamContext
+) -> None:
+    keys = await js.key_value(names.KV_KEYS)
+    teams = await js.key_value(names.KV_TEAMS)
+    models = await js.key_value(names.KV_MODELS)
+    plaintext = "sk-integration-virtual-key-1"
+    digest = hash_key(plaintext)
+    await teams.put("team-virt", TeamState(team_id="team-virt", team_alias="Virt").to_json())
+    await keys.put(
+        digest,
+        KeyState(
+            token=digest, key_alias="virt", team_id="team-virt", models=["demo", "added"]
+        ).to_json(),
+    )
+    client = openai.AsyncOpenAI(base_url=f"{ingress.url}/v1", api_key=plaintext, max_retries=0)
+
+    async def status(model: str = "demo") -> int:
+        try:
+            await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "x"}]
+            )
+        except openai.APIStatusError as exc:
+            return exc.status_code
+        return 200
+
+    async def eventually(expected: int, model: str = "demo") -> None:
+        for _ in range(20):
+            if await status(model) == expected:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"status never became {expected}")
+
+    await eventually(200)
+    [(_subject, ev)] = await wait_for_events(
+        js, "llm.request.completed.v1.team-virt", {"key_alias": "virt"}
+    )
+    assert (ev["api_key_hash"], ev["team_id"], ev["team_alias"]) == (digest, "team-virt", "Virt")
+    assert await status("fake") == 403  # not in the key's models
+    await models.put(
+        "added-1",
+        ModelState(
+            model_id="added-1",
+            model_name="added",
+            litellm_params={"model": "openai/a", "mock_response": "hi"},
+        ).to_json(),
+    )
+    await eventually(200, "added")
+    await keys.put(digest, KeyState(token=digest, blocked=True).to_json())
+    await eventually(403)
+    await keys.delete(digest)
+    await eventually(401)

@@ -1,0 +1,152 @@
+"""Key resolution, model access, budgets, and the router's cooldowns (pure logic)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from tollgate_ingress.auth import (
+    AuthError,
+    authenticate,
+    bearer_token,
+    check_budgets,
+    check_model_access,
+)
+from tollgate_ingress.forwarding import Owners
+from tollgate_ingress.routing import Router, deployments_from
+from tollgate_shared.config import ModelEntry, RouterSettings
+from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, hash_key
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+KEY = "sk-test-abc"
+H = hash_key(KEY)
+
+
+def keys(**kw: object) -> dict[str, KeyState]:
+    return {H: KeyState(token=H, key_alias="alias", team_id="team-a", user_id="u1", **kw)}  # type: ignore[arg-type]
+
+
+TEAMS = {"team-a": TeamState(team_id="team-a", team_alias="Team A")}
+
+
+def test_bearer_token_sources() -> None:
+    assert bearer_token("Bearer sk-1", None) == "sk-1"
+    assert bearer_token("bearer  sk-2 ", None) == "sk-2"
+    assert bearer_token(None, "sk-3") == "sk-3"
+    assert bearer_token("Bearer sk-1", "Bearer sk-4") == "sk-4"
+    assert bearer_token("", None) is None
+
+
+def test_master_key_and_virtual_key_identity() -> None:
+    assert authenticate("sk-master", "sk-master", {}, {}, {}, NOW).is_master
+    ident = authenticate(KEY, "sk-master", keys(), TEAMS, {}, NOW)
+    assert (
+        ident.api_key_hash,
+        ident.key_alias,
+        ident.team_id,
+        ident.team_alias,
+        ident.user_id,
+    ) == (H, "alias", "team-a", "Team A", "u1")
+
+
+@pytest.mark.parametrize(
+    ("token", "ks", "status", "code"),
+    [
+        (None, {}, 401, "missing_key"),
+        ("sk-unknown", {}, 401, "invalid_key"),
+        (KEY, keys(blocked=True), 403, "key_blocked"),
+        (KEY, keys(expires=NOW - timedelta(seconds=1)), 401, "key_expired"),
+    ],
+)
+def test_refusals_say_why(
+    token: str | None, ks: dict[str, KeyState], status: int, code: str
+) -> None:
+    with pytest.raises(AuthError) as info:
+        authenticate(token, "sk-master", ks, TEAMS, {}, NOW)
+    assert (info.value.status, info.value.code) == (status, code)
+
+
+def test_blocked_team_refuses_its_keys() -> None:
+    teams = {"team-a": TeamState(team_id="team-a", blocked=True)}
+    with pytest.raises(AuthError, match="team team-a is blocked"):
+        authenticate(KEY, None, keys(), teams, {}, NOW)
+
+
+def test_model_access_by_key_and_team() -> None:
+    ident = authenticate(KEY, None, keys(models=["gpt-a"]), TEAMS, {}, NOW)
+    check_model_access(ident, "gpt-a")
+    with pytest.raises(AuthError, match="not allowed to access model 'gpt-b'"):
+        check_model_access(ident, "gpt-b")
+    teams = {"team-a": TeamState(team_id="team-a", models=["gpt-c"])}
+    ident = authenticate(KEY, None, keys(), teams, {}, NOW)
+    with pytest.raises(AuthError, match="Team team-a"):
+        check_model_access(ident, "gpt-a")
+
+
+def test_budget_exceeded_from_ledger_totals() -> None:
+    ident = authenticate(KEY, None, keys(max_budget=Decimal("1.00")), TEAMS, {}, NOW)
+    check_budgets(ident, {f"key.{H}": SpendState(entity="key", entity_id=H, spend=Decimal("0.99"))})
+    with pytest.raises(AuthError, match="Budget has been exceeded"):
+        check_budgets(
+            ident, {f"key.{H}": SpendState(entity="key", entity_id=H, spend=Decimal("1.00"))}
+        )
+
+
+def _router(**settings: object) -> Router:
+    entries = [
+        ModelEntry.model_validate(
+            {
+                "model_name": "g",
+                "litellm_params": {"model": "openai/x", "api_base": f"http://b{i}"},
+                "model_info": {"id": f"d{i}"},
+            }
+        )
+        for i in range(2)
+    ]
+    r = Router(RouterSettings(**settings), random.Random(1))  # type: ignore[arg-type]
+    r.set_deployments(
+        deployments_from(
+            entries,
+            [ModelState(model_id="d9", model_name="h", litellm_params={"model": "openai/y"})],
+        )
+    )
+    return r
+
+
+def test_admin_models_join_config_models() -> None:
+    r = _router()
+    assert sorted(r.model_names()) == ["g", "h"]
+    assert r.pick("h", 0.0).model_id == "d9"  # type: ignore[union-attr]
+    assert r.pick("nope", 0.0) is None
+
+
+def test_cooldown_after_allowed_fails_then_recovery() -> None:
+    r = _router(allowed_fails=1, cooldown_time=10)
+    d0 = next(d for d in r.group("g") if d.model_id == "d0")
+    assert r.record_failure(d0, 503, 0.0) is None
+    assert r.record_failure(d0, 400, 0.5) is None  # a client error says nothing of health
+    change = r.record_failure(d0, 503, 1.0)
+    assert change is not None
+    assert change.state == "cooled_down"
+    assert all(r.pick("g", 2.0).model_id == "d1" for _ in range(20))  # type: ignore[union-attr]
+    assert r.record_success(d0, 5.0) is None  # still cooling
+    assert r.record_success(d0, 12.0).state == "recovered"  # type: ignore[union-attr]
+
+
+def test_fallbacks_from_router_settings() -> None:
+    r = _router(fallbacks=[{"g": ["h"]}])
+    assert r.fallbacks_for("g") == ["h"]
+    assert r.fallbacks_for("h") == []
+
+
+def test_forwarded_paths_reach_their_owner() -> None:
+    o = Owners("http://a", "http://l", "http://e", "http://al")
+    assert o.url_for("/key/generate") == "http://a/key/generate"
+    assert o.url_for("/key/health") == "http://e/key/health"
+    assert o.url_for("/spend/logs") == "http://l/spend/logs"
+    assert o.url_for("/health/services") == "http://al/health/services"
+    assert o.url_for("/keys") is None
+    assert o.url_for("/v1/chat/completions") is None

@@ -1,0 +1,158 @@
+"""Request parsing, usage accounting and stream handling (pure logic)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from tollgate_ingress.handlers import (
+    BadRequestError,
+    StreamAccumulator,
+    mock_chunks,
+    mock_completion,
+    parse_chat_request,
+    strip_unrequested_usage,
+    usage_from,
+)
+from tollgate_ingress.pricing import cost_of
+from tollgate_shared.config import LitellmParams
+
+MSG = [{"role": "user", "content": "hi there"}]
+
+
+def body(**kw: object) -> bytes:
+    return orjson.dumps({"model": "m", "messages": MSG, **kw})
+
+
+def test_session_id_sources_in_priority_order() -> None:
+    hdr = {"x-litellm-session-id": "from-header"}
+    assert parse_chat_request(body(), hdr).session_id == "from-header"
+    assert parse_chat_request(body(metadata={"session_id": "meta"}), hdr).session_id == "meta"
+    both = body(litellm_session_id="body", metadata={"session_id": "meta"})
+    assert parse_chat_request(both, hdr).session_id == "body"
+
+
+def test_gateway_fields_are_not_forwarded_and_tags_are_merged() -> None:
+    req = parse_chat_request(
+        body(
+            metadata={"tags": ["a"], "generation_name": "g", "trace_id": "t1"},
+            tags=["b"],
+            litellm_session_id="s",
+            temperature=0.2,
+            user="end-1",
+        ),
+        {"x-litellm-tags": "c, a"},
+    )
+    assert req.tags == ["a", "b", "c"]
+    assert req.trace_id == "t1"
+    assert req.end_user == "end-1"
+    assert req.model_parameters == {"temperature": 0.2}
+    assert "metadata" not in req.upstream_body
+    assert "litellm_session_id" not in req.upstream_body
+    assert req.upstream_body["user"] == "end-1"
+
+
+def test_streaming_always_asks_upstream_for_usage() -> None:
+    req = parse_chat_request(body(stream=True), {})
+    assert req.upstream_body["stream_options"] == {"include_usage": True}
+    assert req.client_wants_usage is False
+    asked = parse_chat_request(body(stream=True, stream_options={"include_usage": True}), {})
+    assert asked.client_wants_usage is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b"not json", None),
+        (b"[1, 2]", None),
+        (orjson.dumps({"messages": MSG}), "model"),
+        (orjson.dumps({"model": 3, "messages": MSG}), "model"),
+        (orjson.dumps({"model": "m"}), "messages"),
+        (orjson.dumps({"model": "m", "messages": []}), "messages"),
+        (orjson.dumps({"model": "m", "messages": ["x"]}), "messages[0]"),
+        (body(stream="yes"), "stream"),
+        (body(metadata=[1]), "metadata"),
+        (body(metadata={"tags": "x"}, tags=[1]), "tags"),
+        (body(user=5), "user"),
+        (body(stream_options=3), "stream_options"),
+    ],
+)
+def test_bad_requests_name_the_parameter(raw: bytes, param: str | None) -> None:
+    with pytest.raises(BadRequestError) as info:
+        parse_chat_request(raw, {})
+    assert info.value.param == param
+
+
+def test_usage_details_are_read() -> None:
+    u = usage_from(
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 2},
+        }
+    )
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (10, 5, 15)
+    assert (u.cached_tokens, u.reasoning_tokens) == (4, 2)
+    assert usage_from(None).total_tokens == 0
+    assert usage_from({"prompt_tokens": -3}).prompt_tokens == 0
+
+
+def test_stream_accumulator_rebuilds_the_response() -> None:
+    full = mock_completion("m", "one two three", MSG, "id1", 1)
+    acc = StreamAccumulator()
+    for c in mock_chunks(full):
+        acc.feed(c)
+    resp = acc.response()
+    assert resp["choices"][0]["message"]["content"] == "one two three"
+    assert resp["choices"][0]["finish_reason"] == "stop"
+    assert acc.usage is not None
+    assert acc.usage.total_tokens == full["usage"]["total_tokens"]
+
+
+def test_unrequested_usage_is_stripped() -> None:
+    assert strip_unrequested_usage({"choices": [], "usage": {"x": 1}}) is None
+    assert strip_unrequested_usage({"choices": [{"i": 0}], "usage": None}) == {
+        "choices": [{"i": 0}]
+    }
+    assert strip_unrequested_usage({"choices": [1]}) == {"choices": [1]}
+
+
+def test_streamed_and_plain_calls_cost_the_same() -> None:
+    full = mock_completion("m", "a reply of several words", MSG, "id", 1)
+    acc = StreamAccumulator()
+    for c in mock_chunks(full):
+        acc.feed(c)
+    params = LitellmParams(model="openai/gpt-4o")
+    plain = usage_from(full["usage"])
+    assert acc.usage == plain
+    assert cost_of(params, plain.prompt_tokens, plain.completion_tokens) == cost_of(
+        params, acc.usage.prompt_tokens, acc.usage.completion_tokens
+    )
+
+
+def test_config_prices_win_and_are_decimal() -> None:
+    params = LitellmParams(
+        model="openai/x",
+        input_cost_per_token=Decimal("0.000001"),
+        output_cost_per_token=Decimal("0.000002"),
+    )
+    c = cost_of(params, 1000, 500)
+    assert c.spend == Decimal("0.002")
+    assert c.source == "config"
+
+
+def test_catalogue_price_for_known_model() -> None:
+    c = cost_of(LitellmParams(model="openai/gpt-4o"), 1000, 100)
+    assert c.source == "genai-prices"
+    assert c.spend > 0
+    assert isinstance(c.spend, Decimal)
+
+
+def test_unknown_model_costs_zero_with_a_warning() -> None:
+    c = cost_of(LitellmParams(model="openai/no-such-model-xyz"), 1000, 100)
+    assert c.spend == 0
+    assert c.warning is not None
+    assert "no-such-model-xyz" in c.warning
