@@ -95,8 +95,8 @@ class GeneralSettings(_Section):
     disable_error_logs: bool = False
     maximum_spend_logs_retention_period: str | None = None
     maximum_spend_logs_retention_interval: str | None = None
-    alerting: list[Literal["slack", "webhook", "pagerduty", "email", "discord", "msteams"]] = (
-        Field(default_factory=list)
+    alerting: list[Literal["slack", "webhook", "pagerduty", "email", "discord", "msteams"]] = Field(
+        default_factory=list
     )
     alerting_threshold: float = Field(300, gt=0)
     alert_types: list[str] | None = None

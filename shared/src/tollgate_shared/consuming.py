@@ -38,8 +38,9 @@ def redelivery_delay(spec: ConsumerSpec, msg: Msg) -> float:
 
 async def terminate(spec: ConsumerSpec, msg: Msg, reason: str) -> None:
     MESSAGES_TERMINATED.labels(spec.name).inc()
-    log.warning("terminating message %s on %s: %s", msg.metadata.sequence.stream, msg.subject,
-                reason)
+    log.warning(
+        "terminating message %s on %s: %s", msg.metadata.sequence.stream, msg.subject, reason
+    )
     await msg.term()
 
 

@@ -65,8 +65,12 @@ async def offload_content(js: JetStreamContext, event: LlmRequestFinished) -> Ll
     body = event.model_dump_json(include={"messages", "response", "proxy_server_request"})
     await obj.put(event.event_id, body.encode())
     return event.model_copy(
-        update={"messages": None, "response": None, "proxy_server_request": None,
-                "content_ref": event.event_id}
+        update={
+            "messages": None,
+            "response": None,
+            "proxy_server_request": None,
+            "content_ref": event.event_id,
+        }
     )
 
 
@@ -172,14 +176,14 @@ class EventPublisher:
                 self._js = self._nc.jetstream(timeout=self._ack_timeout)
                 log.info("publisher connected to NATS")
             except Exception as exc:
-                log.warning("NATS unreachable (%s); events are spooled to %s", exc, self._spool.path)
+                log.warning(
+                    "NATS unreachable (%s); events are spooled to %s", exc, self._spool.path
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     def _spool_events(self, events: list[Event]) -> None:
-        self._spool.append(
-            [(e.subject(), e.event_id, e.to_json(), e.event_type) for e in events]
-        )
+        self._spool.append([(e.subject(), e.event_id, e.to_json(), e.event_type) for e in events])
         for e in events:
             EVENTS_SPOOLED.labels(e.event_type).inc()
         SPOOL_DEPTH.set(len(self._spool))
@@ -262,6 +266,3 @@ class EventPublisher:
             return False
         log.info("replayed %d spooled events (%d left)", len(rows), len(self._spool))
         return True
-
-
-

@@ -63,9 +63,7 @@ def check_master_key(master_key: str | None, host: str) -> None:
     if not weak:
         return
     if is_loopback(host):
-        log.warning(
-            "master key is the default or weak; accepted only because %s is loopback", host
-        )
+        log.warning("master key is the default or weak; accepted only because %s is loopback", host)
         return
     raise WeakMasterKeyError(
         f"refusing to listen on {host} with a weak or default master key: set "
