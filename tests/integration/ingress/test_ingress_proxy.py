@@ -259,3 +259,29 @@ async def test_virtual_keys_and_models_follow_kv_within_a_second(
     await eventually(403)
     await keys.delete(digest)
     await eventually(401)
+
+
+async def test_rpm_limit_is_enforced_across_requests(
+    ingress: Service, js: JetStreamContext
+) -> None:
+    keys = await js.key_value(names.KV_KEYS)
+    plaintext = "sk-integration-rpm-limited"
+    digest = hash_key(plaintext)
+    await keys.put(digest, KeyState(token=digest, key_alias="rpm", rpm_limit=2).to_json())
+    statuses = []
+    async with httpx.AsyncClient(base_url=ingress.url) as http:
+        for _ in range(40):  # wait for the key to arrive, then spend the limit
+            r = await http.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {plaintext}"},
+                json={"model": "demo", "messages": [{"role": "user", "content": "x"}]},
+            )
+            if r.status_code != 401:
+                statuses.append(r.status_code)
+            if len(statuses) == 3:
+                break
+            await asyncio.sleep(0.05)
+    assert statuses[:2] == [200, 200]
+    assert statuses[2] == 429
+    assert "requests per minute" in r.json()["error"]["message"]
+    await keys.delete(digest)

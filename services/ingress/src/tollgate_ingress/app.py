@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.gateway import Gateway, StateViews
+from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.routes.forward import forward
 from tollgate_ingress.routes.llm import chat_completions, list_models
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
+from tollgate_shared.dependencies import check_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
@@ -76,7 +79,16 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
         )
         client = httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s)
         forward_client = httpx.AsyncClient(timeout=60.0)
-        gateway = Gateway(cfg, master_key, publisher, client, views, settings.upstream_timeout_s)
+        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        gateway = Gateway(
+            cfg,
+            master_key,
+            publisher,
+            client,
+            views,
+            settings.upstream_timeout_s,
+            RateLimiter(redis),
+        )
         holder["gateway"] = gateway
         app.state.gateway = gateway
         app.state.nc = nc
@@ -98,6 +110,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
             await client.aclose()
             await forward_client.aclose()
             await publisher.close()
+            await redis.aclose()
             await nc.drain()
 
     def checks() -> dict[str, Any]:
@@ -119,7 +132,12 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
                 "models": len(gw.router.model_names()),
             }
 
-        return {"nats": publisher, "state": state}
+        async def redis() -> dict[str, Any]:
+            if gw is None or gw.limiter is None:
+                raise RuntimeError("starting")
+            return await check_redis(gw.limiter.redis)
+
+        return {"nats": publisher, "state": state, "redis": redis}
 
     return Litestar(
         route_handlers=[chat_completions, list_models, forward, health_router("ingress", checks)],

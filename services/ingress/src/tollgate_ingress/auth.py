@@ -34,6 +34,8 @@ class Identity:
     key_models: tuple[str, ...] = ()
     team_models: tuple[str, ...] = ()
     budgets: tuple[tuple[str, str, Decimal], ...] = field(default=())  # (entity, id, max)
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
 
 def bearer_token(authorization: str | None, litellm_key: str | None) -> str | None:
@@ -93,6 +95,8 @@ def authenticate(
         key_models=tuple(key.models),
         team_models=tuple(team.models) if team else (),
         budgets=tuple(budgets),
+        rpm_limit=key.rpm_limit,
+        tpm_limit=key.tpm_limit,
     )
 
 

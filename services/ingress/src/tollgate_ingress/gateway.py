@@ -6,6 +6,7 @@ publisher after the response (or the last streamed byte) has been sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -37,6 +38,7 @@ from tollgate_ingress.handlers import (
     strip_unrequested_usage,
     usage_from,
 )
+from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.pricing import cost_of
 from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
 from tollgate_ingress.upstream import openai as upstream
@@ -90,7 +92,10 @@ class Gateway:
         client: httpx.AsyncClient,
         views: StateViews,
         default_timeout_s: float,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self.limiter = limiter
+        self._background: set[asyncio.Task[None]] = set()
         self.cfg = cfg
         self.master_key = master_key
         self.publisher = publisher
@@ -159,8 +164,14 @@ class Gateway:
             )
         )
 
-    def _finish(self, event: LlmRequestFinished) -> None:
+    def _finish(self, event: LlmRequestFinished, call: Call) -> None:
         self.publisher.emit(event)
+        if self.limiter is not None and call.identity.tpm_limit is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.limiter.spend_tokens(call.identity, event.total_tokens)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         try:
             metrics.record(event)
         except Exception:  # metrics must never fail a call
@@ -302,7 +313,7 @@ class Gateway:
                     getattr(exc, "code", None) or str(exc.status),
                 ),
                 self._headers(call, None),
-                lambda: self._finish(event),
+                lambda: self._finish(event, call),
             )
         upstream_s = time.perf_counter() - t_up
         usage = usage_from(data.get("usage"))
@@ -319,7 +330,8 @@ class Gateway:
                     spend=spend,
                     response=data,
                     warnings=warnings,
-                )
+                ),
+                call,
             )
 
         return Answer(200, orjson.dumps(data), self._headers(call, spend), after)
@@ -360,7 +372,7 @@ class Gateway:
                     getattr(exc, "code", None) or str(exc.status),
                 ),
                 self._headers(call, None),
-                lambda: self._finish(event),
+                lambda: self._finish(event, call),
             )
         return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
 
@@ -415,7 +427,7 @@ class Gateway:
                     upstream_reachable=True,
                     response=acc.response(),
                 )
-            self._finish(event)
+            self._finish(event, call)
 
 
 async def _aiter(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any] | None]:

@@ -48,6 +48,8 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         identity = gw.identify(headers)
         req = parse_chat_request(await request.body(), headers)
         gw.admit(identity, req)
+        if gw.limiter is not None:
+            await gw.limiter.admit(identity)
     except AuthError as exc:
         return _auth_error(exc)
     except BadRequestError as exc:

@@ -1,0 +1,69 @@
+"""Per-key requests- and tokens-per-minute limits, counted in Redis so every replica agrees.
+
+Fixed one-minute windows (`INCR` + `EXPIRE` in one pipeline). Only keys with
+`rpm_limit` or `tpm_limit` cost a Redis round trip. When Redis is unreachable
+the limiter fails open with a warning: availability beats exact limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tollgate_ingress.auth import AuthError, Identity
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "tollgate:ratelimit"
+
+
+def _window(now: float) -> int:
+    return int(now // 60)
+
+
+class RateLimiter:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def admit(self, identity: Identity, now: float | None = None) -> None:
+        """Count this request; refuse with 429 past the key's rpm or (already used) tpm."""
+        if identity.rpm_limit is None and identity.tpm_limit is None:
+            return
+        w = _window(now or time.time())
+        base = f"{_PREFIX}:{identity.api_key_hash}:{w}"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.incr(f"{base}:rpm")
+            pipe.expire(f"{base}:rpm", 120)
+            pipe.get(f"{base}:tpm")
+            requests, _, tokens = await pipe.execute()
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s); request admitted", exc)
+            return
+        if identity.rpm_limit is not None and int(requests) > identity.rpm_limit:
+            raise AuthError(
+                429,
+                f"Rate limit exceeded: key allows {identity.rpm_limit} requests per minute",
+                "rate_limit_exceeded",
+                "rate_limit_error",
+            )
+        if identity.tpm_limit is not None and int(tokens or 0) >= identity.tpm_limit:
+            raise AuthError(
+                429,
+                f"Rate limit exceeded: key allows {identity.tpm_limit} tokens per minute",
+                "rate_limit_exceeded",
+                "rate_limit_error",
+            )
+
+    async def spend_tokens(self, identity: Identity, tokens: int, now: float | None = None) -> None:
+        if identity.tpm_limit is None or tokens <= 0:
+            return
+        key = f"{_PREFIX}:{identity.api_key_hash}:{_window(now or time.time())}:tpm"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.incrby(key, tokens)
+            pipe.expire(key, 120)
+            await pipe.execute()
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s); %d tokens not counted", exc, tokens)
