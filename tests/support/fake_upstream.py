@@ -99,11 +99,27 @@ class FakeUpstream:
                 }
             )
 
+        @post("/v1/embeddings", status_code=200)
+        async def embeddings(request: Request[Any, Any, Any]) -> dict[str, Any]:
+            body = await request.json()
+            up.requests.append(body)
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            tokens = sum(len(str(x).split()) for x in inputs)
+            return {
+                "object": "list",
+                "model": body.get("model"),
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, 0.4]}
+                    for i in range(len(inputs))
+                ],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+
         @get("/v1/models")
         async def models() -> dict[str, Any]:
             return {"object": "list", "data": [{"id": "fake", "object": "model"}]}
 
-        return Litestar([chat, models], debug=False)
+        return Litestar([chat, embeddings, models], debug=False)
 
     async def _sse(
         self, body: dict[str, Any], rid: str, created: int, model: str

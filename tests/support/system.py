@@ -15,9 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollgate_devstack.embedded import StackUrls, free_port
-
 from support.processes import Service, start_service, stop_service
+from tollgate_devstack.embedded import StackUrls, free_port
 
 BACKENDS = ("admin", "ledger", "exporter", "alerter")
 
@@ -40,8 +39,13 @@ class System:
 
 def migrate(env: Mapping[str, str], services: tuple[str, ...] = ("ledger", "admin")) -> None:
     for name in services:
-        subprocess.run([sys.executable, "-m", f"tollgate_{name}", "migrate"],
-                       env={**os.environ, **env}, check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", f"tollgate_{name}", "migrate"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 @contextlib.contextmanager
@@ -66,8 +70,9 @@ def running_system(
             "TOLLGATE_SPOOL_PATH": str(tmp / "ingress-spool.sqlite3"),
             **{f"TOLLGATE_{n.upper()}_URL": system.services[n].url for n in system.services},
         }
-        system.services["ingress"] = start_service("tollgate_ingress", free_port(),
-                                                   ingress_env, tmp)
+        system.services["ingress"] = start_service(
+            "tollgate_ingress", free_port(), ingress_env, tmp
+        )
         yield system
     finally:
         for svc in reversed(list(system.services.values())):

@@ -285,3 +285,21 @@ async def test_rpm_limit_is_enforced_across_requests(
     assert statuses[2] == 429
     assert "requests per minute" in r.json()["error"]["message"]
     await keys.delete(digest)
+
+
+async def test_embeddings_are_proxied_and_costed(
+    client: openai.AsyncOpenAI, js: JetStreamContext
+) -> None:
+    raw = await client.embeddings.with_raw_response.create(
+        model="fake", input=["four words right here", "two more"]
+    )
+    resp = raw.parse()
+    assert [len(d.embedding) for d in resp.data] == [4, 4]
+    call_id = raw.headers[names.HDR_CALL_ID]
+    [(_, ev)] = await wait_for_events(js, COMPLETED, {"request_id": call_id})
+    assert ev["call_type"] == "aembedding"
+    assert (ev["prompt_tokens"], ev["spend"]) == (6, "0.000018")
+    assert ev["response"]["data"] == [
+        {"index": 0, "embedding_length": 4},
+        {"index": 1, "embedding_length": 4},
+    ]

@@ -35,8 +35,10 @@ from tollgate_ingress.handlers import (
     Usage,
     mock_chunks,
     mock_completion,
+    mock_embedding,
     strip_unrequested_usage,
     usage_from,
+    without_vectors,
 )
 from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.pricing import cost_of
@@ -286,9 +288,13 @@ class Gateway:
         self.publisher.emit(call.started())
         req = call.request
 
+        embedding = req.call_type == "aembedding"
+
         async def one(dep: Deployment) -> dict[str, Any]:
             mock = req.mock_response if req.mock_response is not None else dep.params.mock_response
             if mock is not None:
+                if embedding:
+                    return mock_embedding(req.model, req.messages)
                 return mock_completion(
                     req.model,
                     str(mock),
@@ -297,7 +303,12 @@ class Gateway:
                     int(time.time()),
                 )
             return await upstream.chat(
-                self.client, dep, req.upstream_body, self._timeout(dep, False), call.traceparent
+                self.client,
+                dep,
+                req.upstream_body,
+                self._timeout(dep, False),
+                call.traceparent,
+                "/embeddings" if embedding else "/chat/completions",
             )
 
         try:
@@ -328,7 +339,7 @@ class Gateway:
                     first_token_s=None,
                     usage=usage,
                     spend=spend,
-                    response=data,
+                    response=without_vectors(data) if embedding else data,
                     warnings=warnings,
                 ),
                 call,

@@ -29,7 +29,7 @@ _GATEWAY_FIELDS = frozenset(
     }
 )
 # Fields that describe the call rather than tune the model.
-_NOT_PARAMETERS = frozenset({"model", "messages", "stream", "stream_options", "user"})
+_NOT_PARAMETERS = frozenset({"model", "messages", "input", "stream", "stream_options", "user"})
 
 
 class BadRequestError(Exception):
@@ -55,6 +55,7 @@ class ChatRequest:
     end_user: str | None
     model_parameters: dict[str, Any]
     mock_response: Any = None
+    call_type: str = "acompletion"
 
 
 def _str_list(value: Any, param: str) -> list[str]:
@@ -67,8 +68,7 @@ def _str_list(value: Any, param: str) -> list[str]:
     return list(value)
 
 
-def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
-    """Validate what the gateway relies on; everything else passes through to the upstream."""
+def _load(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -78,18 +78,18 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequestError("model is required and must be a string", "model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequestError("messages must be a non-empty list", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise BadRequestError(f"messages[{i}] must be an object with a role", f"messages[{i}]")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequestError("stream must be a boolean", "stream")
-    stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise BadRequestError("stream_options must be an object", "stream_options")
+    return body
+
+
+def _request(
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    call_type: str,
+    content: list[Any],
+    stream: bool = False,
+    client_wants_usage: bool = False,
+) -> ChatRequest:
+    """What every LLM route shares: LiteLLM's metadata, tags, session and end user."""
     metadata = body.get("metadata") or body.get("litellm_metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequestError("metadata must be an object", "metadata")
@@ -108,19 +108,17 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
     end_user = body.get("user")
     if end_user is not None and not isinstance(end_user, str):
         raise BadRequestError("user must be a string", "user")
-
-    client_wants_usage = bool((stream_options or {}).get("include_usage"))
     upstream = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
     if stream:
         # Usage is how a streamed call is costed: always ask; strip it later if unasked.
-        upstream["stream_options"] = {**(stream_options or {}), "include_usage": True}
+        upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
     params = {k: v for k, v in upstream.items() if k not in _NOT_PARAMETERS}
     return ChatRequest(
-        model=model,
+        model=body["model"],
         stream=stream,
         client_wants_usage=client_wants_usage,
         upstream_body=upstream,
-        messages=messages,
+        messages=content,
         metadata=metadata,
         tags=list(dict.fromkeys(tags)),
         session_id=str(session_id) if session_id else None,
@@ -128,7 +126,40 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
         end_user=end_user,
         model_parameters=params,
         mock_response=body.get("mock_response"),
+        call_type=call_type,
     )
+
+
+def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    """Validate what the gateway relies on; everything else passes through to the upstream."""
+    body = _load(raw)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequestError("messages must be a non-empty list", "messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequestError(f"messages[{i}] must be an object with a role", f"messages[{i}]")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequestError("stream must be a boolean", "stream")
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise BadRequestError("stream_options must be an object", "stream_options")
+    wants_usage = bool((stream_options or {}).get("include_usage"))
+    return _request(body, headers, "acompletion", messages, stream, wants_usage)
+
+
+def parse_embedding_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    """An OpenAI embeddings request; `input` is a string or a non-empty list."""
+    body = _load(raw)
+    inp = body.get("input")
+    if isinstance(inp, str) and inp:
+        content: list[Any] = [inp]
+    elif isinstance(inp, list) and inp:
+        content = inp
+    else:
+        raise BadRequestError("input must be a non-empty string or list", "input")
+    return _request(body, headers, "aembedding", content)
 
 
 @dataclass(frozen=True)
@@ -259,6 +290,31 @@ def mock_completion(
     }
 
 
+def mock_embedding(model: str, inputs: list[Any]) -> dict[str, Any]:
+    """A fixed small vector per input, with usage like a real provider's."""
+    tokens = sum(estimate_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
+    data = [
+        {"object": "embedding", "index": i, "embedding": [0.0, 0.5, 1.0]}
+        for i in range(len(inputs))
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def without_vectors(response: dict[str, Any]) -> dict[str, Any]:
+    """An embeddings response for logging: the vectors' sizes, not the vectors."""
+    data = [
+        {"index": d.get("index"), "embedding_length": len(d.get("embedding") or ())}
+        for d in response.get("data") or ()
+        if isinstance(d, dict)
+    ]
+    return {**response, "data": data}
+
+
 def mock_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
     """The same completion as stream chunks (word by word), usage in the last one."""
     base = {k: completion[k] for k in ("id", "created", "model")}
@@ -298,7 +354,6 @@ class Call:
     identity: Identity
     request: ChatRequest
     start_time: datetime
-    call_type: str = "acompletion"
     deployment: Deployment | None = None
     requester_ip: str | None = None
     user_agent: str | None = None
@@ -312,7 +367,7 @@ class Call:
             "traceparent": self.traceparent,
             "tracestate": self.tracestate,
             "request_id": self.request_id,
-            "call_type": self.call_type,
+            "call_type": self.request.call_type,
             "api_key_hash": ident.api_key_hash,
             "key_alias": ident.key_alias,
             "user_id": ident.user_id,

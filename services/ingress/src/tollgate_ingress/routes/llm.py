@@ -12,7 +12,13 @@ from litestar.response import Stream
 
 from tollgate_ingress.auth import AuthError
 from tollgate_ingress.gateway import Answer, Gateway, error_body
-from tollgate_ingress.handlers import BadRequestError, Call, now_utc, parse_chat_request
+from tollgate_ingress.handlers import (
+    BadRequestError,
+    Call,
+    now_utc,
+    parse_chat_request,
+    parse_embedding_request,
+)
 from tollgate_shared.events import new_event_id
 
 JSON = "application/json"
@@ -33,20 +39,25 @@ async def _run_after(answer: Answer) -> None:
 
 
 @post(
-    ["/v1/chat/completions", "/chat/completions"],
+    ["/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings"],
     operation_id="chat_completions",
     status_code=200,
     tags=["llm"],
 )
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    """OpenAI-compatible chat completions, plain or streamed (SSE)."""
+    """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
     t_start = time.perf_counter()
     start_time = now_utc()
     gw: Gateway = state.gateway
     headers = request.headers
     try:
         identity = gw.identify(headers)
-        req = parse_chat_request(await request.body(), headers)
+        parse = (
+            parse_embedding_request
+            if request.url.path.endswith("embeddings")
+            else (parse_chat_request)
+        )
+        req = parse(await request.body(), headers)
         gw.admit(identity, req)
         if gw.limiter is not None:
             await gw.limiter.admit(identity)

@@ -41,8 +41,8 @@ class UpstreamUnreachableError(Exception):
         return 504 if self.timed_out else 502
 
 
-def _url(dep: Deployment) -> str:
-    return (dep.params.api_base or DEFAULT_API_BASE).rstrip("/") + "/chat/completions"
+def _url(dep: Deployment, path: str = "/chat/completions") -> str:
+    return (dep.params.api_base or DEFAULT_API_BASE).rstrip("/") + path
 
 
 def _headers(dep: Deployment, traceparent: str | None) -> dict[str, str]:
@@ -92,10 +92,11 @@ async def chat(
     body: dict[str, Any],
     timeout: float,
     traceparent: str | None,
+    path: str = "/chat/completions",
 ) -> dict[str, Any]:
     try:
         resp = await client.post(
-            _url(dep),
+            _url(dep, path),
             content=_body_for(dep, body),
             headers=_headers(dep, traceparent),
             timeout=timeout,
