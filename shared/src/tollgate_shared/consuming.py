@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -84,6 +85,9 @@ async def run_consumer(
                 await handle(msgs)
     finally:
         lag_task.cancel()
+        # Without this a stopping process waits out its drain timeout on the pull subscription.
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()  # type: ignore[attr-defined]
 
 
 async def _watch_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nats.js import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -38,6 +38,7 @@ class KvView(Generic[M]):
         self._on_change = on_change
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
 
     def get(self, key: str) -> M | None:
         return self._items.get(key)
@@ -54,6 +55,11 @@ class KvView(Generic[M]):
         await asyncio.wait_for(self.ready.wait(), ready_timeout)
 
     async def stop(self) -> None:
+        if self._watcher is not None:
+            # Unsubscribe, or a later drain() of the connection waits on it.
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watcher = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -79,7 +85,7 @@ class KvView(Generic[M]):
         while True:
             try:
                 kv = await js.key_value(self.bucket)
-                watcher = await kv.watchall()
+                watcher = self._watcher = await kv.watchall()
                 async for entry in watcher:
                     if entry is None:  # end of the initial values
                         self.ready.set()

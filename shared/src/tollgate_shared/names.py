@@ -16,7 +16,7 @@ def subject_token(value: str | None) -> str:
     """The subject token for an optional id: the id itself, or `_` for none."""
     if not value:
         return NO_TEAM
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError(f"id {value!r} must match {ID_PATTERN}")
     return value
 

@@ -21,10 +21,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
+    TraceServiceServicer,
+    add_TraceServiceServicer_to_server,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -83,6 +89,18 @@ class LangfuseReceiver(_Receiver):
             return [
                 e["body"] for e in self.events.get(public_key, {}).values() if e["type"] == kind
             ]
+
+    def raw_for(self, public_key: str) -> bytes:
+        """Every body sent with `public_key`'s credentials (whether accepted or not)."""
+        out = b""
+        with self._lock:
+            for headers, body in zip(self.headers, self.raw, strict=True):
+                auth = headers.get("authorization", "")
+                if auth.lower().startswith("basic "):
+                    public = base64.b64decode(auth[6:]).decode().partition(":")[0]
+                    if public == public_key:
+                        out += body
+        return out
 
     def traces(self, public_key: str) -> list[dict[str, Any]]:
         return self.bodies(public_key, "trace-create")
@@ -196,7 +214,7 @@ class WebhookReceiver(_Receiver):
         rec = self
 
         @post("/hook/{name:str}", status_code=200)
-        async def hook(name: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        async def hook(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:
                 return failure
@@ -224,3 +242,48 @@ def serving(receiver: Any) -> Iterator[Any]:
     with serve_in_thread(receiver.app()) as port:
         receiver.port = port
         yield receiver
+
+
+class OtlpGrpcReceiver(TraceServiceServicer):
+    """OTLP/gRPC trace service on a grpc.aio server (run in the test's event loop)."""
+
+    def __init__(self, fail_code: grpc.StatusCode | None = None) -> None:
+        self.fail_code = fail_code
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.metadata: list[dict[str, str]] = []
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    async def Export(  # noqa: N802 (the generated service's method name)
+        self, request: ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ExportTraceServiceResponse:
+        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        if self.fail_code is not None:
+            await context.abort(self.fail_code, "injected failure")
+        self.requests.append(request)
+        return ExportTraceServiceResponse()
+
+    def spans(self) -> list[ReceivedSpan]:
+        out = []
+        for req in self.requests:
+            for rs in req.resource_spans:
+                resource = {a.key: attr_value(a.value) for a in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    out.extend(
+                        ReceivedSpan(
+                            s, {a.key: attr_value(a.value) for a in s.attributes}, resource
+                        )
+                        for s in ss.spans
+                    )
+        return out
+
+    async def start(self) -> str:
+        self._server = grpc.aio.server()
+        add_TraceServiceServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)

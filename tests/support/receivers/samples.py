@@ -13,8 +13,9 @@ PROMPT = "Tell me the secret recipe for plum dumplings"
 REPLY = "Plums, flour, patience and a pinch of cinnamon"
 
 
-def completed(team_id: str | None = None, key_hash: str | None = None, **over: Any
-              ) -> LlmRequestCompleted:
+def completed(
+    team_id: str | None = None, key_hash: str | None = None, **over: Any
+) -> LlmRequestCompleted:
     start = over.pop("start_time", datetime.now(UTC) - timedelta(seconds=2))
     rid = over.pop("request_id", f"chatcmpl-{uuid.uuid4().hex[:12]}")
     fields: dict[str, Any] = {
@@ -43,12 +44,21 @@ def completed(team_id: str | None = None, key_hash: str | None = None, **over: A
         "metadata": {},
         "tags": [],
         "model_parameters": {"temperature": 0.2, "max_tokens": 64},
-        "messages": [{"role": "system", "content": "be brief"},
-                     {"role": "user", "content": PROMPT}],
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": PROMPT},
+        ],
         "response": {
-            "id": f"resp-{rid}", "object": "chat.completion", "model": "gpt-4o-2024-08-06",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": REPLY}}],
+            "id": f"resp-{rid}",
+            "object": "chat.completion",
+            "model": "gpt-4o-2024-08-06",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": REPLY},
+                }
+            ],
             "usage": {"prompt_tokens": 9, "completion_tokens": 8, "total_tokens": 17},
         },
         "proxy_server_request": {"body": {"messages": [{"role": "user", "content": PROMPT}]}},
@@ -60,16 +70,28 @@ def completed(team_id: str | None = None, key_hash: str | None = None, **over: A
     return LlmRequestCompleted(**fields)
 
 
-def failed(team_id: str | None = None, key_hash: str | None = None, **over: Any
-           ) -> LlmRequestFailed:
+def failed(
+    team_id: str | None = None, key_hash: str | None = None, **over: Any
+) -> LlmRequestFailed:
     ok = completed(team_id, key_hash).model_dump()
-    for k in ("status", "response_id", "response_model", "finish_reasons", "event_id",
-              "occurred_at"):
+    for k in (
+        "status",
+        "response_id",
+        "response_model",
+        "finish_reasons",
+        "event_id",
+        "occurred_at",
+    ):
         ok.pop(k, None)
     ok.update(
-        response=None, completion_tokens=0, total_tokens=9, spend=Decimal(0),
-        error_class="RateLimitError", error_message="upstream said 429: slow down",
-        status_code=429, upstream_status_code=429,
+        response=None,
+        completion_tokens=0,
+        total_tokens=9,
+        spend=Decimal(0),
+        error_class="RateLimitError",
+        error_message="upstream said 429: slow down",
+        status_code=429,
+        upstream_status_code=429,
     )
     ok.update(over)
     return LlmRequestFailed(**ok)

@@ -1,0 +1,453 @@
+"""Per-destination queues and workers: batching, retries with backoff, dead-letters, acks.
+
+Each destination (a sink plus endpoint and credentials) has its own bounded queue
+and its own worker task, so a dead or slow destination only ever waits on itself.
+
+Ack policy: a JetStream message is acknowledged once every destination it was
+routed to has accepted it or dead-lettered it (`Ticket`). Until then the
+dispatcher tells JetStream the message is still in progress, so it is not
+redelivered while a destination retries. A destination retries for at most
+`export_retry_deadline_s`, so a dead destination holds acks for a bounded time
+and `max_ack_pending` is never reached by one bad project under normal load;
+if its queue fills anyway, new items for it are dead-lettered at once rather
+than slowing the others. If the process dies, unacknowledged messages are
+redelivered and re-sent; Langfuse and OTLP receive the same ids again, so they
+de-duplicate, and webhook receivers de-duplicate on `event_id`.
+
+Why not "ack on enqueue into a durable per-destination stream": it doubles every
+event on disk and needs one consumer per destination, created and deleted as
+teams change their settings; the bounded retry window gives the same isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from prometheus_client import Counter, Gauge
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from tollgate_exporter.content import redact
+from tollgate_exporter.routing import Destination, Route
+from tollgate_exporter.settings import ExporterSettings
+from tollgate_exporter.sinks.base import (
+    BatchResult,
+    ExportItem,
+    RetryableError,
+    Sink,
+    SinkError,
+    stable_id,
+)
+from tollgate_shared.events import ExportDeadLettered, LlmRequestFinished
+
+log = logging.getLogger(__name__)
+
+_LABELS = ["sink", "destination"]
+EXPORTED = Counter("tollgate_exporter_exported_total", "Events a destination accepted", _LABELS)
+FAILED = Counter(
+    "tollgate_exporter_failed_total", "Delivery attempts (batches) that failed", _LABELS
+)
+RETRIED = Counter(
+    "tollgate_exporter_retried_total", "Batch attempts repeated after a failure", _LABELS
+)
+DEAD_LETTERED = Counter(
+    "tollgate_exporter_dead_lettered_total",
+    "Events given up on for a destination and published to the dead-letter stream",
+    _LABELS,
+)
+LAG = Gauge(
+    "tollgate_exporter_lag_seconds",
+    "Age, when accepted, of the oldest event in a destination's last delivered batch",
+    _LABELS,
+)
+QUEUE_DEPTH = Gauge("tollgate_exporter_queue_depth", "Events waiting for a destination", _LABELS)
+UNROUTABLE = Counter(
+    "tollgate_exporter_unroutable_total",
+    "Events whose configured callback could not be delivered (misconfigured or unknown)",
+    ["callback"],
+)
+
+DeadLetterPublisher = Callable[[ExportDeadLettered], Awaitable[None]]
+
+
+@dataclass
+class SourceInfo:
+    subject: str
+    stream_seq: int | None
+
+
+class Ticket:
+    """One JetStream message waiting on its destinations; acked when all have settled."""
+
+    def __init__(
+        self, msg: Msg, event_id: str, remaining: int, on_settled: Callable[[Ticket], None]
+    ) -> None:
+        self.msg = msg
+        self.event_id = event_id
+        self.remaining = remaining
+        self.redeliver = False  # a dead-letter could not be published: nak, not ack
+        self._on_settled = on_settled
+
+    def settle(self, *, redeliver: bool = False) -> None:
+        self.redeliver = self.redeliver or redeliver
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._on_settled(self)
+
+
+@dataclass
+class Queued:
+    item: ExportItem
+    ticket: Ticket
+    source: SourceInfo
+
+
+@dataclass
+class DestinationHealth:
+    """Recent delivery outcomes of one destination, for /key/health."""
+
+    sink: str
+    label: str
+    exported: int = 0
+    dead_lettered: int = 0
+    consecutive_failures: int = 0
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_dead_letter: float | None = None
+    last_error: str | None = None
+
+    def problem(self, now: float, window_s: float) -> str | None:
+        """Why this destination is unhealthy now, or None."""
+        found: list[str] = []
+        if (
+            self.consecutive_failures
+            and self.last_failure is not None
+            and now - self.last_failure < window_s
+        ):
+            found.append(
+                f"{self.consecutive_failures} failed attempt(s) in a row, last "
+                f"{now - self.last_failure:.0f}s ago"
+            )
+        if self.last_dead_letter is not None and now - self.last_dead_letter < window_s:
+            found.append(
+                f"dead-lettered {self.dead_lettered} event(s), last "
+                f"{now - self.last_dead_letter:.0f}s ago"
+            )
+        if not found:
+            return None
+        return f"{'; '.join(found)}: {self.last_error}"
+
+
+class DestinationWorker:
+    """Drains one destination's queue in batches (size or time), with retries."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        sink: Sink,
+        settings: ExporterSettings,
+        health: DestinationHealth,
+        dead_letter: Callable[[Destination, Queued, int, str, int | None], Awaitable[None]],
+    ) -> None:
+        self.destination = destination
+        self._sink = sink
+        self._settings = settings
+        self._health = health
+        self._dead_letter = dead_letter
+        self.queue: asyncio.Queue[Queued] = asyncio.Queue(settings.export_max_queue)
+        self._labels = (destination.sink, destination.label)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"export-{self.destination.key}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def offer(self, queued: Queued) -> bool:
+        try:
+            self.queue.put_nowait(queued)
+        except asyncio.QueueFull:
+            return False
+        QUEUE_DEPTH.labels(*self._labels).set(self.queue.qsize())
+        return True
+
+    async def _next_batch(self) -> list[Queued]:
+        batch = [await self.queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.export_batch_wait_s
+        while len(batch) < self._settings.export_batch_size:
+            if not self.queue.empty():
+                batch.append(self.queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+            except TimeoutError:
+                break
+        QUEUE_DEPTH.labels(*self._labels).set(self.queue.qsize())
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            try:
+                await self.deliver(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad batch stop the destination
+                log.exception("delivery to %s crashed; batch dead-lettered", self.destination.label)
+                for q in batch:
+                    await self._dead_letter(self.destination, q, 0, "exporter error", None)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        RETRIED.labels(*self._labels).inc()
+        exc = state.outcome.exception() if state.outcome else None
+        log.info(
+            "%s: attempt %d failed (%s); retrying",
+            self.destination.label,
+            state.attempt_number,
+            exc,
+        )
+
+    async def deliver(self, batch: list[Queued]) -> None:
+        s = self._settings
+        items = [q.item for q in batch]
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=stop_after_attempt(s.export_retry_attempts)
+            | stop_after_delay(s.export_retry_deadline_s),
+            wait=wait_exponential_jitter(
+                multiplier=s.export_retry_initial_s,
+                jitter=s.export_retry_initial_s,
+                max=s.export_retry_max_s,
+            ),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        result: BatchResult | None = None
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    try:
+                        result = await self._sink.send(self.destination, items)
+                    except SinkError as exc:
+                        self._failed(str(exc))
+                        raise
+        except SinkError as exc:
+            for q in batch:
+                await self._dead_letter(self.destination, q, attempts, str(exc), exc.status_code)
+            return
+        assert result is not None
+        now = time.time()
+        h = self._health
+        h.consecutive_failures = 0
+        h.last_success = now
+        oldest = min(q.item.event.occurred_at for q in batch)
+        LAG.labels(*self._labels).set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        for index, q in enumerate(batch):
+            reason = result.rejected.get(index)
+            if reason is not None:
+                await self._dead_letter(self.destination, q, attempts, reason, None)
+                continue
+            EXPORTED.labels(*self._labels).inc()
+            h.exported += 1
+            q.ticket.settle()
+
+    def _failed(self, error: str) -> None:
+        FAILED.labels(*self._labels).inc()
+        h = self._health
+        h.consecutive_failures += 1
+        h.last_failure = time.time()
+        h.last_error = error[:500]
+
+
+class Dispatcher:
+    """Routes decoded events into destination queues and acks messages when they settle."""
+
+    def __init__(
+        self,
+        settings: ExporterSettings,
+        sinks: Mapping[str, Sink],
+        publish_dead_letter: DeadLetterPublisher,
+        ack_wait_s: float,
+    ) -> None:
+        self._settings = settings
+        self._sinks = sinks
+        self._publish_dead_letter = publish_dead_letter
+        self._ack_wait_s = ack_wait_s
+        self._workers: dict[str, DestinationWorker] = {}
+        self.health: dict[str, DestinationHealth] = {}
+        self._tickets: dict[str, Ticket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._tickets)
+
+    def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._keep_in_progress(), name="export-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for worker in self._workers.values():
+            await worker.stop()
+        # What is still in flight goes back to JetStream now rather than after ack_wait.
+        for ticket in list(self._tickets.values()):
+            with contextlib.suppress(Exception):
+                await ticket.msg.nak()
+        self._tickets.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def health_of(self, destination: Destination) -> DestinationHealth:
+        h = self.health.get(destination.key)
+        if h is None:
+            h = self.health[destination.key] = DestinationHealth(
+                destination.sink, destination.label
+            )
+        return h
+
+    def _worker(self, destination: Destination) -> DestinationWorker:
+        worker = self._workers.get(destination.key)
+        if worker is None:
+            worker = DestinationWorker(
+                destination,
+                self._sinks[destination.sink],
+                self._settings,
+                self.health_of(destination),
+                self._dead_letter,
+            )
+            worker.start()
+            self._workers[destination.key] = worker
+        return worker
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def submit(self, msg: Msg, event: LlmRequestFinished, routes: tuple[Route, ...]) -> None:
+        """Queue `event` for each route; the message is acked once all have settled."""
+        if not routes:
+            await msg.ack()
+            return
+        existing = self._tickets.get(event.event_id)
+        if existing is not None:  # redelivered while still in flight: ack the newest delivery
+            existing.msg = msg
+            return
+        ticket = Ticket(msg, event.event_id, len(routes), self._settled)
+        self._tickets[event.event_id] = ticket
+        source = SourceInfo(msg.subject, _stream_seq(msg))
+        redacted: LlmRequestFinished | None = None
+        for r in routes:
+            if r.redact:
+                redacted = redacted or redact(event)
+            item = ExportItem(redacted if r.redact and redacted else event, r.redact)
+            queued = Queued(item, ticket, source)
+            worker = self._worker(r.destination)
+            if not worker.offer(queued):
+                await self._dead_letter(
+                    r.destination,
+                    queued,
+                    0,
+                    f"queue of {worker.queue.maxsize} full for this destination",
+                    None,
+                )
+
+    def _settled(self, ticket: Ticket) -> None:
+        self._tickets.pop(ticket.event_id, None)
+        self._spawn(self._finish(ticket))
+
+    async def _finish(self, ticket: Ticket) -> None:
+        try:
+            if ticket.redeliver:
+                await ticket.msg.nak(delay=5)
+            else:
+                await ticket.msg.ack()
+        except Exception as exc:
+            log.warning("could not settle message of event %s: %s", ticket.event_id, exc)
+
+    async def _dead_letter(
+        self,
+        dest: Destination,
+        queued: Queued,
+        attempts: int,
+        error: str,
+        status_code: int | None,
+    ) -> None:
+        event = queued.item.event
+        labels = (dest.sink, dest.label)
+        DEAD_LETTERED.labels(*labels).inc()
+        h = self.health_of(dest)
+        h.dead_lettered += 1
+        h.last_dead_letter = time.time()
+        h.last_error = error[:500]
+        log.warning(
+            "dead-lettering event %s for %s after %d attempt(s): %s",
+            event.event_id,
+            dest.label,
+            attempts,
+            error,
+        )
+        record = ExportDeadLettered(
+            event_id=stable_id(event.event_id, dest.key, "dead-letter"),
+            producer="exporter",
+            traceparent=event.traceparent,
+            source_event_id=event.event_id,
+            source_subject=queued.source.subject,
+            source_stream_seq=queued.source.stream_seq,
+            request_id=event.request_id,
+            team_id=event.team_id,
+            sink=dest.sink,
+            destination=dest.label,
+            attempts=attempts,
+            error=error[:2000],
+            status_code=status_code,
+        )
+        try:
+            await self._publish_dead_letter(record)
+        except Exception as exc:
+            log.error(
+                "could not publish dead-letter for %s (%s); will redeliver", event.event_id, exc
+            )
+            queued.ticket.settle(redeliver=True)
+            return
+        queued.ticket.settle()
+
+    async def _keep_in_progress(self) -> None:
+        interval = max(1.0, self._ack_wait_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            for ticket in list(self._tickets.values()):
+                with contextlib.suppress(Exception):
+                    await ticket.msg.in_progress()
+
+
+def _stream_seq(msg: Msg) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return None

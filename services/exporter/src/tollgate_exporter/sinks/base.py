@@ -1,0 +1,86 @@
+"""The contract every sink meets, and how a delivery attempt can fail.
+
+SinkError
+├── RetryableError   429, 5xx, timeouts, connection errors: try the batch again
+└── PermanentError   any other refusal (bad credentials, 4xx): dead-letter now
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from tollgate_exporter.routing import Destination
+from tollgate_shared.events import LlmRequestFinished
+
+# Namespace of every id the exporter derives from an event id (stable across redelivery).
+ID_NAMESPACE = uuid.UUID("5b0e3c52-8a3c-4f7e-9a57-7f1f6e0c2d11")
+
+
+def stable_id(*parts: str) -> str:
+    """A UUIDv5 from an event id and a purpose: the same on every redelivery."""
+    return str(uuid.uuid5(ID_NAMESPACE, "|".join(parts)))
+
+
+class SinkError(Exception):
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RetryableError(SinkError):
+    """The destination may accept the same batch later."""
+
+
+class PermanentError(SinkError):
+    """The destination refused the batch; retrying will not help."""
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One event for one destination, already redacted when it had to be."""
+
+    event: LlmRequestFinished
+    redacted: bool
+
+
+@dataclass
+class BatchResult:
+    """Items of a batch the destination refused individually (index -> reason)."""
+
+    rejected: dict[int, str] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    kind: str
+
+    async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
+        """Deliver a batch; raise RetryableError / PermanentError when it was not accepted."""
+        ...
+
+
+def raise_for_status(response: httpx.Response, what: str) -> None:
+    """Map an HTTP answer to the retry decision."""
+    code = response.status_code
+    if code < 300:
+        return
+    detail = f"{what} answered {code}: {response.text[:300]}"
+    if code in (408, 425, 429) or code >= 500:
+        raise RetryableError(detail, code)
+    raise PermanentError(detail, code)
+
+
+async def post(client: httpx.AsyncClient, url: str, what: str, **kwargs: object) -> httpx.Response:
+    """POST with transport failures mapped to RetryableError."""
+    try:
+        response = await client.post(url, **kwargs)  # type: ignore[arg-type]
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what} timed out: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
+    raise_for_status(response, what)
+    return response

@@ -1,0 +1,355 @@
+"""OpenTelemetry sink: one CLIENT span per call, GenAI semantic conventions, sent over OTLP.
+
+Spans are built as SDK `ReadableSpan`s with the request's own start and end
+times and encoded by the OTLP exporter's encoder into an
+`ExportTraceServiceRequest`; OTLP/HTTP posts it (protobuf) with the shared httpx
+client, OTLP/gRPC sends it with a grpc.aio channel per destination, `console`
+prints it as JSON. The SDK's exporters are not used for sending because they are
+blocking, retry on their own and keep one endpoint per process; here each
+destination has its own worker and the exporter's own retry policy.
+
+Ids: the trace continues the request's `traceparent` (trace id and parent span)
+when there is one, else it is derived from the event id; the span id is always
+derived from the event id, so a redelivered event is the same span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+from google.protobuf.json_format import MessageToJson
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import error_attributes, server_attributes
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from tollgate_exporter.content import output_message
+from tollgate_exporter.routing import Destination
+from tollgate_exporter.sinks.base import (
+    BatchResult,
+    ExportItem,
+    PermanentError,
+    RetryableError,
+    post,
+)
+from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed, LlmRequestFinished
+
+SCOPE = InstrumentationScope("tollgate.exporter", "1")
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_OPERATIONS = {
+    "completion": gen_ai.GenAiOperationNameValues.CHAT.value,
+    "acompletion": gen_ai.GenAiOperationNameValues.CHAT.value,
+    "aresponses": gen_ai.GenAiOperationNameValues.CHAT.value,
+    "aembedding": gen_ai.GenAiOperationNameValues.EMBEDDINGS.value,
+    "text_completion": gen_ai.GenAiOperationNameValues.TEXT_COMPLETION.value,
+}
+# LiteLLM provider prefixes -> gen_ai.provider.name well-known values.
+_PROVIDERS = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "azure_ai": "azure.ai.inference",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "cohere": "cohere",
+    "mistral": "mistral_ai",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+    "watsonx": "ibm.watsonx.ai",
+}
+_REQUEST_PARAMS = {
+    "temperature": gen_ai.GEN_AI_REQUEST_TEMPERATURE,
+    "top_p": gen_ai.GEN_AI_REQUEST_TOP_P,
+    "max_tokens": gen_ai.GEN_AI_REQUEST_MAX_TOKENS,
+    "max_completion_tokens": gen_ai.GEN_AI_REQUEST_MAX_TOKENS,
+    "frequency_penalty": gen_ai.GEN_AI_REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": gen_ai.GEN_AI_REQUEST_PRESENCE_PENALTY,
+    "seed": gen_ai.GEN_AI_REQUEST_SEED,
+}
+_RETRYABLE_GRPC = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
+def _id_bits(event_id: str, purpose: str, nbytes: int) -> int:
+    value = int.from_bytes(hashlib.sha256(f"{event_id}|{purpose}".encode()).digest()[:nbytes])
+    return value or 1
+
+
+def span_ids(event: LlmRequestFinished) -> tuple[int, int, SpanContext | None]:
+    """(trace id, span id, parent) for an event: continued from its traceparent if valid."""
+    span_id = _id_bits(event.event_id, "span", 8)
+    m = _TRACEPARENT.match((event.traceparent or "").strip().lower())
+    if m and m.group(1) != "ff" and int(m.group(2), 16) and int(m.group(3), 16):
+        trace_id = int(m.group(2), 16)
+        state = TraceState.from_header([event.tracestate]) if event.tracestate else None
+        parent = SpanContext(
+            trace_id,
+            int(m.group(3), 16),
+            is_remote=True,
+            trace_flags=TraceFlags(int(m.group(4), 16) & 1),
+            trace_state=state,
+        )
+        return trace_id, span_id, parent
+    return _id_bits(event.event_id, "trace", 16), span_id, None
+
+
+def _ns(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000) * 1000
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, Any]] = []
+    for p in content if isinstance(content, list) else [content]:
+        if isinstance(p, dict) and p.get("type") == "text":
+            parts.append({"type": "text", "content": p.get("text")})
+        elif isinstance(p, dict) and p.get("type") == "image_url":
+            url = (
+                (p.get("image_url") or {}).get("url")
+                if isinstance(p.get("image_url"), dict)
+                else None
+            )
+            parts.append({"type": "uri", "modality": "image", "uri": url})
+        else:
+            parts.append({"type": "text", "content": json.dumps(p, default=str)})
+    return parts
+
+
+def _message(m: Any) -> dict[str, Any]:
+    """An OpenAI chat message in the GenAI semconv message format."""
+    if not isinstance(m, dict):
+        return {"role": "user", "parts": _parts(m)}
+    role = m.get("role", "user")
+    if role == "tool":
+        return {
+            "role": "tool",
+            "parts": [
+                {
+                    "type": "tool_call_response",
+                    "id": m.get("tool_call_id"),
+                    "response": m.get("content"),
+                }
+            ],
+        }
+    parts = _parts(m.get("content"))
+    for call in m.get("tool_calls") or []:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function") or {}
+        args: Any = fn.get("arguments")
+        if isinstance(args, str):
+            with contextlib.suppress(ValueError):
+                args = json.loads(args)
+        parts.append(
+            {"type": "tool_call", "id": call.get("id"), "name": fn.get("name"), "arguments": args}
+        )
+    return {"role": role, "parts": parts}
+
+
+def content_attributes(event: LlmRequestFinished) -> dict[str, str]:
+    """The opt-in `gen_ai.input.messages` / `gen_ai.output.messages` (JSON strings)."""
+    out: dict[str, str] = {}
+    if isinstance(event.messages, list):
+        out[gen_ai.GEN_AI_INPUT_MESSAGES] = json.dumps(
+            [_message(m) for m in event.messages], default=str
+        )
+    if isinstance(event, LlmRequestCompleted) and isinstance(event.response, dict):
+        outputs = []
+        for choice in event.response.get("choices") or []:
+            if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+                msg = _message(choice["message"])
+                msg["finish_reason"] = choice.get("finish_reason") or ""
+                outputs.append(msg)
+        if not outputs and output_message(event) is not None:
+            outputs.append({"role": "assistant", "parts": _parts(output_message(event))})
+        if outputs:
+            out[gen_ai.GEN_AI_OUTPUT_MESSAGES] = json.dumps(outputs, default=str)
+    return out
+
+
+def span_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
+    event = item.event
+    operation = _OPERATIONS.get(event.call_type, gen_ai.GenAiOperationNameValues.CHAT.value)
+    provider = event.custom_llm_provider
+    attrs: dict[str, Any] = {
+        gen_ai.GEN_AI_OPERATION_NAME: operation,
+        gen_ai.GEN_AI_PROVIDER_NAME: _PROVIDERS.get(provider or "", provider or "unknown"),
+        gen_ai.GEN_AI_REQUEST_MODEL: event.requested_model,
+        gen_ai.GEN_AI_USAGE_INPUT_TOKENS: event.prompt_tokens,
+        gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: event.completion_tokens,
+        "tollgate.request.id": event.request_id,
+        "tollgate.call_type": event.call_type,
+        "tollgate.cost.usd": float(event.spend),
+        "tollgate.cache_hit": event.cache_hit,
+        "tollgate.content.redacted": item.redacted,
+    }
+    if event.cached_tokens:
+        attrs[gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = event.cached_tokens
+    if event.session_id:
+        attrs[gen_ai.GEN_AI_CONVERSATION_ID] = event.session_id
+    for param, attr in _REQUEST_PARAMS.items():
+        value = event.model_parameters.get(param)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            attrs[attr] = value
+    stop = event.model_parameters.get("stop")
+    if stop:
+        attrs[gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES] = (
+            [stop] if isinstance(stop, str) else [str(s) for s in stop]
+        )
+    if event.api_base:
+        parts = urlsplit(event.api_base)
+        if parts.hostname:
+            attrs[server_attributes.SERVER_ADDRESS] = parts.hostname
+            attrs[server_attributes.SERVER_PORT] = parts.port or (
+                443 if parts.scheme == "https" else 80
+            )
+    optional = {
+        "tollgate.key.alias": event.key_alias,
+        "tollgate.key.hash": event.api_key_hash,
+        "tollgate.team.id": event.team_id,
+        "tollgate.team.alias": event.team_alias,
+        "tollgate.user.id": event.user_id,
+        "tollgate.end_user": event.end_user,
+        "tollgate.model_group": event.model_group,
+        "tollgate.model_id": event.model_id,
+        "tollgate.trace_id": event.trace_id,
+    }
+    attrs.update({k: v for k, v in optional.items() if v})
+    if event.tags:
+        attrs["tollgate.tags"] = list(event.tags)
+    if isinstance(event, LlmRequestCompleted):
+        if event.response_id:
+            attrs[gen_ai.GEN_AI_RESPONSE_ID] = event.response_id
+        if event.response_model or event.model:
+            attrs[gen_ai.GEN_AI_RESPONSE_MODEL] = event.response_model or event.model
+        if event.finish_reasons:
+            attrs[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = list(event.finish_reasons)
+    if isinstance(event, LlmRequestFailed):
+        attrs[error_attributes.ERROR_TYPE] = event.error_class or str(event.status_code)
+        attrs["http.response.status_code"] = event.status_code
+    if capture_content and not item.redacted:
+        attrs.update(content_attributes(event))
+    return attrs
+
+
+def build_span(item: ExportItem, resource: Resource, capture_content: bool) -> ReadableSpan:
+    event = item.event
+    trace_id, span_id, parent = span_ids(event)
+    attrs = span_attributes(item, capture_content)
+    status = Status(StatusCode.UNSET)
+    if isinstance(event, LlmRequestFailed):
+        status = Status(StatusCode.ERROR, f"{event.error_class}: {event.error_message}"[:1000])
+    return ReadableSpan(
+        name=f"{attrs[gen_ai.GEN_AI_OPERATION_NAME]} {event.requested_model}",
+        context=SpanContext(
+            trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+        ),
+        parent=parent,
+        resource=resource,
+        attributes=attrs,
+        kind=SpanKind.CLIENT,
+        status=status,
+        start_time=_ns(event.start_time),
+        end_time=_ns(event.end_time),
+        instrumentation_scope=SCOPE,
+    )
+
+
+def build_request(
+    items: Sequence[ExportItem], service_name: str, capture_content: bool = True
+) -> ExportTraceServiceRequest:
+    resource = Resource({"service.name": service_name, "telemetry.sdk.name": "tollgate"})
+    return encode_spans([build_span(i, resource, capture_content) for i in items])
+
+
+class OtelSink:
+    kind = "otel"
+
+    def __init__(self, client: httpx.AsyncClient, timeout_s: float = 10.0) -> None:
+        self._client = client
+        self._timeout = timeout_s
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
+        opts = destination.options
+        request = build_request(items, opts["service_name"], opts["capture_content"])
+        exporter = opts["exporter"]
+        if exporter == "otlp_http":
+            await post(
+                self._client,
+                opts["url"],
+                "otlp",
+                content=request.SerializeToString(),
+                headers={**opts["headers"], "content-type": "application/x-protobuf"},
+            )
+        elif exporter == "otlp_grpc":
+            await self._send_grpc(destination, request)
+        else:
+            await asyncio.to_thread(self._print, request)
+        return BatchResult()
+
+    @staticmethod
+    def _print(request: ExportTraceServiceRequest) -> None:
+        sys.stdout.write(MessageToJson(request, indent=None) + "\n")
+        sys.stdout.flush()
+
+    async def _send_grpc(
+        self, destination: Destination, request: ExportTraceServiceRequest
+    ) -> None:
+        opts = destination.options
+        channel = self._channels.get(destination.key)
+        if channel is None:
+            url = str(opts["url"])
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            target = parts.netloc
+            channel = (
+                grpc.aio.secure_channel(target, grpc.ssl_channel_credentials())
+                if parts.scheme == "https"
+                else grpc.aio.insecure_channel(target)
+            )
+            self._channels[destination.key] = channel
+        stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+        metadata = tuple((k.lower(), v) for k, v in opts["headers"].items())
+        try:
+            await stub.Export(request, metadata=metadata, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            detail = f"otlp grpc {exc.code().name}: {exc.details()}"
+            if exc.code() in _RETRYABLE_GRPC:
+                raise RetryableError(detail) from exc
+            raise PermanentError(detail) from exc
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,78 @@
+"""Generic webhook sink: batched JSON of Tollgate's own event documents, optionally signed.
+
+POST <url> with `content-type: application/json` and this body:
+
+    {"type": "tollgate.llm_events", "version": 1, "sent_at": "<RFC 3339>",
+     "destination": "<callback name>",
+     "events": [ {<the LlmRequestCompleted / LlmRequestFailed JSON, as on the stream>,
+                  "event_type": "llm.request.completed.v1" | "llm.request.failed.v1",
+                  "content_redacted": true | false}, ... ]}
+
+When a secret is configured, `X-Tollgate-Signature: sha256=<hex>` is the
+HMAC-SHA256 of the raw body with that secret, and `X-Tollgate-Timestamp` the
+send time (also inside the body as `sent_at`). A batch may be delivered again
+after a failure; receivers de-duplicate on each event's `event_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tollgate_exporter.routing import Destination
+from tollgate_exporter.sinks.base import BatchResult, ExportItem, post
+
+SIGNATURE_HEADER = "X-Tollgate-Signature"
+TIMESTAMP_HEADER = "X-Tollgate-Timestamp"
+PAYLOAD_TYPE = "tollgate.llm_events"
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def document(item: ExportItem) -> dict[str, Any]:
+    doc: dict[str, Any] = item.event.model_dump(mode="json")
+    doc["event_type"] = item.event.event_type
+    doc["content_redacted"] = item.redacted
+    return doc
+
+
+def render(name: str, items: Sequence[ExportItem], now: datetime) -> bytes:
+    payload = {
+        "type": PAYLOAD_TYPE,
+        "version": 1,
+        "sent_at": now.isoformat(),
+        "destination": name,
+        "events": [document(i) for i in items],
+    }
+    return json.dumps(payload, default=str).encode()
+
+
+class WebhookSink:
+    kind = "webhook"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
+        opts = destination.options
+        now = datetime.now(UTC)
+        body = render(opts["name"], items, now)
+        headers = {
+            **opts["headers"],
+            "content-type": "application/json",
+            TIMESTAMP_HEADER: now.isoformat(),
+        }
+        if opts.get("secret"):
+            headers[SIGNATURE_HEADER] = sign(opts["secret"], body)
+        await post(
+            self._client, opts["url"], f"webhook {opts['name']}", content=body, headers=headers
+        )
+        return BatchResult()
