@@ -47,7 +47,7 @@ from tollgate_ingress.upstream import openai as upstream
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
-from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished, new_event_id
+from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
@@ -299,7 +299,7 @@ class Gateway:
                     req.model,
                     str(mock),
                     req.messages,
-                    f"chatcmpl-{new_event_id()}",
+                    f"chatcmpl-{call.request_id}",
                     int(time.time()),
                 )
             return await upstream.chat(
@@ -360,7 +360,7 @@ class Gateway:
                         req.model,
                         str(mock),
                         req.messages,
-                        f"chatcmpl-{new_event_id()}",
+                        f"chatcmpl-{call.request_id}",
                         int(time.time()),
                     )
                 )
