@@ -1,0 +1,137 @@
+"""Assembles the ledger: NATS, PostgreSQL, its two consumers, retention, and the read API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import asyncpg
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from nats.aio.client import Client as NATS
+
+from tollgate_ledger import retention, subscribers
+from tollgate_ledger.budgets import BudgetBook, SpendMirror
+from tollgate_ledger.handlers import LedgerPolicy
+from tollgate_ledger.projections.audit import AuditProjection
+from tollgate_ledger.projections.reads import LedgerReader
+from tollgate_ledger.projections.spend import SpendProjection
+from tollgate_ledger.routes.audit import audit_router
+from tollgate_ledger.routes.common import EXCEPTION_HANDLERS, ReadDeps
+from tollgate_ledger.routes.spend import spend_router
+from tollgate_ledger.settings import LedgerSettings
+from tollgate_shared import names
+from tollgate_shared.config import TollgateConfig
+from tollgate_shared.dependencies import check_nats, check_postgres
+from tollgate_shared.migrate import apply_migrations
+from tollgate_shared.names import ConsumerSpec
+from tollgate_shared.publishing import connect_nats
+from tollgate_shared.web import health_router
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def migrate(database_url: str, schema: str = names.SCHEMA_LEDGER) -> list[int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await apply_migrations(conn, schema, MIGRATIONS)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Deps:
+    nc: NATS | None = None
+    pool: asyncpg.Pool | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def create_app(
+    settings: LedgerSettings,
+    cfg: TollgateConfig,
+    *,
+    spend_spec: ConsumerSpec = names.LEDGER_SPEND,
+    audit_spec: ConsumerSpec = names.LEDGER_AUDIT,
+    schema: str = names.SCHEMA_LEDGER,
+) -> Litestar:
+    deps = Deps()
+    policy = LedgerPolicy.from_config(cfg)
+    spend_projection = SpendProjection(schema)
+    read = ReadDeps(reader=LedgerReader(schema), master_key=settings.effective_master_key(cfg))
+    if read.master_key is None:
+        log.warning("no master key configured: the ledger's read API is open")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        deps.nc = await connect_nats(settings.nats_url, "tollgate-ledger")
+        js = deps.nc.jetstream()
+        if settings.migrate_on_start:
+            await migrate(settings.database_url, schema)
+        deps.pool = await asyncpg.create_pool(
+            settings.database_url, min_size=1, max_size=settings.db_pool_size
+        )
+        read.pool = deps.pool
+        budgets = BudgetBook()
+        if settings.consumers_enabled:
+            try:
+                await asyncio.wait_for(budgets.start(js), 10)
+            except TimeoutError:
+                log.warning("KV buckets of keys/teams/users not readable yet; budgets unknown")
+            publish = subscribers.js_publisher(js)
+            spend = subscribers.SpendConsumer(
+                spend_spec,
+                js,
+                deps.pool,
+                spend_projection,
+                policy,
+                budgets,
+                SpendMirror(js),
+                publish,
+            )
+            audit = subscribers.AuditConsumer(
+                audit_spec, deps.pool, AuditProjection(schema), policy, publish
+            )
+            deps.tasks = [
+                asyncio.create_task(
+                    subscribers.run(js, spend_spec, spend.handle, settings.spend_batch_size)
+                ),
+                asyncio.create_task(
+                    subscribers.run(js, audit_spec, audit.handle, settings.audit_batch_size)
+                ),
+                asyncio.create_task(retention.run_forever(deps.pool, spend_projection, policy)),
+            ]
+        try:
+            yield
+        finally:
+            for task in deps.tasks:
+                task.cancel()
+            for task in deps.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await budgets.stop()
+            await deps.pool.close()
+            await deps.nc.drain()
+
+    checks = lambda: {  # noqa: E731
+        "nats": partial(check_nats, deps.nc),
+        "postgres": partial(check_postgres, deps.pool),
+    }
+    return Litestar(
+        route_handlers=[health_router("ledger", checks), spend_router(read), audit_router(read)],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Tollgate ledger",
+            use_handler_docstrings=True,
+            version="0.1.0",
+            description="Spend logs, sessions, spend totals and the audit log (read-only).",
+        ),
+    )

@@ -1,0 +1,290 @@
+"""Read queries behind the ledger's HTTP API (spend logs, sessions, totals, audit log)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+_SPEND_JSON = ("metadata", "request_tags", "messages", "response", "proxy_server_request")
+_AUDIT_JSON = ("before_value", "updated_values")
+
+
+def _row(rec: asyncpg.Record, json_cols: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(rec)
+    for col in json_cols:
+        if isinstance(out.get(col), str):
+            out[col] = orjson.loads(out[col])
+    return out
+
+
+class _Where:
+    """Collects `column = $n` conditions with numbered parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.args: list[Any] = []
+
+    def add(self, sql: str, value: Any) -> None:
+        """`sql` holds `{}` where the parameter goes, e.g. `"user" = {}`."""
+        if value is None:
+            return
+        self.args.append(value)
+        self.parts.append(sql.format(f"${len(self.args)}"))
+
+    def clause(self) -> str:
+        return f"WHERE {' AND '.join(self.parts)}" if self.parts else ""
+
+    def param(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+@dataclass(frozen=True)
+class SpendLogFilter:
+    request_id: str | None = None
+    api_key: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    session_id: str | None = None
+    status: str | None = None
+    model: str | None = None
+    key_alias: str | None = None
+    end_user: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    min_spend: Decimal | None = None
+    max_spend: Decimal | None = None
+
+    def where(self) -> _Where:
+        w = _Where()
+        w.add("request_id = {}", self.request_id)
+        w.add("api_key = {}", self.api_key)
+        w.add('"user" = {}', self.user_id)
+        w.add("team_id = {}", self.team_id)
+        w.add("session_id = {}", self.session_id)
+        w.add("status = {}", self.status)
+        w.add("(model = {0} OR model_group = {0})", self.model)
+        w.add("key_alias = {}", self.key_alias)
+        w.add("end_user = {}", self.end_user)
+        w.add('"startTime" >= {}', self.start)
+        w.add('"startTime" <= {}', self.end)
+        w.add("spend >= {}", self.min_spend)
+        w.add("spend <= {}", self.max_spend)
+        return w
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    object_id: str | None = None
+    table_name: str | None = None
+    action: str | None = None
+    changed_by: str | None = None
+    changed_by_api_key: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def where(self) -> _Where:
+        w = _Where()
+        w.add("object_id = {}", self.object_id)
+        w.add("table_name = {}", self.table_name)
+        w.add("action = {}", self.action)
+        w.add("changed_by = {}", self.changed_by)
+        w.add("changed_by_api_key = {}", self.changed_by_api_key)
+        w.add("updated_at >= {}", self.start)
+        w.add("updated_at <= {}", self.end)
+        return w
+
+
+class LedgerReader:
+    def __init__(self, schema: str) -> None:
+        self.s = f'"{schema}"'
+
+    async def spend_logs(
+        self,
+        conn: asyncpg.Connection,
+        f: SpendLogFilter,
+        *,
+        limit: int,
+        offset: int,
+        ascending: bool = False,
+        count: bool = True,
+    ) -> tuple[list[dict[str, Any]], int]:
+        w = f.where()
+        order = "ASC" if ascending else "DESC"
+        lim, off = w.param(limit), w.param(offset)
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.s}.spend_logs {w.clause()} "
+            f'ORDER BY "startTime" {order}, request_id {order} LIMIT {lim} OFFSET {off}',
+            *w.args,
+        )
+        total = len(rows) + offset
+        if count:
+            wc = f.where()
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}", *wc.args
+            )
+        return [_row(r, _SPEND_JSON) for r in rows], int(total)
+
+    async def spend_summary(
+        self, conn: asyncpg.Connection, f: SpendLogFilter
+    ) -> list[dict[str, Any]]:
+        """LiteLLM's summarized /spend/logs: spend per day, per key, user and model."""
+        w = f.where()
+        rows = await conn.fetch(
+            f"""SELECT ("startTime" AT TIME ZONE 'UTC')::date AS day, api_key, "user", model,
+                       sum(spend) AS spend
+                FROM {self.s}.spend_logs {w.clause()}
+                GROUP BY 1, 2, 3, 4 ORDER BY 1""",
+            *w.args,
+        )
+        days: dict[date, dict[str, Any]] = {}
+        for r in rows:
+            day = days.setdefault(r["day"], {"spend": Decimal(0), "users": {}, "models": {}})
+            day["spend"] += r["spend"]
+            day[r["api_key"]] = day.get(r["api_key"], Decimal(0)) + r["spend"]
+            day["users"][r["user"]] = day["users"].get(r["user"], Decimal(0)) + r["spend"]
+            day["models"][r["model"]] = day["models"].get(r["model"], Decimal(0)) + r["spend"]
+        return [{**v, "startTime": k.isoformat()} for k, v in sorted(days.items())]
+
+    async def session(self, conn: asyncpg.Connection, session_id: str) -> dict[str, Any] | None:
+        rec = await conn.fetchrow(
+            f"SELECT * FROM {self.s}.sessions WHERE session_id = $1", session_id
+        )
+        return dict(rec) if rec else None
+
+    async def sessions(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        limit: int,
+        offset: int,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        w = _Where()
+        w.add("last_seen >= {}", start)
+        w.add("first_seen <= {}", end)
+        total = await conn.fetchval(f"SELECT count(*) FROM {self.s}.sessions {w.clause()}", *w.args)
+        lim, off = w.param(limit), w.param(offset)
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.s}.sessions {w.clause()} "
+            f"ORDER BY last_seen DESC, session_id LIMIT {lim} OFFSET {off}",
+            *w.args,
+        )
+        return [dict(r) for r in rows], int(total)
+
+    async def audit_logs(
+        self,
+        conn: asyncpg.Connection,
+        f: AuditFilter,
+        *,
+        limit: int,
+        offset: int,
+        ascending: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
+        w = f.where()
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM {self.s}.audit_log {w.clause()}", *w.args
+        )
+        order = "ASC" if ascending else "DESC"
+        lim, off = w.param(limit), w.param(offset)
+        rows = await conn.fetch(
+            f"SELECT * FROM {self.s}.audit_log {w.clause()} "
+            f"ORDER BY updated_at {order}, id {order} LIMIT {lim} OFFSET {off}",
+            *w.args,
+        )
+        return [_row(r, _AUDIT_JSON) for r in rows], int(total)
+
+    async def audit_log(self, conn: asyncpg.Connection, audit_id: str) -> dict[str, Any] | None:
+        rec = await conn.fetchrow(f"SELECT * FROM {self.s}.audit_log WHERE id = $1", audit_id)
+        return _row(rec, _AUDIT_JSON) if rec else None
+
+    async def totals(
+        self,
+        conn: asyncpg.Connection,
+        entity: str | None,
+        entity_id: str | None,
+        *,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        w = _Where()
+        w.add("entity = {}", entity)
+        w.add("entity_id = {}", entity_id)
+        total = await conn.fetchval(
+            f"SELECT count(*) FROM {self.s}.spend_totals {w.clause()}", *w.args
+        )
+        lim, off = w.param(limit), w.param(offset)
+        rows = await conn.fetch(
+            f"SELECT entity, entity_id, spend, requests, total_tokens, last_alias, updated_at "
+            f"FROM {self.s}.spend_totals {w.clause()} "
+            f"ORDER BY spend DESC, entity, entity_id LIMIT {lim} OFFSET {off}",
+            *w.args,
+        )
+        return [dict(r) for r in rows], int(total)
+
+    async def all_totals(self, conn: asyncpg.Connection) -> dict[tuple[str, str], Decimal]:
+        rows = await conn.fetch(f"SELECT entity, entity_id, spend FROM {self.s}.spend_totals")
+        return {(r["entity"], r["entity_id"]): r["spend"] for r in rows}
+
+    async def top_by_dimension(
+        self,
+        conn: asyncpg.Connection,
+        dimension: str,
+        *,
+        since: date,
+        until: date | None,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """Spend per id of one daily dimension over a date range, highest first."""
+        w = _Where()
+        w.add("dimension = {}", dimension)
+        w.add("day >= {}", since)
+        w.add("day <= {}", until)
+        lim = f"LIMIT {w.param(limit)}" if limit else ""
+        rows = await conn.fetch(
+            f"""SELECT dimension_id, sum(spend) AS total_spend, sum(requests) AS requests,
+                       sum(total_tokens) AS total_tokens
+                FROM {self.s}.daily_spend {w.clause()}
+                GROUP BY dimension_id ORDER BY total_spend DESC, dimension_id {lim}""",
+            *w.args,
+        )
+        return [dict(r) for r in rows]
+
+    async def daily_by_dimension(
+        self, conn: asyncpg.Connection, dimension: str, *, since: date, until: date | None
+    ) -> list[dict[str, Any]]:
+        w = _Where()
+        w.add("dimension = {}", dimension)
+        w.add("day >= {}", since)
+        w.add("day <= {}", until)
+        rows = await conn.fetch(
+            f"""SELECT day, dimension_id, spend FROM {self.s}.daily_spend {w.clause()}
+                ORDER BY day DESC, spend DESC""",
+            *w.args,
+        )
+        return [dict(r) for r in rows]
+
+    async def aliases(
+        self, conn: asyncpg.Connection, entity: str, ids: list[str]
+    ) -> dict[str, str | None]:
+        rows = await conn.fetch(
+            f"SELECT entity_id, last_alias FROM {self.s}.spend_totals "
+            f"WHERE entity = $1 AND entity_id = ANY($2::text[])",
+            entity,
+            ids,
+        )
+        return {r["entity_id"]: r["last_alias"] for r in rows}
+
+    async def total_spend(self, conn: asyncpg.Connection, since: date) -> Decimal:
+        val = await conn.fetchval(
+            f"SELECT COALESCE(sum(spend), 0) FROM {self.s}.daily_spend "
+            f"WHERE dimension = 'model' AND day >= $1",
+            since,
+        )
+        return Decimal(val)

@@ -1,0 +1,262 @@
+"""Writes spend batches set-based: COPY into a temp table, then one statement for every table.
+
+Idempotency lives in `processed_requests`: the statement inserts the batch's
+request ids there with ON CONFLICT DO NOTHING, and only the rows that insert
+returns feed spend_logs, sessions, daily_spend and spend_totals. A redelivered
+batch therefore adds nothing, and the whole effect commits in the caller's
+transaction, before any message is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import asyncpg
+import orjson
+
+from tollgate_ledger.handlers import (
+    SPEND_COLUMNS,
+    LedgerPolicy,
+    SpendRow,
+    days_of,
+    dedupe,
+    partition_bounds,
+    partition_name,
+    spend_row,
+)
+from tollgate_shared import names
+from tollgate_shared.events import LlmRequestFinished
+
+PARTITIONED_TABLES = ("spend_logs", "processed_requests")
+
+_TEMP_TABLE = "ledger_batch_spend"
+_TEMP_DDL = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_TEMP_TABLE} (
+    request_id text, call_type text, api_key text, spend numeric, total_tokens bigint,
+    prompt_tokens bigint, completion_tokens bigint, "startTime" timestamptz,
+    "endTime" timestamptz, "completionStartTime" timestamptz, request_duration_ms integer,
+    model text, model_id text, model_group text, custom_llm_provider text, api_base text,
+    "user" text, metadata jsonb, cache_hit text, request_tags jsonb, team_id text,
+    organization_id text, end_user text, requester_ip_address text, messages jsonb,
+    response jsonb, proxy_server_request jsonb, session_id text, status text, event_id text,
+    key_alias text, team_alias text, cached_tokens bigint, reasoning_tokens bigint,
+    stream boolean, trace_id text, region text, error_class text, error_message text,
+    error_code text, status_code integer, store_log boolean
+) ON COMMIT DELETE ROWS
+"""
+
+_LOG_COLUMNS = ", ".join(f'"{c}"' for c in SPEND_COLUMNS if c != "store_log")
+
+
+def _write_sql(schema: str) -> str:
+    s = f'"{schema}"'
+    return f"""
+WITH new AS (
+    INSERT INTO {s}.processed_requests (request_id, "startTime", event_id)
+    SELECT request_id, "startTime", event_id FROM {_TEMP_TABLE}
+    ON CONFLICT DO NOTHING
+    RETURNING request_id, "startTime"
+), fresh AS (
+    SELECT b.* FROM {_TEMP_TABLE} b
+    JOIN new n ON n.request_id = b.request_id AND n."startTime" = b."startTime"
+), logs AS (
+    INSERT INTO {s}.spend_logs ({_LOG_COLUMNS})
+    SELECT {_LOG_COLUMNS} FROM fresh WHERE store_log
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), sess AS (
+    INSERT INTO {s}.sessions AS t (session_id, first_seen, last_seen, request_count,
+        success_count, failure_count, spend, prompt_tokens, completion_tokens, total_tokens)
+    SELECT session_id, min("startTime"), max("endTime"), count(*),
+        count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success'),
+        sum(spend), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens)
+    FROM fresh WHERE session_id IS NOT NULL
+    GROUP BY session_id ORDER BY session_id
+    ON CONFLICT (session_id) DO UPDATE SET
+        first_seen = LEAST(t.first_seen, EXCLUDED.first_seen),
+        last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
+        request_count = t.request_count + EXCLUDED.request_count,
+        success_count = t.success_count + EXCLUDED.success_count,
+        failure_count = t.failure_count + EXCLUDED.failure_count,
+        spend = t.spend + EXCLUDED.spend,
+        prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = t.total_tokens + EXCLUDED.total_tokens
+    RETURNING 1
+), dims AS (
+    SELECT (f."startTime" AT TIME ZONE 'UTC')::date AS day, d.dimension, d.dimension_id,
+        f.spend, f.prompt_tokens, f.completion_tokens, f.total_tokens, f.status
+    FROM fresh f
+    CROSS JOIN LATERAL (VALUES
+        ('key', NULLIF(f.api_key, '')), ('team', f.team_id), ('user', NULLIF(f."user", '')),
+        ('end_user', f.end_user), ('model', NULLIF(f.model_group, ''))
+    ) AS d(dimension, dimension_id)
+    WHERE d.dimension_id IS NOT NULL
+    UNION ALL
+    SELECT (f."startTime" AT TIME ZONE 'UTC')::date, 'tag', tag.value,
+        f.spend, f.prompt_tokens, f.completion_tokens, f.total_tokens, f.status
+    FROM fresh f CROSS JOIN LATERAL jsonb_array_elements_text(f.request_tags) AS tag(value)
+), daily AS (
+    INSERT INTO {s}.daily_spend AS t (day, dimension, dimension_id, spend, prompt_tokens,
+        completion_tokens, total_tokens, requests, successes, failures)
+    SELECT day, dimension, dimension_id, sum(spend), sum(prompt_tokens),
+        sum(completion_tokens), sum(total_tokens), count(*),
+        count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success')
+    FROM dims GROUP BY day, dimension, dimension_id ORDER BY day, dimension, dimension_id
+    ON CONFLICT (day, dimension, dimension_id) DO UPDATE SET
+        spend = t.spend + EXCLUDED.spend,
+        prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
+        completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,
+        total_tokens = t.total_tokens + EXCLUDED.total_tokens,
+        requests = t.requests + EXCLUDED.requests,
+        successes = t.successes + EXCLUDED.successes,
+        failures = t.failures + EXCLUDED.failures
+    RETURNING 1
+), totals AS (
+    INSERT INTO {s}.spend_totals AS t (entity, entity_id, spend, requests, total_tokens,
+        last_alias, updated_at)
+    SELECT d.entity, d.entity_id, sum(f.spend), count(*), sum(f.total_tokens),
+        max(d.alias), now()
+    FROM fresh f
+    CROSS JOIN LATERAL (VALUES
+        ('key', NULLIF(f.api_key, ''), f.key_alias), ('team', f.team_id, f.team_alias),
+        ('user', NULLIF(f."user", ''), NULL), ('end_user', f.end_user, NULL)
+    ) AS d(entity, entity_id, alias)
+    WHERE d.entity_id IS NOT NULL
+    GROUP BY d.entity, d.entity_id ORDER BY d.entity, d.entity_id
+    ON CONFLICT (entity, entity_id) DO UPDATE SET
+        spend = t.spend + EXCLUDED.spend,
+        requests = t.requests + EXCLUDED.requests,
+        total_tokens = t.total_tokens + EXCLUDED.total_tokens,
+        last_alias = COALESCE(EXCLUDED.last_alias, t.last_alias),
+        updated_at = now()
+    RETURNING entity, entity_id, spend
+)
+SELECT
+    (SELECT count(*) FROM new) AS inserted,
+    (SELECT count(*) FROM logs) AS logs,
+    (SELECT count(*) FROM sess) AS sessions,
+    (SELECT count(*) FROM daily) AS daily,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_array(entity, entity_id, spend::text)), '[]')
+       FROM totals) AS totals
+"""
+
+
+@dataclass(frozen=True)
+class TotalAfter:
+    """A spend total as it stands after the committed batch."""
+
+    entity: str
+    entity_id: str
+    spend: Decimal
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    inserted: int = 0
+    logs: int = 0
+    sessions: int = 0
+    daily: int = 0
+    totals: list[TotalAfter] = field(default_factory=list)
+
+
+class SpendProjection:
+    """The spend tables of one schema (`ledger`, or a scratch schema during rebuild)."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._sql = _write_sql(schema)
+        self._known_partitions: set[date] = set()
+
+    def forget_partitions(self) -> None:
+        """After a rollback, partitions created in it are gone: check again next time."""
+        self._known_partitions.clear()
+
+    async def ensure_partitions(self, conn: asyncpg.Connection, days: Iterable[date]) -> None:
+        """Create the daily partitions the batch needs, in the caller's transaction."""
+        for day in sorted(set(days) - self._known_partitions):
+            start, end = partition_bounds(day)
+            for table in PARTITIONED_TABLES:
+                name = partition_name(table, day)
+                # Two writers creating the same partition would race; serialise them.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.schema}.{name}"
+                )
+                await conn.execute(
+                    f'CREATE TABLE IF NOT EXISTS "{self.schema}"."{name}" '
+                    f'PARTITION OF "{self.schema}"."{table}" '
+                    f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+                )
+            self._known_partitions.add(day)
+
+    async def write(self, conn: asyncpg.Connection, rows: Sequence[SpendRow]) -> BatchResult:
+        """Write one batch; call inside a transaction and commit before acknowledging."""
+        unique = dedupe(rows)
+        if not unique:
+            return BatchResult()
+        await self.ensure_partitions(conn, days_of(unique))
+        await conn.execute(_TEMP_DDL)
+        await conn.copy_records_to_table(
+            _TEMP_TABLE, records=[r.values for r in unique], columns=list(SPEND_COLUMNS)
+        )
+        rec = await conn.fetchrow(self._sql)
+        await conn.execute(f"TRUNCATE {_TEMP_TABLE}")
+        assert rec is not None
+        totals = [
+            TotalAfter(entity, entity_id, Decimal(spend))
+            for entity, entity_id, spend in orjson.loads(rec["totals"])
+        ]
+        return BatchResult(
+            inserted=rec["inserted"],
+            logs=rec["logs"],
+            sessions=rec["sessions"],
+            daily=rec["daily"],
+            totals=totals,
+        )
+
+    async def existing_partitions(self, conn: asyncpg.Connection, table: str) -> list[str]:
+        rows = await conn.fetch(
+            """
+            SELECT c.relname FROM pg_inherits i
+            JOIN pg_class c ON c.oid = i.inhrelid
+            JOIN pg_class p ON p.oid = i.inhparent
+            JOIN pg_namespace n ON n.oid = p.relnamespace
+            WHERE n.nspname = $1 AND p.relname = $2
+            """,
+            self.schema,
+            table,
+        )
+        return [r["relname"] for r in rows]
+
+    async def drop_partitions(self, conn: asyncpg.Connection, names: Iterable[str]) -> list[str]:
+        """Drop whole partitions (retention): never a bulk DELETE."""
+        dropped = []
+        for name in names:
+            await conn.execute(f'DROP TABLE IF EXISTS "{self.schema}"."{name}"')
+            dropped.append(name)
+        self.forget_partitions()
+        return dropped
+
+
+async def write_events(
+    pool: asyncpg.Pool,
+    events: Sequence[LlmRequestFinished],
+    policy: LedgerPolicy,
+    *,
+    schema: str = names.SCHEMA_LEDGER,
+    batch_size: int = 500,
+) -> int:
+    """Write already-decoded events in batches, one transaction each, as the consumer does.
+
+    Returns how many were new. For benchmarks, backfills and tests: no NATS involved.
+    """
+    projection = SpendProjection(schema)
+    inserted = 0
+    for i in range(0, len(events), batch_size):
+        rows = [spend_row(e, policy) for e in events[i : i + batch_size]]
+        async with pool.acquire() as conn, conn.transaction():
+            inserted += (await projection.write(conn, rows)).inserted
+    return inserted

@@ -1,0 +1,91 @@
+"""Read routes for the audit log (LiteLLM's /audit and /audit/{id} shapes)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Response, Router, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from tollgate_ledger.handlers import FilterError, audit_table_filter, parse_when
+from tollgate_ledger.projections.reads import AuditFilter
+from tollgate_ledger.routes.common import (
+    ReadDeps,
+    json_response,
+    master_key_guard,
+    operation_ids,
+    page_envelope,
+)
+
+Str = Annotated[str | None, QueryParameter(max_length=512)]
+
+
+def audit_router(deps: ReadDeps) -> Router:
+    @get(
+        ["/audit", "/audit/logs"],
+        operation_id=operation_ids({"/audit": "audit_logs", "/audit/logs": "audit_logs_list"}),
+        summary="Audit log, paginated",
+    )
+    async def audit_logs(
+        object_id: Str = None,
+        table_name: Str = None,
+        entity: Str = None,
+        action: Str = None,
+        changed_by: Str = None,
+        changed_by_api_key: Str = None,
+        start_date: Str = None,
+        end_date: Str = None,
+        sort_order: FromQuery[str] = "desc",
+        page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
+    ) -> Response[bytes]:
+        """`{audit_logs, total, page, page_size, total_pages}`, newest first (LiteLLM's shape).
+
+        Filters: `object_id`, `table_name` (LiteLLM's table name such as
+        LiteLLM_VerificationToken, or Tollgate's entity: key, team, user, model; `entity` is
+        an alias), `action` (created, updated, deleted, ...), `changed_by`,
+        `changed_by_api_key`, `start_date`/`end_date` on updated_at.
+        """
+        if sort_order not in ("asc", "desc"):
+            raise FilterError("sort_order", "sort_order must be asc or desc")
+        start = parse_when(start_date, "start_date")
+        end = parse_when(end_date, "end_date", end_of_day=True)
+        if start and end and start > end:
+            raise FilterError("end_date", "end_date must not be before start_date")
+        table = table_name or entity
+        f = AuditFilter(
+            object_id=object_id or None,
+            table_name=audit_table_filter(table) if table else None,
+            action=action or None,
+            changed_by=changed_by or None,
+            changed_by_api_key=changed_by_api_key or None,
+            start=start,
+            end=end,
+        )
+        async with deps.require_pool().acquire() as conn:
+            rows, total = await deps.reader.audit_logs(
+                conn,
+                f,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+                ascending=sort_order == "asc",
+            )
+        return json_response(page_envelope(rows, total, page, page_size, key="audit_logs"))
+
+    @get("/audit/{audit_id:str}", operation_id="audit_log_get", summary="One audit log entry")
+    async def audit_log_get(audit_id: FromPath[str]) -> Response[bytes]:
+        """One audit entry by id: id, updated_at, changed_by, changed_by_api_key, action,
+        table_name, object_id, before_value, updated_values. 404 when unknown."""
+        async with deps.require_pool().acquire() as conn:
+            row = await deps.reader.audit_log(conn, audit_id)
+        if row is None:
+            raise NotFoundException(f"Audit log with ID {audit_id} not found")
+        return json_response(row)
+
+    return Router(
+        path="/",
+        route_handlers=[audit_logs, audit_log_get],
+        tags=["Audit Logging"],
+        guards=[master_key_guard(deps)],
+    )

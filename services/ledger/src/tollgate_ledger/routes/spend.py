@@ -1,0 +1,447 @@
+"""Read routes for spend logs, sessions and spend totals (LiteLLM's shapes where it has one)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from litestar import Response, Router, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from tollgate_ledger.handlers import FilterError, key_filter, parse_when, total_pages
+from tollgate_ledger.projections.reads import SpendLogFilter
+from tollgate_ledger.routes.common import (
+    ReadDeps,
+    json_response,
+    master_key_guard,
+    operation_ids,
+    page_envelope,
+)
+
+_STATUSES = ("success", "failure")
+_ENTITIES = ("key", "team", "user", "end_user")
+
+Page = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="page number, from 1")]
+Str = Annotated[str | None, QueryParameter(max_length=512)]
+
+
+def _status(value: str | None, param: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in _STATUSES:
+        raise FilterError(param, f"{param} must be one of {', '.join(_STATUSES)}, got {value!r}")
+    return value
+
+
+def _money(value: str | None, param: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        out = Decimal(value)
+    except InvalidOperation:
+        raise FilterError(param, f"{param} must be a number, got {value!r}") from None
+    if not out.is_finite():
+        raise FilterError(param, f"{param} must be a finite number")
+    return out
+
+
+def _range(start_date: str | None, end_date: str | None) -> tuple[datetime | None, datetime | None]:
+    start = parse_when(start_date, "start_date")
+    end = parse_when(end_date, "end_date", end_of_day=True)
+    if start and end and start > end:
+        raise FilterError("end_date", "end_date must not be before start_date")
+    return start, end
+
+
+def spend_router(deps: ReadDeps) -> Router:
+    def spend_filter(
+        *,
+        request_id: str | None,
+        api_key: str | None,
+        user_id: str | None,
+        team_id: str | None,
+        session_id: str | None,
+        status: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        model: str | None = None,
+        key_alias: str | None = None,
+        end_user: str | None = None,
+        min_spend: str | None = None,
+        max_spend: str | None = None,
+        status_param: str = "status",
+    ) -> SpendLogFilter:
+        start, end = _range(start_date, end_date)
+        return SpendLogFilter(
+            request_id=request_id or None,
+            api_key=key_filter(api_key),
+            user_id=user_id or None,
+            team_id=team_id or None,
+            session_id=session_id or None,
+            status=_status(status, status_param),
+            model=model or None,
+            key_alias=key_alias or None,
+            end_user=end_user or None,
+            start=start,
+            end=end,
+            min_spend=_money(min_spend, "min_spend"),
+            max_spend=_money(max_spend, "max_spend"),
+        )
+
+    @get("/spend/logs", operation_id="spend_logs", summary="Spend logs (LiteLLM /spend/logs)")
+    async def spend_logs(
+        request_id: Str = None,
+        api_key: Str = None,
+        user_id: Str = None,
+        start_date: Str = None,
+        end_date: Str = None,
+        team_id: Str = None,
+        session_id: Str = None,
+        status: Str = None,
+        summarize: FromQuery[bool] = True,
+        page: Page = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> Response[bytes]:
+        """Spend-log rows, newest first, as a JSON list (LiteLLM's shape).
+
+        Filters: `request_id`, `api_key` (hash, or an `sk-` key which is hashed),
+        `user_id`, `start_date`/`end_date` (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`, UTC),
+        `team_id`, `session_id`, `status` (success|failure). Paginated with `page` and
+        `page_size` (default 100); the `x-total-count` and `x-total-pages` headers tell the
+        size of the whole result. As in LiteLLM, when both dates are given and
+        `summarize` is true (the default), the answer is spend per day with its split by
+        key, user and model; `summarize=false` returns the rows.
+        """
+        f = spend_filter(
+            request_id=request_id,
+            api_key=api_key,
+            user_id=user_id,
+            team_id=team_id,
+            session_id=session_id,
+            status=status,
+            start_date=start_date,
+            end_date=end_date,
+        )
+        async with deps.require_pool().acquire() as conn:
+            if start_date and end_date and summarize:
+                return json_response(await deps.reader.spend_summary(conn, f))
+            rows, total = await deps.reader.spend_logs(
+                conn, f, limit=page_size, offset=(page - 1) * page_size
+            )
+        return json_response(
+            rows,
+            headers={
+                "x-total-count": str(total),
+                "x-page": str(page),
+                "x-total-pages": str(total_pages(total, page_size)),
+            },
+        )
+
+    async def paged_logs(
+        *,
+        request_id: str | None,
+        api_key: str | None,
+        user_id: str | None,
+        team_id: str | None,
+        session_id: str | None,
+        status_filter: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        model: str | None,
+        key_alias: str | None,
+        min_spend: str | None,
+        max_spend: str | None,
+        sort_order: str,
+        page: int,
+        page_size: int,
+    ) -> Response[bytes]:
+        if sort_order not in ("asc", "desc"):
+            raise FilterError("sort_order", "sort_order must be asc or desc")
+        f = spend_filter(
+            request_id=request_id,
+            api_key=api_key,
+            user_id=user_id,
+            team_id=team_id,
+            session_id=session_id,
+            status=status_filter,
+            start_date=start_date,
+            end_date=end_date,
+            model=model,
+            key_alias=key_alias,
+            min_spend=min_spend,
+            max_spend=max_spend,
+            status_param="status_filter",
+        )
+        async with deps.require_pool().acquire() as conn:
+            rows, total = await deps.reader.spend_logs(
+                conn,
+                f,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+                ascending=sort_order == "asc",
+            )
+        return json_response(page_envelope(rows, total, page, page_size))
+
+    @get(
+        ["/spend/logs/v2", "/spend/logs/ui"],
+        operation_id=operation_ids(
+            {"/spend/logs/v2": "spend_logs_v2", "/spend/logs/ui": "spend_logs_ui"}
+        ),
+        summary="Paginated spend logs (LiteLLM /spend/logs/v2)",
+    )
+    async def spend_logs_v2(
+        request_id: Str = None,
+        api_key: Str = None,
+        user_id: Str = None,
+        team_id: Str = None,
+        session_id: Str = None,
+        status_filter: Str = None,
+        status: Str = None,
+        start_date: Str = None,
+        end_date: Str = None,
+        model: Str = None,
+        key_alias: Str = None,
+        min_spend: Str = None,
+        max_spend: Str = None,
+        sort_order: FromQuery[str] = "desc",
+        page: Page = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+    ) -> Response[bytes]:
+        """`{data, total, page, page_size, total_pages}` of spend-log rows (LiteLLM's v2/UI shape).
+
+        Filters as `/spend/logs` plus `status_filter` (or `status`), `model`, `key_alias`,
+        `min_spend`, `max_spend`; `sort_order` asc|desc on startTime.
+        """
+        return await paged_logs(
+            request_id=request_id,
+            api_key=api_key,
+            user_id=user_id,
+            team_id=team_id,
+            session_id=session_id,
+            status_filter=status_filter or status,
+            start_date=start_date,
+            end_date=end_date,
+            model=model,
+            key_alias=key_alias,
+            min_spend=min_spend,
+            max_spend=max_spend,
+            sort_order=sort_order,
+            page=page,
+            page_size=page_size,
+        )
+
+    @get("/sessions", operation_id="sessions_list", summary="Sessions, most recent first")
+    async def sessions_list(
+        start_date: Str = None,
+        end_date: Str = None,
+        page: Page = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+    ) -> Response[bytes]:
+        """`{data, total, page, page_size, total_pages}` of sessions active in the range.
+
+        Each session: session_id, first_seen, last_seen, request_count, success_count,
+        failure_count, spend and token counts.
+        """
+        start, end = _range(start_date, end_date)
+        async with deps.require_pool().acquire() as conn:
+            rows, total = await deps.reader.sessions(
+                conn, limit=page_size, offset=(page - 1) * page_size, start=start, end=end
+            )
+        return json_response(page_envelope(rows, total, page, page_size))
+
+    @get(
+        "/sessions/{session_id:str}",
+        operation_id="session_get",
+        summary="One session with its requests",
+    )
+    async def session_get(
+        session_id: FromPath[str],
+        page: Page = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> Response[bytes]:
+        """A session's totals and its spend-log rows in call order (`requests`, paginated).
+
+        404 when no request carried this session id.
+        """
+        async with deps.require_pool().acquire() as conn:
+            session = await deps.reader.session(conn, session_id)
+            if session is None:
+                raise NotFoundException(f"session {session_id!r} not found")
+            rows, total = await deps.reader.spend_logs(
+                conn,
+                SpendLogFilter(session_id=session_id),
+                limit=page_size,
+                offset=(page - 1) * page_size,
+                ascending=True,
+            )
+        return json_response(
+            {
+                **session,
+                "requests": rows,
+                "requests_total": total,
+                "page": page,
+                "page_size": page_size,
+                "total_pages": total_pages(total, page_size),
+            }
+        )
+
+    @get(
+        "/spend/totals",
+        operation_id="spend_totals",
+        summary="Lifetime spend of keys, teams, users and end users",
+    )
+    async def spend_totals(
+        entity: Str = None,
+        entity_id: Str = None,
+        page: Page = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> Response[bytes]:
+        """`{data, total, page, page_size, total_pages}` of running totals, highest spend first.
+
+        `entity` is one of key (the key hash), team, user, end_user.
+        """
+        if entity and entity not in _ENTITIES:
+            raise FilterError("entity", f"entity must be one of {', '.join(_ENTITIES)}")
+        async with deps.require_pool().acquire() as conn:
+            rows, total = await deps.reader.totals(
+                conn,
+                entity or None,
+                entity_id or None,
+                limit=page_size,
+                offset=(page - 1) * page_size,
+            )
+        return json_response(page_envelope(rows, total, page, page_size))
+
+    def since_days(days: int) -> Any:
+        return (datetime.now(UTC) - timedelta(days=days)).date()
+
+    @get("/global/spend", operation_id="global_spend", summary="Total spend, last 30 days")
+    async def global_spend() -> Response[bytes]:
+        """`{spend, max_budget}`: spend across all keys over the last 30 days (LiteLLM)."""
+        async with deps.require_pool().acquire() as conn:
+            spend = await deps.reader.total_spend(conn, since_days(30))
+        return json_response({"spend": spend, "max_budget": None})
+
+    @get(
+        "/global/spend/keys",
+        operation_id="global_spend_keys",
+        summary="Top keys by spend, last 30 days",
+    )
+    async def global_spend_keys(
+        limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
+    ) -> Response[bytes]:
+        """`[{api_key, total_spend, key_alias, key_name}]`, highest spend first (LiteLLM)."""
+        async with deps.require_pool().acquire() as conn:
+            rows = await deps.reader.top_by_dimension(
+                conn, "key", since=since_days(30), until=None, limit=limit
+            )
+            aliases = await deps.reader.aliases(conn, "key", [r["dimension_id"] for r in rows])
+        return json_response(
+            [
+                {
+                    "api_key": r["dimension_id"],
+                    "total_spend": r["total_spend"],
+                    "key_alias": aliases.get(r["dimension_id"]),
+                    "key_name": None,
+                }
+                for r in rows
+            ]
+        )
+
+    @get(
+        "/global/spend/models",
+        operation_id="global_spend_models",
+        summary="Top models by spend, last 30 days",
+    )
+    async def global_spend_models(
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 10,
+    ) -> Response[bytes]:
+        """`[{model, total_spend, total_tokens}]`, highest spend first (LiteLLM)."""
+        async with deps.require_pool().acquire() as conn:
+            rows = await deps.reader.top_by_dimension(
+                conn, "model", since=since_days(30), until=None, limit=limit
+            )
+        return json_response(
+            [
+                {
+                    "model": r["dimension_id"],
+                    "total_spend": r["total_spend"],
+                    "total_tokens": r["total_tokens"],
+                }
+                for r in rows
+            ]
+        )
+
+    @get("/global/spend/teams", operation_id="global_spend_teams", summary="Daily spend per team")
+    async def global_spend_teams(
+        start_date: Str = None,
+        end_date: Str = None,
+    ) -> Response[bytes]:
+        """`{daily_spend, teams, total_spend_per_team}` (LiteLLM's shape); default last 30 days."""
+        start, end = _range(start_date, end_date)
+        since = start.date() if start else since_days(30)
+        async with deps.require_pool().acquire() as conn:
+            rows = await deps.reader.daily_by_dimension(
+                conn, "team", since=since, until=end.date() if end else None
+            )
+            aliases = await deps.reader.aliases(
+                conn, "team", sorted({r["dimension_id"] for r in rows})
+            )
+        by_day: dict[str, dict[str, Any]] = {}
+        per_team: dict[str, Decimal] = {}
+        for r in rows:
+            name = aliases.get(r["dimension_id"]) or r["dimension_id"]
+            day = r["day"].isoformat()
+            by_day.setdefault(day, {})[name] = r["spend"]
+            per_team[name] = per_team.get(name, Decimal(0)) + r["spend"]
+        ranked = sorted(per_team.items(), key=lambda kv: kv[1], reverse=True)
+        return json_response(
+            {
+                "daily_spend": [{"date": d, **v} for d, v in by_day.items()],
+                "teams": sorted(per_team),
+                "total_spend_per_team": [{"team_id": t, "total_spend": s} for t, s in ranked[:10]],
+            }
+        )
+
+    @get("/spend/tags", operation_id="spend_tags", summary="Spend per request tag")
+    async def spend_tags(start_date: Str = None, end_date: Str = None) -> Response[bytes]:
+        """`[{individual_request_tag, log_count, total_spend}]` (LiteLLM's shape)."""
+        start, end = _range(start_date, end_date)
+        async with deps.require_pool().acquire() as conn:
+            rows = await deps.reader.top_by_dimension(
+                conn,
+                "tag",
+                since=start.date() if start else datetime(1970, 1, 1).date(),
+                until=end.date() if end else None,
+                limit=None,
+            )
+        return json_response(
+            [
+                {
+                    "individual_request_tag": r["dimension_id"],
+                    "log_count": r["requests"],
+                    "total_spend": r["total_spend"],
+                }
+                for r in rows
+            ]
+        )
+
+    return Router(
+        path="/",
+        route_handlers=[
+            spend_logs,
+            spend_logs_v2,
+            sessions_list,
+            session_get,
+            spend_totals,
+            global_spend,
+            global_spend_keys,
+            global_spend_models,
+            global_spend_teams,
+            spend_tags,
+        ],
+        tags=["Budget & Spend Tracking"],
+        guards=[master_key_guard(deps)],
+    )

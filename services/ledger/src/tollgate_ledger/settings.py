@@ -1,0 +1,18 @@
+"""Settings of the ledger service (environment `TOLLGATE_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from tollgate_shared.settings import ServiceSettings
+
+
+class LedgerSettings(ServiceSettings):
+    port: int = 4002
+    # Set false to serve reads only (e.g. a read replica of the API).
+    consumers_enabled: bool = True
+    # Apply pending migrations at start (under the runner's advisory lock).
+    migrate_on_start: bool = True
+    spend_batch_size: int = Field(500, ge=1, le=20_000)
+    audit_batch_size: int = Field(200, ge=1, le=20_000)
+    db_pool_size: int = Field(5, ge=2, le=100)
