@@ -80,6 +80,7 @@ def create_app(
         )
         read.pool = deps.pool
         budgets = BudgetBook()
+        spend: subscribers.SpendConsumer | None = None
         if settings.consumers_enabled:
             try:
                 await asyncio.wait_for(budgets.start(js), 10)
@@ -116,6 +117,8 @@ def create_app(
             for task in deps.tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if spend is not None:
+                await spend.stop()
             await budgets.stop()
             await deps.pool.close()
             await deps.nc.drain()

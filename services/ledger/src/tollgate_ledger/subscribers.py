@@ -12,10 +12,12 @@ message at a time, so a single bad row is terminated and the rest still land.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from asyncpg.exceptions._base import DataError as ClientDataError
@@ -100,6 +102,13 @@ class SpendConsumer:
     budgets: BudgetBook | None = None
     mirror: SpendMirror | None = None
     publish: Publish | None = None
+
+    def __post_init__(self) -> None:
+        # Totals committed but not yet announced, newest per entity (totals are absolute,
+        # so a newer one supersedes an older one and the backlog stays bounded).
+        self._pending: dict[tuple[str, str], Any] = {}
+        self._wake = asyncio.Event()
+        self._announcer: asyncio.Task[None] | None = None
 
     async def handle(self, msgs: list[Msg]) -> None:
         t0 = time.perf_counter()
@@ -193,13 +202,42 @@ class SpendConsumer:
         metrics.DUPLICATES.labels(self.spec.name).inc(max(0, received - result.inserted))
 
     async def _after_commit(self, result: BatchResult) -> None:
+        """Hand the batch's totals to the announcer; the next fetch does not wait for it."""
         if not result.totals:
             return
-        totals = spend_totals(result.totals, self.budgets)
-        if self.publish is not None:
-            await self.publish(LedgerSpendUpdated(producer=PRODUCER, totals=totals))
-        if self.mirror is not None:
-            await self.mirror.write(totals)
+        for t in result.totals:
+            self._pending[(t.entity, t.entity_id)] = t
+        if self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.create_task(self._announce_forever())
+        self._wake.set()
+
+    async def _announce_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.announce()
+
+    async def announce(self) -> None:
+        """Publish `ledger.spend.updated.v1` and mirror the totals to KV for ingress."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        totals = spend_totals(list(pending.values()), self.budgets)
+        try:
+            if self.publish is not None:
+                await self.publish(LedgerSpendUpdated(producer=PRODUCER, totals=totals))
+            if self.mirror is not None:
+                await self.mirror.write(totals)
+        except Exception:
+            log.exception("announcing %d spend totals failed", len(totals))
+
+    async def stop(self) -> None:
+        """Announce what is pending, then stop the announcer."""
+        if self._announcer is not None:
+            self._announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._announcer
+        await self.announce()
 
     async def _poison(self, msg: Msg, reason: str, request_id: str | None) -> None:
         metrics.TRACKING_FAILED.labels(self.spec.name).inc()
@@ -238,6 +276,13 @@ class AuditConsumer:
     projection: AuditProjection
     policy: LedgerPolicy
     publish: Publish | None = None
+
+    def __post_init__(self) -> None:
+        # Totals committed but not yet announced, newest per entity (totals are absolute,
+        # so a newer one supersedes an older one and the backlog stays bounded).
+        self._pending: dict[tuple[str, str], Any] = {}
+        self._wake = asyncio.Event()
+        self._announcer: asyncio.Task[None] | None = None
 
     async def handle(self, msgs: list[Msg]) -> None:
         t0 = time.perf_counter()
