@@ -1,0 +1,236 @@
+"""Pure rules of the control plane: durations, key material, id checks and secret masking."""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from tollgate_admin.errors import BadRequestError
+from tollgate_shared import names
+from tollgate_shared.state import hash_key
+
+ENV_REFERENCE_PREFIX = "os.environ/"
+MASKED = "********"
+KEY_PREFIX = "sk-"
+NEVER_EXPIRES = "-1"
+
+_ID_RE = re.compile(names.ID_PATTERN)
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_DURATION_RE = re.compile(r"^\s*(\d{1,9})\s*(s|sec|m|min|h|hr|d|w|mo)\s*$")
+_UNIT_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hr": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+}
+# Far enough for any real budget or key lifetime, near enough that datetime never overflows.
+_MAX_DURATION = timedelta(days=100 * 366)
+
+# Names whose values are credentials (matched on name segments, e.g. `langfuse_secret_key`).
+_SECRET_SEGMENTS = frozenset(
+    {
+        "secret",
+        "key",
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "authorization",
+        "private",
+        "signature",
+        "cookie",
+    }
+)
+_SECRET_SUBSTRINGS = ("secret", "password", "api_key", "apikey", "access_key", "private_key")
+
+
+# --- durations -------------------------------------------------------------------
+def _add_months(start: datetime, months: int) -> datetime:
+    month_index = start.month - 1 + months
+    year = start.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return start.replace(year=year, month=month, day=day)
+
+
+def duration_end(duration: str, start: datetime, field: str = "duration") -> datetime:
+    """`start` plus a LiteLLM duration ("30s", "15m", "1h", "7d", "2w", "1mo")."""
+    match = _DURATION_RE.fullmatch(duration)
+    if not match:
+        raise BadRequestError(
+            f"{field}: {duration!r} is not a duration; use a number and a unit "
+            "(s, m, h, d, w, mo), e.g. '30s', '1h', '7d'",
+            field,
+        )
+    amount, unit = int(match.group(1)), match.group(2)
+    if amount <= 0:
+        raise BadRequestError(f"{field}: a duration must be positive, got {duration!r}", field)
+    if unit == "mo":
+        if amount > 1200:
+            raise BadRequestError(f"{field}: {duration!r} is longer than 100 years", field)
+        return _add_months(start, amount)
+    delta = timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    if delta > _MAX_DURATION:
+        raise BadRequestError(f"{field}: {duration!r} is longer than 100 years", field)
+    return start + delta
+
+
+def check_duration(duration: str | None, field: str, now: datetime) -> None:
+    """Reject an unparseable duration (e.g. a `budget_duration`) before it is stored."""
+    if duration is not None:
+        duration_end(duration, now, field)
+
+
+def key_expiry(duration: str | None, now: datetime) -> datetime | None:
+    """When a key given `duration` expires: None for no duration or LiteLLM's "-1"."""
+    if duration is None or duration.strip() == NEVER_EXPIRES:
+        return None
+    return duration_end(duration, now, "duration")
+
+
+# --- key material --------------------------------------------------------------------
+def new_key() -> str:
+    """A fresh virtual key: `sk-` plus 32 url-safe random characters."""
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def key_name(plaintext: str) -> str:
+    """LiteLLM's abbreviation shown in place of the key: `sk-...abcd`."""
+    return f"{KEY_PREFIX}...{plaintext[-4:]}"
+
+
+def token_of(reference: str) -> str:
+    """The stored hash for a key given as plaintext (`sk-...`) or already as its hash."""
+    ref = reference.strip()
+    if _HASH_RE.fullmatch(ref):
+        return ref
+    return hash_key(ref)
+
+
+def check_custom_key(value: str, field: str = "key") -> None:
+    if not value.startswith(KEY_PREFIX) or len(value) < 8:
+        raise BadRequestError(
+            f"{field}: a custom key must start with 'sk-' and be at least 8 characters "
+            "(so it is never mistaken for a key hash)",
+            field,
+        )
+
+
+# --- ids -------------------------------------------------------------------------------
+def check_id(value: str | None, field: str) -> None:
+    if value is not None and not _ID_RE.fullmatch(value):
+        raise BadRequestError(f"{field}: {value!r} must match {names.ID_PATTERN}", field)
+
+
+# --- secrets ---------------------------------------------------------------------------
+def is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    if any(s in lowered for s in _SECRET_SUBSTRINGS):
+        return True
+    return any(seg in _SECRET_SEGMENTS for seg in re.split(r"[^a-z0-9]+", lowered) if seg)
+
+
+def mask_value(value: Any) -> Any:
+    """A credential as it may be shown: `os.environ/` references stay, the rest is masked."""
+    if isinstance(value, str) and value.startswith(ENV_REFERENCE_PREFIX):
+        return value
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value)
+    if len(text) >= 16:
+        return MASKED + text[-4:]
+    return MASKED
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy of `value` whose secret-named entries are masked, at any depth."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str) and is_secret_name(k) and not isinstance(v, Mapping | list):
+                out[k] = mask_value(v)
+            else:
+                out[k] = mask_secrets(v)
+        return out
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def mask_callback_vars(callback_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """Callback variables for display: every credential-named value masked."""
+    return {k: mask_value(v) if is_secret_name(k) else v for k, v in callback_vars.items()}
+
+
+def mask_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Key or team metadata for display: secrets masked, including `logging[].callback_vars`."""
+    masked: dict[str, Any] = mask_secrets(metadata)
+    logging = metadata.get("logging")
+    if isinstance(logging, list):
+        masked["logging"] = [
+            {
+                **mask_secrets(entry),
+                "callback_vars": mask_callback_vars(entry.get("callback_vars") or {}),
+            }
+            if isinstance(entry, Mapping) and isinstance(entry.get("callback_vars"), Mapping)
+            else mask_secrets(entry)
+            for entry in logging
+        ]
+    return masked
+
+
+# --- JSON values that PostgreSQL accepts --------------------------------------------------
+def check_storable(value: Any, field: str, depth: int = 0) -> None:
+    """Reject what PostgreSQL text/jsonb cannot hold (NUL, lone surrogates) or absurd nesting."""
+    if depth > 32:
+        raise BadRequestError(f"{field}: nested more than 32 levels deep", field)
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            check_text(str(k), field)
+            check_storable(v, f"{field}.{k}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_storable(v, f"{field}[{i}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BadRequestError(f"{field}: NaN and infinity are not allowed", field)
+
+
+def check_text(value: str, field: str) -> None:
+    if "\x00" in value:
+        raise BadRequestError(f"{field}: must not contain NUL characters", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError(f"{field}: must be valid UTF-8 text", field) from None
+
+
+# --- changes -----------------------------------------------------------------------------
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `after` that differ from `before` (LiteLLM's `updated_values`)."""
+    return {k: v for k, v in after.items() if before.get(k) != v}
+
+
+def bearer_token(authorization: str | None, litellm_key: str | None) -> str | None:
+    """The key from LiteLLM's `x-litellm-api-key` header or `Authorization: Bearer ...`."""
+    for raw in (litellm_key, authorization):
+        if raw:
+            scheme, _, rest = raw.strip().partition(" ")
+            value = rest.strip() if scheme.lower() == "bearer" else raw.strip()
+            if value:
+                return value
+    return None

@@ -1,0 +1,215 @@
+"""Pure conversions of stored rows: into the KV state models ingress watches, and into the
+public (masked) shapes the API returns and the audit events carry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from tollgate_admin import rules
+from tollgate_shared.config import ModelEntry
+from tollgate_shared.state import KeyState, LoggingCallback, ModelState, TeamState, UserState
+
+Row = Mapping[str, Any]
+
+# Fields that change on every write and would only add noise to `updated_values`.
+_VOLATILE = ("updated_at", "updated_by")
+
+
+def _money(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+# --- KV state -----------------------------------------------------------------------------
+def key_state(row: Row) -> KeyState:
+    return KeyState(
+        token=row["token"],
+        key_name=row["key_name"],
+        key_alias=row["key_alias"],
+        team_id=row["team_id"],
+        user_id=row["user_id"],
+        models=list(row["models"] or []),
+        max_budget=row["max_budget"],
+        budget_duration=row["budget_duration"],
+        rpm_limit=row["rpm_limit"],
+        tpm_limit=row["tpm_limit"],
+        expires=row["expires"],
+        blocked=row["blocked"],
+        metadata=dict(row["metadata"] or {}),
+    )
+
+
+def logging_callbacks(callbacks: Sequence[Row]) -> list[LoggingCallback]:
+    return [
+        LoggingCallback(
+            callback_name=c["callback_name"],
+            callback_type=c["callback_type"],
+            callback_vars=dict(c["callback_vars"] or {}),
+        )
+        for c in callbacks
+    ]
+
+
+def team_state(row: Row, members: Sequence[Row], callbacks: Sequence[Row]) -> TeamState:
+    if row["logging_disabled"]:
+        logging: list[LoggingCallback] | None = []
+    elif callbacks:
+        logging = logging_callbacks(callbacks)
+    else:
+        logging = None
+    return TeamState(
+        team_id=row["team_id"],
+        team_alias=row["team_alias"],
+        models=list(row["models"] or []),
+        max_budget=row["max_budget"],
+        budget_duration=row["budget_duration"],
+        blocked=row["blocked"],
+        metadata=dict(row["metadata"] or {}),
+        members_with_roles=[member_public(m) for m in members],
+        logging=logging,
+        logging_disabled=row["logging_disabled"],
+    )
+
+
+def user_state(row: Row, teams: Sequence[str]) -> UserState:
+    return UserState(
+        user_id=row["user_id"],
+        user_email=row["user_email"],
+        user_role=row["user_role"],
+        models=list(row["models"] or []),
+        max_budget=row["max_budget"],
+        budget_duration=row["budget_duration"],
+        teams=list(teams),
+        metadata=dict(row["metadata"] or {}),
+    )
+
+
+def model_state(row: Row) -> ModelState:
+    return ModelState(
+        model_id=row["model_id"],
+        model_name=row["model_name"],
+        litellm_params=dict(row["litellm_params"]),
+        model_info={**dict(row["model_info"] or {}), "id": row["model_id"]},
+    )
+
+
+# --- public shapes ------------------------------------------------------------------------
+def key_public(row: Row, spend: float = 0.0) -> dict[str, Any]:
+    return {
+        "token": row["token"],
+        "key_name": row["key_name"],
+        "key_alias": row["key_alias"],
+        "spend": spend,
+        "max_budget": _money(row["max_budget"]),
+        "expires": row["expires"],
+        "models": list(row["models"] or []),
+        "user_id": row["user_id"],
+        "team_id": row["team_id"],
+        "max_parallel_requests": row["max_parallel_requests"],
+        "metadata": rules.mask_metadata(row["metadata"] or {}),
+        "tpm_limit": row["tpm_limit"],
+        "rpm_limit": row["rpm_limit"],
+        "budget_duration": row["budget_duration"],
+        "blocked": row["blocked"],
+        "created_by": row["created_by"],
+        "updated_by": row["updated_by"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def member_public(member: Row) -> dict[str, Any]:
+    return {
+        "role": member["role"],
+        "user_id": member["user_id"],
+        "user_email": member["user_email"],
+    }
+
+
+def callback_public(callback: Row) -> dict[str, Any]:
+    return {
+        "callback_name": callback["callback_name"],
+        "callback_type": callback["callback_type"],
+        "callback_vars": rules.mask_callback_vars(callback["callback_vars"] or {}),
+    }
+
+
+def team_public(
+    row: Row, members: Sequence[Row], callbacks: Sequence[Row], spend: float = 0.0
+) -> dict[str, Any]:
+    metadata = rules.mask_metadata(row["metadata"] or {})
+    # LiteLLM keeps team callbacks in metadata.logging; show them there (masked) too.
+    if callbacks or row["logging_disabled"]:
+        metadata["logging"] = [callback_public(c) for c in callbacks]
+    return {
+        "team_id": row["team_id"],
+        "team_alias": row["team_alias"],
+        "members_with_roles": [member_public(m) for m in members],
+        "metadata": metadata,
+        "tpm_limit": row["tpm_limit"],
+        "rpm_limit": row["rpm_limit"],
+        "max_budget": _money(row["max_budget"]),
+        "budget_duration": row["budget_duration"],
+        "models": list(row["models"] or []),
+        "blocked": row["blocked"],
+        "spend": spend,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def user_public(row: Row, teams: Sequence[str], spend: float = 0.0) -> dict[str, Any]:
+    return {
+        "user_id": row["user_id"],
+        "user_email": row["user_email"],
+        "user_alias": row["user_alias"],
+        "user_role": row["user_role"],
+        "models": list(row["models"] or []),
+        "max_budget": _money(row["max_budget"]),
+        "budget_duration": row["budget_duration"],
+        "tpm_limit": row["tpm_limit"],
+        "rpm_limit": row["rpm_limit"],
+        "metadata": rules.mask_metadata(row["metadata"] or {}),
+        "teams": list(teams),
+        "spend": spend,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def model_public(row: Row) -> dict[str, Any]:
+    return {
+        "model_name": row["model_name"],
+        "litellm_params": rules.mask_secrets(row["litellm_params"]),
+        "model_info": {**dict(row["model_info"] or {}), "id": row["model_id"], "db_model": True},
+    }
+
+
+def config_model_public(entry: ModelEntry, index: int) -> dict[str, Any]:
+    """A `model_list` entry of config.yaml, shown beside the API-added ones (read-only)."""
+    params = entry.litellm_params.model_dump(exclude_none=True, mode="json")
+    info = entry.model_info.model_dump(exclude_none=True, mode="json")
+    info.setdefault("id", f"config-{index}")
+    info["db_model"] = False
+    return {
+        "model_name": entry.model_name,
+        "litellm_params": rules.mask_secrets(params),
+        "model_info": info,
+    }
+
+
+# --- audit values ---------------------------------------------------------------------------
+def audit_value(public: Mapping[str, Any]) -> dict[str, Any]:
+    """A public shape as an audit `before_value`/`updated_values` (JSON-safe, masked already)."""
+    out: dict[str, Any] = {}
+    for k, v in public.items():
+        out[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    return out
+
+
+def audit_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    changed = rules.changed_fields(audit_value(before), audit_value(after))
+    for k in _VOLATILE:
+        changed.pop(k, None)
+    return changed
