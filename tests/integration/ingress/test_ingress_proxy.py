@@ -303,3 +303,34 @@ async def test_embeddings_are_proxied_and_costed(
         {"index": 0, "embedding_length": 4},
         {"index": 1, "embedding_length": 4},
     ]
+
+
+async def test_a_restarted_ingress_knows_every_key_before_it_serves(
+    provisioned: StackUrls, tmp_path: Path, js: JetStreamContext
+) -> None:
+    keys = await js.key_value(names.KV_KEYS)
+    plaintext = "sk-integration-known-at-start"
+    digest = hash_key(plaintext)
+    await keys.put(digest, KeyState(token=digest, key_alias="at-start").to_json())
+    cfg = write_config(tmp_path / "c.yaml")
+    svc = start_service(
+        "tollgate_ingress",
+        free_port(),
+        {
+            **provisioned.env(),
+            "TOLLGATE_CONFIG": str(cfg),
+            "TOLLGATE_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
+        },
+        tmp_path,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=svc.url) as http:
+            r = await http.post(
+                "/v1/chat/completions",
+                headers={"authorization": f"Bearer {plaintext}"},
+                json={"model": "demo", "messages": [{"role": "user", "content": "x"}]},
+            )
+        assert r.status_code == 200, r.text
+    finally:
+        stop_service(svc)
+        await keys.delete(digest)
