@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
@@ -77,7 +78,12 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,
         )
-        client = httpx.AsyncClient(limits=limits, timeout=settings.upstream_timeout_s)
+        # aiohttp under httpx's API: the same client code, a much cheaper connection pool
+        # on the hot path than httpcore's (see the README's performance section).
+        client = httpx.AsyncClient(
+            transport=AiohttpTransport(limits=limits, trust_env=False),
+            timeout=settings.upstream_timeout_s,
+        )
         forward_client = httpx.AsyncClient(timeout=60.0)
         redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         gateway = Gateway(

@@ -78,7 +78,11 @@ def _error_from(resp: httpx.Response, raw: bytes) -> UpstreamError:
 
 
 def _unreachable(exc: httpx.HTTPError, dep: Deployment) -> UpstreamUnreachableError:
-    timed_out = isinstance(exc, httpx.TimeoutException)
+    cause = exc.__cause__
+    # The aiohttp transport reports a refused connection as ConnectTimeout; its cause
+    # (an OSError that is not a timeout) tells the two apart.
+    refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
+    timed_out = isinstance(exc, httpx.TimeoutException) and not refused
     what = "timed out" if timed_out else "is unreachable"
     return UpstreamUnreachableError(
         f"upstream {dep.params.api_base or DEFAULT_API_BASE} {what}: {type(exc).__name__}",
