@@ -71,8 +71,13 @@ async def run_consumer(
     """Fetch batches forever and hand each to `handle`, which acks what it committed."""
     psub = await bind(js, spec)
     lag_task = asyncio.create_task(_watch_lag(js, spec))
+    task = asyncio.current_task()
     try:
         while True:
+            # A cancellation that raced with a finishing fetch can be swallowed inside
+            # nats-py's wait_for; honour it here so a stopping service never hangs.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             try:
                 msgs = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
             except TimeoutError:

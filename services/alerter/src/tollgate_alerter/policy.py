@@ -1,0 +1,174 @@
+"""What to alert on and where: LiteLLM's `general_settings` alerting keys, validated at start."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tollgate_shared.config import ConfigError, GeneralSettings
+
+log = logging.getLogger(__name__)
+
+# LiteLLM's AlertType values, grouped as its documentation groups them.
+LLM_ALERT_TYPES = (
+    "llm_exceptions",
+    "llm_too_slow",
+    "llm_requests_hanging",
+    "cooldown_deployment",
+    "new_model_added",
+    "outage_alerts",
+    "region_outage_alerts",
+)
+SPEND_ALERT_TYPES = (
+    "budget_alerts",
+    "spend_reports",
+    "failed_tracking_spend",
+    "daily_reports",
+    "fallback_reports",
+)
+DB_ALERT_TYPES = ("db_exceptions",)
+MANAGEMENT_ALERT_TYPES = (
+    "new_virtual_key_created",
+    "virtual_key_updated",
+    "virtual_key_deleted",
+    "new_team_created",
+    "team_updated",
+    "team_deleted",
+    "new_internal_user_created",
+    "internal_user_updated",
+    "internal_user_deleted",
+)
+ALL_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES + MANAGEMENT_ALERT_TYPES
+# When `alert_types` is absent: everything except the management alerts (as LiteLLM).
+DEFAULT_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES
+
+# Discord (`.../slack`) and Microsoft Teams accept Slack's payload unchanged.
+SLACK_COMPATIBLE = frozenset({"slack", "discord", "msteams"})
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|mo)?\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+
+
+class AlertingArgs(BaseModel):
+    """`general_settings.alerting_args`, with LiteLLM's defaults (seconds and counts)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    daily_report_frequency: float = Field(12 * 3600, gt=0)
+    report_check_interval: float = Field(3600, gt=0)
+    budget_alert_ttl: float = Field(24 * 3600, gt=0)
+    outage_alert_ttl: float = Field(60, gt=0)
+    region_outage_alert_ttl: float = Field(60, gt=0)
+    minor_outage_alert_threshold: int = Field(5, ge=1)
+    major_outage_alert_threshold: int = Field(10, ge=1)
+    max_outage_alert_list_size: int = Field(1000, ge=1)
+    log_to_console: bool = False
+
+
+def parse_duration(value: str | float | int, path: str) -> float:
+    """LiteLLM's durations ("30s", "1h", "1d", "7d", "1mo") or plain seconds, as seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ConfigError(f"{path}: {value!r} is not a duration like 30s, 1h, 1d, 7d or 1mo")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ConfigError(f"{path}: must be greater than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """The alerting configuration in force: destinations, enabled types, thresholds and routes."""
+
+    destinations: frozenset[str] = frozenset()
+    threshold_s: float = 300.0
+    alert_types: frozenset[str] = frozenset(DEFAULT_ALERT_TYPES)
+    args: AlertingArgs = field(default_factory=AlertingArgs)
+    # alert_to_webhook_url: per alert type, the Slack-compatible URLs that replace the default.
+    webhook_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # spend_report_frequency; LiteLLM sends a weekly report when it is not set.
+    spend_report_every_s: float = 7 * 86400.0
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.destinations & SLACK_COMPATIBLE)
+
+    def enabled(self, alert_type: str) -> bool:
+        return alert_type in self.alert_types
+
+    def slack_urls(self, alert_type: str, default_url: str | None) -> tuple[str, ...]:
+        """Where a Slack-style alert of this type goes: its own URLs, else the default."""
+        if alert_type in self.webhook_urls:
+            return self.webhook_urls[alert_type]
+        return (default_url,) if default_url else ()
+
+    def all_slack_urls(self, default_url: str | None) -> tuple[str, ...]:
+        """Every configured Slack-compatible URL once (for the test alert)."""
+        urls = [default_url] if default_url else []
+        for alert_type, routed in self.webhook_urls.items():
+            if self.enabled(alert_type):
+                urls.extend(routed)
+        return tuple(dict.fromkeys(urls))
+
+
+def _check_type(alert_type: object, path: str) -> str:
+    if not isinstance(alert_type, str) or alert_type not in ALL_ALERT_TYPES:
+        known = ", ".join(ALL_ALERT_TYPES)
+        raise ConfigError(f"{path}: unknown alert type {alert_type!r}; expected one of {known}")
+    return alert_type
+
+
+def policy_from_settings(general: GeneralSettings) -> AlertPolicy:
+    """Validate the alerting keys of `general_settings`; a bad value names its key."""
+    base = "general_settings"
+    types = (
+        DEFAULT_ALERT_TYPES
+        if general.alert_types is None
+        else tuple(
+            _check_type(t, f"{base}.alert_types[{i}]") for i, t in enumerate(general.alert_types)
+        )
+    )
+    try:
+        args = AlertingArgs.model_validate(general.alerting_args or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{base}.alerting_args.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
+    for extra in args.model_extra or {}:
+        log.warning("%s.alerting_args.%s is not a known alerting arg (ignored)", base, extra)
+    if args.major_outage_alert_threshold < args.minor_outage_alert_threshold:
+        raise ConfigError(
+            f"{base}.alerting_args.major_outage_alert_threshold: must not be below "
+            "minor_outage_alert_threshold"
+        )
+    routes: dict[str, tuple[str, ...]] = {}
+    for alert_type, urls in (general.alert_to_webhook_url or {}).items():
+        path = f"{base}.alert_to_webhook_url.{alert_type}"
+        _check_type(alert_type, path)
+        listed = [urls] if isinstance(urls, str) else list(urls)
+        for i, url in enumerate(listed):
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{path}[{i}]: {url!r} is not an http(s) URL")
+        routes[alert_type] = tuple(listed)
+    every = (
+        parse_duration(general.spend_report_frequency, f"{base}.spend_report_frequency")
+        if general.spend_report_frequency
+        else 7 * 86400.0
+    )
+    return AlertPolicy(
+        destinations=frozenset(general.alerting),
+        threshold_s=float(general.alerting_threshold),
+        alert_types=frozenset(types),
+        args=args,
+        webhook_urls=routes,
+        spend_report_every_s=every,
+    )
