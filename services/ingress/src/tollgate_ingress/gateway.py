@@ -283,6 +283,15 @@ class Gateway:
                 h["x-litellm-model-api-base"] = call.deployment.params.api_base
         return h
 
+    def _refused(self, call: Call, exc: Failure, t_start: float) -> Answer:
+        """No deployment answered: the client gets OpenAI's error, the stream a failed event."""
+        event = self._failed(call, exc, t_start, None)
+        code = getattr(exc, "code", None) or str(exc.status)
+        body = error_body(exc.message, _err_type(exc.status), None, code)
+        return Answer(
+            exc.status, body, self._headers(call, None), lambda: self._finish(event, call)
+        )
+
     # -- non-streamed ---------------------------------------------------------------
     async def complete(self, call: Call, t_start: float) -> Answer:
         self.publisher.emit(call.started())
@@ -314,18 +323,7 @@ class Gateway:
         try:
             _dep, data, t_up = await self._attempt(call, one)
         except (UpstreamError, UpstreamUnreachableError) as exc:
-            event = self._failed(call, exc, t_start, None)
-            return Answer(
-                exc.status,
-                error_body(
-                    exc.message,
-                    _err_type(exc.status),
-                    None,
-                    getattr(exc, "code", None) or str(exc.status),
-                ),
-                self._headers(call, None),
-                lambda: self._finish(event, call),
-            )
+            return self._refused(call, exc, t_start)
         upstream_s = time.perf_counter() - t_up
         usage = usage_from(data.get("usage"))
         spend, warnings = self._cost(call, usage)
@@ -373,18 +371,7 @@ class Gateway:
         try:
             _dep, source, t_up = await self._attempt(call, one)
         except (UpstreamError, UpstreamUnreachableError) as exc:
-            event = self._failed(call, exc, t_start, None)
-            return Answer(
-                exc.status,
-                error_body(
-                    exc.message,
-                    _err_type(exc.status),
-                    None,
-                    getattr(exc, "code", None) or str(exc.status),
-                ),
-                self._headers(call, None),
-                lambda: self._finish(event, call),
-            )
+            return self._refused(call, exc, t_start)
         return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
 
     async def _relay(
