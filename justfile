@@ -31,7 +31,7 @@ test-fast *ARGS: sync
 lint: sync
     uv run --no-sync ruff format --check .
     uv run --no-sync ruff check .
-    uv run --no-sync mypy shared/src devstack/src services/ingress/src services/ledger/src services/exporter/src services/alerter/src services/admin/src
+    uv run --no-sync mypy shared/src devstack/src services/ingress/src services/ledger/src services/exporter/src services/alerter/src services/admin/src bench/src
     uv run --no-sync lint-imports
 
 # apply formatting and autofixes
@@ -59,3 +59,13 @@ snapshot-schemas: sync
 # write the AsyncAPI event catalog to docs/asyncapi.json
 asyncapi: sync
     uv run --no-sync python -m tollgate_shared.catalog docs/asyncapi.json
+
+# benchmarks: gateway beside the bare upstream and LiteLLM, ledger beside raw COPY (~10 min)
+bench *ARGS: sync
+    bash bench/prepare.sh
+    uv run --no-sync python -m tollgate_bench --size full {{ARGS}}
+
+# the same benchmarks at small sizes (under two minutes)
+bench-quick *ARGS: sync
+    bash bench/prepare.sh
+    uv run --no-sync python -m tollgate_bench --size quick {{ARGS}}

@@ -1,0 +1,1 @@
+"""Tollgate benchmarks: `python -m tollgate_bench` (or `./just bench` / `./just bench-quick`)."""
