@@ -68,31 +68,58 @@ async def run_consumer(
     batch_size: int = 500,
     fetch_timeout: float = 0.5,
 ) -> None:
-    """Fetch batches forever and hand each to `handle`, which acks what it committed."""
+    """Fetch batches forever and hand each to `handle`, which acks what it committed.
+
+    The next batch is fetched while `handle` works on the current one, so a
+    consumer waiting on its database is not also waiting on the network. Batches
+    are still handled one at a time, in order. A batch fetched but not handled
+    when the consumer stops is nak'ed, so it is redelivered at once.
+    """
     psub = await bind(js, spec)
     lag_task = asyncio.create_task(_watch_lag(js, spec))
     task = asyncio.current_task()
+
+    async def fetch() -> list[Msg]:
+        try:
+            msgs: list[Msg] = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
+        except TimeoutError:
+            return []
+        except Exception as exc:  # connection blips: the client reconnects
+            log.warning("fetch on %s failed: %s", spec.name, exc)
+            await asyncio.sleep(0.5)
+            return []
+        return msgs
+
+    ahead = asyncio.create_task(fetch())
     try:
         while True:
             # A cancellation that raced with a finishing fetch can be swallowed inside
             # nats-py's wait_for; honour it here so a stopping service never hangs.
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
-            try:
-                msgs = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
-            except TimeoutError:
-                continue
-            except Exception as exc:  # connection blips: the client reconnects
-                log.warning("fetch on %s failed: %s", spec.name, exc)
-                await asyncio.sleep(0.5)
-                continue
+            msgs = await ahead
+            ahead = asyncio.create_task(fetch())
             if msgs:
                 await handle(msgs)
     finally:
         lag_task.cancel()
+        await _return_unhandled(ahead)
         # Without this a stopping process waits out its drain timeout on the pull subscription.
         with contextlib.suppress(Exception):
             await psub.unsubscribe()  # type: ignore[attr-defined]
+
+
+async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:
+    if not ahead.done():
+        ahead.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ahead
+        return
+    if ahead.cancelled() or ahead.exception() is not None:
+        return
+    for msg in ahead.result():
+        with contextlib.suppress(Exception):
+            await msg.nak()
 
 
 async def _watch_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:
