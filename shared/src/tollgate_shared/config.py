@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tollgate_shared import durations
+
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "os.environ/"
@@ -80,11 +82,19 @@ class LitellmSettings(_Section):
     custom_prometheus_tags: list[str] = Field(default_factory=list)
     drop_params: bool = False
     request_timeout: float | None = Field(None, gt=0)
+    # The zone budget periods (`budget_duration`) reset in: midnight there, as LiteLLM.
+    timezone: str = "UTC"
 
     @field_validator("callbacks", "success_callback", "failure_callback", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        durations.budget_timezone(v)
+        return v
 
 
 class GeneralSettings(_Section):

@@ -10,7 +10,7 @@ optional fields without breaking them.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -107,7 +107,22 @@ class SpendState(_State):
     entity_id: str
     spend: Money = Decimal(0)
     max_budget: Money | None = None
+    # Set for an entity with a `budget_duration`: spend counts from period_start, and a
+    # total whose budget_reset_at has passed belongs to a period that is over.
+    period_start: datetime | None = None
     budget_reset_at: datetime | None = None
+
+    def current_spend(self, now: datetime) -> Decimal:
+        """Spend that counts against the budget at `now`: 0 once the period is over."""
+        if self.budget_reset_at is not None and self.budget_reset_at <= now:
+            return Decimal(0)
+        return self.spend
+
+    def supersedes(self, other: SpendState) -> bool:
+        """Whether this total is newer than `other`: a later period, or more spend in it."""
+        mine = self.period_start or datetime.min.replace(tzinfo=UTC)
+        theirs = other.period_start or datetime.min.replace(tzinfo=UTC)
+        return mine > theirs or (mine == theirs and self.spend > other.spend)
 
 
 def spend_kv_key(entity: str, entity_id: str) -> str:

@@ -4,7 +4,9 @@ every change is audited, and each call is attributed to its key, team and user."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,7 +25,13 @@ CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hello"}]}
 def system(provisioned: StackUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     tmp = tmp_path_factory.mktemp("control-e2e")
     cfg = write_config(tmp / "config.yaml")
-    with running_system(provisioned, tmp, cfg, backends=("admin", "ledger")) as sys_:
+    with running_system(
+        provisioned,
+        tmp,
+        cfg,
+        extra_env={"TOLLGATE_BUDGET_RESET_INTERVAL_S": "0.5"},
+        backends=("admin", "ledger"),
+    ) as sys_:
         yield sys_
 
 
@@ -145,6 +153,81 @@ async def test_model_added_through_admin_is_routable_within_a_second(
     assert r.json()["choices"][0]["message"]["content"] == "added reply"
     models = (await http.get("/v1/models", headers=MASTER)).json()
     assert "e2e-added" in {m["id"] for m in models["data"]}
+
+
+async def until(check: Any, timeout: float = 5.0) -> Any:
+    """Poll an async check until it returns something truthy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result or loop.time() > deadline:
+            assert result, "condition not met in time"
+            return result
+        await asyncio.sleep(0.1)
+
+
+async def test_spent_budget_refuses_until_its_period_resets(http: httpx.AsyncClient) -> None:
+    period = 8  # budget_duration "8s": periods start at multiples of 8 s since the epoch
+    gen = await admin(
+        http,
+        "/key/generate",
+        {
+            "key_alias": "e2e-budget-key",
+            "models": ["demo"],
+            "max_budget": 0.000001,
+            "budget_duration": f"{period}s",
+        },
+    )
+    key = gen["key"]
+    assert gen["budget_reset_at"] is not None
+    # Begin just after a boundary, so the steps below happen inside one period.
+    await asyncio.sleep(period - time.time() % period + 0.2)
+    first = await chat_status(http, key)
+    assert first.status_code == 200, first.text
+    reset_at = datetime.fromtimestamp((time.time() // period + 1) * period, UTC)
+
+    async def refused() -> httpx.Response | None:
+        r = await chat_status(http, key)
+        return r if r.status_code == 400 else None
+
+    # The ledger commits the spend, mirrors it to KV, and ingress refuses the key.
+    refusal = await until(refused)
+    assert loop_time_before(reset_at), "the refusal must come within the period"
+    assert refusal.json()["error"]["type"] == "budget_exceeded"
+
+    # At the boundary the budget reopens with no admin action.
+    await asyncio.sleep(max(0.0, (reset_at - datetime.now(UTC)).total_seconds()) + 0.2)
+    second = await chat_status(http, key)
+    assert second.status_code == 200, second.text
+
+    # The ledger begins the new period: /key/info shows this period's spend only (the
+    # first call no longer counts) and when the period ends.
+    both = float(first.headers["x-litellm-response-cost"]) + float(
+        second.headers["x-litellm-response-cost"]
+    )
+
+    async def info_in_new_period() -> dict[str, Any] | None:
+        r = await http.get("/key/info", headers=MASTER, params={"key": key})
+        out: dict[str, Any] = r.json()["info"]
+        return out if out["spend"] < both else None
+
+    info = await until(info_in_new_period)
+    assert datetime.fromisoformat(info["budget_reset_at"]) > reset_at
+
+    # The spend logs keep every call: a reset moves the budget's base, never the records.
+    async def both_logged() -> list[Any] | None:
+        r = await http.get("/spend/logs", headers=MASTER, params={"api_key": hash_key(key)})
+        assert r.status_code == 200, r.text
+        rows = r.json()
+        ok = [row for row in rows if row["status"] == "success"]
+        return ok if len(ok) >= 2 else None
+
+    await until(both_logged)
+
+
+def loop_time_before(moment: datetime) -> bool:
+    return datetime.now(UTC) < moment
 
 
 async def test_management_needs_the_master_key(http: httpx.AsyncClient) -> None:

@@ -41,7 +41,7 @@ def test_months_are_calendar_months_clamped_to_month_end() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "soon", "1", "d", "-1d", "0s", "1.5h", "1y", "99999999d", "2000mo", "1h30m"]
+    "bad", ["", "soon", "1", "d", "-1d", "0s", "1.5h", "99999999d", "2000mo", "1h30m"]
 )
 def test_bad_durations_name_the_field(bad: str) -> None:
     with pytest.raises(BadRequestError) as info:

@@ -267,6 +267,25 @@ def test_budget_level_needs_a_budget() -> None:
     assert rules.budget_level(Decimal(1000), None) is None
 
 
+def test_each_budget_period_may_cross_a_level_again() -> None:
+    info = rules.EntityInfo()
+    keys = set()
+    for start in (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)):
+        total = SpendTotal(
+            entity="team",
+            entity_id="t1",
+            spend=Decimal("100"),
+            max_budget=Decimal(100),
+            period_start=start,
+            budget_reset_at=start + timedelta(days=30),
+        )
+        alert = rules.budget_alert(total, info, 86400)
+        assert alert is not None
+        assert "budget_reset_at" in alert.message
+        keys.add(alert.dedup_key)
+    assert len(keys) == 2
+
+
 def test_budget_alert_webhook_event_has_litellm_shape() -> None:
     total = SpendTotal(
         entity="key", entity_id="ab" * 32, spend=Decimal("96"), max_budget=Decimal(100)
@@ -274,7 +293,7 @@ def test_budget_alert_webhook_event_has_litellm_shape() -> None:
     info = rules.EntityInfo(key_alias="prod", team_id="t1", user_id="u1", user_email="u@x.io")
     alert = rules.budget_alert(total, info, 86400)
     assert alert is not None
-    assert alert.dedup_key == f"budget/key/{'ab' * 32}/95"
+    assert alert.dedup_key == f"budget/key/{'ab' * 32}/lifetime/95"
     assert alert.dedup_ttl_s == 86400
     assert alert.email_to == ("u@x.io",)
     event = alert.webhook_event

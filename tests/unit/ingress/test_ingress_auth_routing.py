@@ -95,6 +95,21 @@ def test_budget_exceeded_from_ledger_totals() -> None:
         )
 
 
+def test_a_spent_budget_reopens_when_its_period_ends() -> None:
+    ident = authenticate(KEY, None, keys(max_budget=Decimal("1.00")), TEAMS, {}, NOW)
+    spent = SpendState(
+        entity="key",
+        entity_id=H,
+        spend=Decimal("5"),
+        period_start=NOW - timedelta(days=1),
+        budget_reset_at=NOW + timedelta(seconds=1),
+    )
+    with pytest.raises(AuthError, match="Budget has been exceeded"):
+        check_budgets(ident, {f"key.{H}": spent}, NOW)
+    # The period is over even though the ledger has not announced the next one yet.
+    check_budgets(ident, {f"key.{H}": spent}, NOW + timedelta(seconds=1))
+
+
 def _router(**settings: object) -> Router:
     entries = [
         ModelEntry.model_validate(

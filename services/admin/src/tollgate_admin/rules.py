@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from tollgate_admin.errors import BadRequestError
 from tollgate_shared import names
+from tollgate_shared.durations import parse_duration
 from tollgate_shared.state import hash_key
 
 ENV_REFERENCE_PREFIX = "os.environ/"
@@ -21,19 +21,6 @@ NEVER_EXPIRES = "-1"
 
 _ID_RE = re.compile(names.ID_PATTERN)
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
-_DURATION_RE = re.compile(r"^\s*(\d{1,9})\s*(s|sec|m|min|h|hr|d|w|mo)\s*$")
-_UNIT_SECONDS = {
-    "s": 1,
-    "sec": 1,
-    "m": 60,
-    "min": 60,
-    "h": 3600,
-    "hr": 3600,
-    "d": 86400,
-    "w": 7 * 86400,
-}
-# Far enough for any real budget or key lifetime, near enough that datetime never overflows.
-_MAX_DURATION = timedelta(days=100 * 366)
 
 # Names whose values are credentials (matched on name segments, e.g. `langfuse_secret_key`).
 _SECRET_SEGMENTS = frozenset(
@@ -58,34 +45,12 @@ _SECRET_SUBSTRINGS = ("secret", "password", "api_key", "apikey", "access_key", "
 
 
 # --- durations -------------------------------------------------------------------
-def _add_months(start: datetime, months: int) -> datetime:
-    month_index = start.month - 1 + months
-    year = start.year + month_index // 12
-    month = month_index % 12 + 1
-    day = min(start.day, calendar.monthrange(year, month)[1])
-    return start.replace(year=year, month=month, day=day)
-
-
 def duration_end(duration: str, start: datetime, field: str = "duration") -> datetime:
     """`start` plus a LiteLLM duration ("30s", "15m", "1h", "7d", "2w", "1mo")."""
-    match = _DURATION_RE.fullmatch(duration)
-    if not match:
-        raise BadRequestError(
-            f"{field}: {duration!r} is not a duration; use a number and a unit "
-            "(s, m, h, d, w, mo), e.g. '30s', '1h', '7d'",
-            field,
-        )
-    amount, unit = int(match.group(1)), match.group(2)
-    if amount <= 0:
-        raise BadRequestError(f"{field}: a duration must be positive, got {duration!r}", field)
-    if unit == "mo":
-        if amount > 1200:
-            raise BadRequestError(f"{field}: {duration!r} is longer than 100 years", field)
-        return _add_months(start, amount)
-    delta = timedelta(seconds=amount * _UNIT_SECONDS[unit])
-    if delta > _MAX_DURATION:
-        raise BadRequestError(f"{field}: {duration!r} is longer than 100 years", field)
-    return start + delta
+    try:
+        return parse_duration(duration).after(start)
+    except ValueError as exc:
+        raise BadRequestError(f"{field}: {exc}", field) from None
 
 
 def check_duration(duration: str | None, field: str, now: datetime) -> None:

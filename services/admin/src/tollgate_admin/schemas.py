@@ -173,7 +173,7 @@ class KeyInfo(_Response):
     token: str = Field(description="SHA-256 hex of the key")
     key_name: str | None = None
     key_alias: str | None = None
-    spend: float = 0.0
+    spend: float = Field(0.0, description="spend in the current budget period")
     max_budget: float | None = None
     expires: datetime | None = None
     models: list[str] = Field(default_factory=list)
@@ -184,6 +184,7 @@ class KeyInfo(_Response):
     tpm_limit: int | None = None
     rpm_limit: int | None = None
     budget_duration: str | None = None
+    budget_reset_at: datetime | None = Field(None, description="when the budget period ends")
     blocked: bool = False
     created_by: str | None = None
     updated_by: str | None = None
@@ -301,6 +302,7 @@ class TeamInfo(_Response):
     rpm_limit: int | None = None
     max_budget: float | None = None
     budget_duration: str | None = None
+    budget_reset_at: datetime | None = Field(None, description="when the budget period ends")
     models: list[str] = Field(default_factory=list)
     blocked: bool = False
     spend: float = 0.0
@@ -412,6 +414,7 @@ class UserInfo(_Response):
     models: list[str] = Field(default_factory=list)
     max_budget: float | None = None
     budget_duration: str | None = None
+    budget_reset_at: datetime | None = Field(None, description="when the budget period ends")
     tpm_limit: int | None = None
     rpm_limit: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

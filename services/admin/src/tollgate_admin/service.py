@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from tollgate_admin import rules, schemas, store, views
 from tollgate_admin.errors import AdminError, BadRequestError, ConflictError, NotFoundError
 from tollgate_admin.propagation import KvOp, KvState, OutboxRelay
-from tollgate_shared import names
+from tollgate_shared import durations, names
 from tollgate_shared.config import LitellmParams, TollgateConfig
 from tollgate_shared.events import AdminChanged
 from tollgate_shared.state import hash_key
@@ -105,6 +105,10 @@ class AdminService:
         self.kv = kv
         self.relay = relay
         self.cfg = cfg
+        self.zone = durations.budget_timezone(cfg.litellm_settings.timezone)
+
+    def _reset_at(self, public: dict[str, Any]) -> dict[str, Any]:
+        return views.with_reset_at(public, self.zone, _now())
 
     @asynccontextmanager
     async def _unit(self, actor: Actor) -> AsyncIterator[Unit]:
@@ -234,7 +238,12 @@ class AdminService:
             public = views.key_public(row)
             unit.record("key", "created", token, None, views.audit_value(public))
             unit.put(names.KV_KEYS, token, views.key_state(row))
-        return {**public, "key": plaintext, "token_id": token, "duration": req.duration}
+        return {
+            **self._reset_at(public),
+            "key": plaintext,
+            "token_id": token,
+            "duration": req.duration,
+        }
 
     async def update_key(self, req: schemas.UpdateKeyRequest, actor: Actor) -> dict[str, Any]:
         async with self._unit(actor) as unit:
@@ -359,7 +368,7 @@ class AdminService:
         if row is None:
             raise NotFoundError("key does not exist", "key")
         spend = await self.kv.spend("key", token)
-        return {"key": key or token, "info": views.key_public(row, spend)}
+        return {"key": key or token, "info": self._reset_at(views.key_public(row, spend))}
 
     async def list_keys(
         self,
@@ -383,7 +392,7 @@ class AdminService:
                 key_hash=key_hash,
             )
         keys: list[Any] = (
-            [views.key_public(r) for r in rows]
+            [self._reset_at(views.key_public(r)) for r in rows]
             if return_full_object
             else [r["token"] for r in rows]
         )
@@ -568,6 +577,7 @@ class AdminService:
             public = await self._team_public(conn, row)
             keys = [views.key_public(k) for k in await store.keys_where(conn, team_id=team_id)]
         public["spend"] = await self.kv.spend("team", team_id)
+        self._reset_at(public)
         memberships = [
             {"team_id": team_id, "user_id": m["user_id"], "spend": 0.0, "budget_id": None}
             for m in public["members_with_roles"]
@@ -822,6 +832,7 @@ class AdminService:
                 await self._team_public(conn, t) for t in await store.list_teams(conn, user_id)
             ]
         public["spend"] = await self.kv.spend("user", user_id)
+        self._reset_at(public)
         return {"user_id": user_id, "user_info": public, "keys": keys, "teams": teams}
 
     # --- models ----------------------------------------------------------------------------

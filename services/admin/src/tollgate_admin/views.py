@@ -3,11 +3,15 @@ public (masked) shapes the API returns and the audit events carry."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tollgate_admin import rules
+from tollgate_shared import durations
 from tollgate_shared.config import ModelEntry
 from tollgate_shared.state import KeyState, LoggingCallback, ModelState, TeamState, UserState
 
@@ -95,6 +99,17 @@ def model_state(row: Row) -> ModelState:
 
 
 # --- public shapes ------------------------------------------------------------------------
+def with_reset_at(public: dict[str, Any], zone: ZoneInfo, now: datetime) -> dict[str, Any]:
+    """Add LiteLLM's `budget_reset_at`: when the current `budget_duration` period ends."""
+    duration = public.get("budget_duration")
+    reset_at = None
+    if duration:
+        with contextlib.suppress(ValueError):
+            reset_at = durations.budget_period(duration, now, zone)[1]
+    public["budget_reset_at"] = reset_at
+    return public
+
+
 def key_public(row: Row, spend: float = 0.0) -> dict[str, Any]:
     return {
         "token": row["token"],

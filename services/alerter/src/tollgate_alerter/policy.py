@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tollgate_shared import durations
 from tollgate_shared.config import ConfigError, GeneralSettings
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ DEFAULT_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES
 # Discord (`.../slack`) and Microsoft Teams accept Slack's payload unchanged.
 SLACK_COMPATIBLE = frozenset({"slack", "discord", "msteams"})
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|mo)?\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
-
 
 class AlertingArgs(BaseModel):
     """`general_settings.alerting_args`, with LiteLLM's defaults (seconds and counts)."""
@@ -74,10 +71,13 @@ def parse_duration(value: str | float | int, path: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        match = _DURATION_RE.match(str(value))
-        if not match:
-            raise ConfigError(f"{path}: {value!r} is not a duration like 30s, 1h, 1d, 7d or 1mo")
-        seconds = float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+        try:
+            seconds = float(value)  # plain seconds written as text
+        except ValueError:
+            try:
+                seconds = float(durations.parse_duration(str(value)).seconds)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
     if seconds <= 0:
         raise ConfigError(f"{path}: must be greater than zero")
     return seconds

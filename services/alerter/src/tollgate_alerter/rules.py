@@ -419,6 +419,9 @@ def budget_alert(total: SpendTotal, info: EntityInfo, ttl_s: float) -> Alert | N
     }
     shown = {k: v for k, v in webhook.items() if v is not None and k not in ("token", "event")}
     shown.pop("event_message")
+    if total.budget_reset_at is not None:
+        shown["budget_reset_at"] = total.budget_reset_at.isoformat()
+    period = total.period_start.isoformat() if total.period_start else "lifetime"
     if total.entity == "key":
         shown["key"] = f"…{total.entity_id[-8:]}"
     lines = "".join(f"\n*{k}:* `{v}`" for k, v in shown.items())
@@ -429,7 +432,8 @@ def budget_alert(total: SpendTotal, info: EntityInfo, ttl_s: float) -> Alert | N
         subject=f"{total.entity}/{total.entity_id}",
         occurred_at=datetime.now(UTC),
         details={k: str(v) for k, v in shown.items()},
-        dedup_key=f"budget/{total.entity}/{total.entity_id}/{level}",
+        # Once per level per budget period: a new period may cross the same level again.
+        dedup_key=f"budget/{total.entity}/{total.entity_id}/{period}/{level}",
         dedup_ttl_s=ttl_s,
         webhook_event=webhook,
         email_to=(info.user_email,) if info.user_email else (),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from tollgate_shared.state import KeyState, SpendState, TeamState, UserState, hash_key, spend_kv_key
@@ -123,15 +123,24 @@ def check_model_access(identity: Identity, model: str) -> None:
         )
 
 
-def check_budgets(identity: Identity, spend: Mapping[str, SpendState]) -> None:
-    """Refuse a caller whose key, team or user has spent its max budget (ledger's totals)."""
+def check_budgets(
+    identity: Identity, spend: Mapping[str, SpendState], now: datetime | None = None
+) -> None:
+    """Refuse a caller whose key, team or user has spent its max budget (ledger's totals).
+
+    A total whose budget period is over counts as nothing spent, even before the ledger
+    has begun the next period.
+    """
     for entity, entity_id, max_budget in identity.budgets:
         total = spend.get(spend_kv_key(entity, entity_id))
-        if total is not None and total.spend >= max_budget:
+        if total is None:
+            continue
+        current = total.current_spend(now or datetime.now(UTC))
+        if current >= max_budget:
             raise AuthError(
                 400,
                 f"Budget has been exceeded! {entity} {entity_id}: current spend "
-                f"{total.spend}, max budget {max_budget}",
+                f"{current}, max budget {max_budget}",
                 "budget_exceeded",
                 err_type="budget_exceeded",
             )

@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client as NATS
 
 from tollgate_ledger import retention, subscribers
-from tollgate_ledger.budgets import BudgetBook, SpendMirror
+from tollgate_ledger.budgets import BudgetBook, SpendMirror, reset_forever
 from tollgate_ledger.handlers import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.reads import LedgerReader
@@ -26,7 +26,7 @@ from tollgate_ledger.routes.audit import audit_router
 from tollgate_ledger.routes.common import EXCEPTION_HANDLERS, ReadDeps
 from tollgate_ledger.routes.spend import spend_router
 from tollgate_ledger.settings import LedgerSettings
-from tollgate_shared import names
+from tollgate_shared import durations, names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_nats, check_postgres
 from tollgate_shared.migrate import apply_migrations
@@ -79,7 +79,7 @@ def create_app(
             settings.database_url, min_size=1, max_size=settings.db_pool_size
         )
         read.pool = deps.pool
-        budgets = BudgetBook()
+        budgets = BudgetBook(durations.budget_timezone(cfg.litellm_settings.timezone))
         spend: subscribers.SpendConsumer | None = None
         if settings.consumers_enabled:
             try:
@@ -102,12 +102,21 @@ def create_app(
             )
             deps.tasks = [
                 asyncio.create_task(
-                    subscribers.run(js, spend_spec, spend.handle, settings.spend_batch_size)
+                    subscribers.run_spend(js, spend_spec, spend, settings.spend_batch_size)
                 ),
                 asyncio.create_task(
                     subscribers.run(js, audit_spec, audit.handle, settings.audit_batch_size)
                 ),
                 asyncio.create_task(retention.run_forever(deps.pool, spend_projection, policy)),
+                asyncio.create_task(
+                    reset_forever(
+                        deps.pool,
+                        spend_projection,
+                        budgets,
+                        spend.announce_totals,
+                        settings.budget_reset_interval_s,
+                    )
+                ),
             ]
         try:
             yield

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import asyncpg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from tollgate_ledger.projections.spend import TotalAfter
-from tollgate_shared import names
+from tollgate_ledger.projections.spend import SpendProjection, TotalAfter
+from tollgate_shared import durations, names
 from tollgate_shared.events import SpendTotal
 from tollgate_shared.kvview import KvView
 from tollgate_shared.state import KeyState, SpendState, TeamState, UserState, spend_kv_key
@@ -26,7 +30,8 @@ _KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 class BudgetBook:
     """Max budgets of keys, teams and users, from the live KV views admin keeps."""
 
-    def __init__(self) -> None:
+    def __init__(self, tz: ZoneInfo | None = None) -> None:
+        self.tz = tz or durations.budget_timezone(None)
         self.keys: KvView[KeyState] = KvView(names.KV_KEYS, KeyState)
         self.teams: KvView[TeamState] = KvView(names.KV_TEAMS, TeamState)
         self.users: KvView[UserState] = KvView(names.KV_USERS, UserState)
@@ -37,34 +42,114 @@ class BudgetBook:
     async def stop(self) -> None:
         await asyncio.gather(self.keys.stop(), self.teams.stop(), self.users.stop())
 
-    def max_budget(self, entity: str, entity_id: str) -> Decimal | None:
-        state: KeyState | TeamState | UserState | None
+    def _state(self, entity: str, entity_id: str) -> KeyState | TeamState | UserState | None:
         if entity == "key":
-            state = self.keys.get(entity_id)
-        elif entity == "team":
-            state = self.teams.get(entity_id)
-        elif entity == "user":
-            state = self.users.get(entity_id)
-        else:
-            return None
+            return self.keys.get(entity_id)
+        if entity == "team":
+            return self.teams.get(entity_id)
+        if entity == "user":
+            return self.users.get(entity_id)
+        return None
+
+    def max_budget(self, entity: str, entity_id: str) -> Decimal | None:
+        state = self._state(entity, entity_id)
         return state.max_budget if state is not None else None
 
+    def reset_at(self, entity: str, entity_id: str, now: datetime) -> datetime | None:
+        """When the entity's current budget period ends; None without a `budget_duration`."""
+        state = self._state(entity, entity_id)
+        if state is None or not state.budget_duration:
+            return None
+        try:
+            return durations.budget_period(state.budget_duration, now, self.tz)[1]
+        except ValueError:
+            return None
 
-def spend_totals(totals: Iterable[TotalAfter], budgets: BudgetBook | None) -> list[SpendTotal]:
-    """The committed totals as event payload, with each entity's max budget where known."""
+    def periods(self, now: datetime) -> list[tuple[str, str, datetime]]:
+        """`(entity, entity_id, period start)` of every key, team and user with a duration."""
+        out: list[tuple[str, str, datetime]] = []
+        views: tuple[tuple[str, KvView[Any]], ...] = (
+            ("key", self.keys),
+            ("team", self.teams),
+            ("user", self.users),
+        )
+        for entity, view in views:
+            for entity_id, state in view.items().items():
+                if not state.budget_duration:
+                    continue
+                try:
+                    start, _ = durations.budget_period(state.budget_duration, now, self.tz)
+                except ValueError:
+                    log.warning(
+                        "%s %s: bad budget_duration %r", entity, entity_id, state.budget_duration
+                    )
+                    continue
+                out.append((entity, entity_id, start))
+        return out
+
+
+def spend_totals(
+    totals: Iterable[TotalAfter], budgets: BudgetBook | None, now: datetime | None = None
+) -> list[SpendTotal]:
+    """The committed totals as event payload, with each entity's budget where known."""
+    now = now or datetime.now(UTC)
     return [
         SpendTotal(
             entity=t.entity,  # type: ignore[arg-type]
             entity_id=t.entity_id,
             spend=t.spend,
             max_budget=budgets.max_budget(t.entity, t.entity_id) if budgets else None,
+            period_start=t.period_start,
+            budget_reset_at=budgets.reset_at(t.entity, t.entity_id, now) if budgets else None,
         )
         for t in totals
     ]
 
 
+async def reset_periods(
+    pool: asyncpg.Pool,
+    projection: SpendProjection,
+    budgets: BudgetBook,
+    now: datetime | None = None,
+) -> list[TotalAfter]:
+    """Begin the current budget period of every entity whose period has rolled over."""
+    periods = budgets.periods(now or datetime.now(UTC))
+    if not periods:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        return await projection.start_periods(conn, periods)
+
+
+async def reset_forever(
+    pool: asyncpg.Pool,
+    projection: SpendProjection,
+    budgets: BudgetBook,
+    announce: Callable[[list[TotalAfter]], Awaitable[None]],
+    every_s: float = 5.0,
+) -> None:
+    """Every few seconds, start the periods that began and announce the reset totals.
+
+    Ingress already treats a total whose `budget_reset_at` has passed as spent-nothing,
+    so the job's interval only delays what /key/info shows, never a refusal.
+    """
+    while True:
+        try:
+            reset = await reset_periods(pool, projection, budgets)
+            if reset:
+                log.info("began a new budget period for %d keys, teams or users", len(reset))
+                await announce(reset)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("budget period reset failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
 class SpendMirror:
     """Writes each touched total to `tollgate-spend`, never moving a value backwards.
+
+    A total of a later budget period replaces one of an earlier period even when it is
+    smaller; within one period, only a larger total replaces a smaller.
 
     Two ledger replicas may finish batches in either order; a compare-and-set on
     the entry's revision keeps the larger (later) total.
@@ -85,12 +170,15 @@ class SpendMirror:
 
     async def _write_one(self, kv: object, total: SpendTotal) -> None:
         key = spend_kv_key(total.entity, total.entity_id)
-        value = SpendState(
+        state = SpendState(
             entity=total.entity,  # type: ignore[arg-type]
             entity_id=total.entity_id,
             spend=total.spend,
             max_budget=total.max_budget,
-        ).to_json()
+            period_start=total.period_start,
+            budget_reset_at=total.budget_reset_at,
+        )
+        value = state.to_json()
         if not _KV_KEY.match(key):
             log.debug("%s cannot be a KV key; total not mirrored", key)
             return
@@ -103,8 +191,8 @@ class SpendMirror:
                     return
                 except KeyWrongLastSequenceError:
                     continue
-            current = _spend_of(entry.value)
-            if current is not None and current >= total.spend:
+            current = _state_of(entry.value)
+            if current is not None and not state.supersedes(current):
                 return
             try:
                 await kv.update(key, value, last=entry.revision)  # type: ignore[attr-defined]
@@ -114,10 +202,10 @@ class SpendMirror:
         raise RuntimeError(f"{key}: gave up after {self._attempts} concurrent updates")
 
 
-def _spend_of(raw: bytes | None) -> Decimal | None:
+def _state_of(raw: bytes | None) -> SpendState | None:
     if not raw:
         return None
     try:
-        return SpendState.model_validate_json(raw).spend
+        return SpendState.model_validate_json(raw)
     except ValueError:
         return None

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from tollgate_shared import durations
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.events import (
     AdminChanged,
@@ -339,24 +340,10 @@ def days_of(rows: Iterable[SpendRow]) -> set[date]:
 
 # --- partitions and retention -------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo|y)\s*$")
-_UNIT_SECONDS = {
-    "s": 1,
-    "m": 60,
-    "h": 3600,
-    "d": 86400,
-    "w": 7 * 86400,
-    "mo": 30 * 86400,
-    "y": 365 * 86400,
-}
-
 
 def parse_duration(text: str) -> timedelta:
     """LiteLLM's duration strings: `30s`, `10m`, `12h`, `7d`, `2w`, `1mo`, `1y`."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration like 30s, 10m, 12h, 7d, 2w, 1mo")
-    return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    return durations.parse_duration(text).timedelta()
 
 
 def partition_name(table: str, day: date) -> str:

@@ -16,3 +16,5 @@ class LedgerSettings(ServiceSettings):
     spend_batch_size: int = Field(500, ge=1, le=20_000)
     audit_batch_size: int = Field(200, ge=1, le=20_000)
     db_pool_size: int = Field(5, ge=2, le=100)
+    # How often budget periods (`budget_duration`) are checked for a reset, in seconds.
+    budget_reset_interval_s: float = Field(5.0, gt=0, le=3600)

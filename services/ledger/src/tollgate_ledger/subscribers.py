@@ -40,7 +40,7 @@ from tollgate_ledger.handlers import (
     spend_row,
 )
 from tollgate_ledger.projections.audit import AuditProjection
-from tollgate_ledger.projections.spend import BatchResult, SpendProjection
+from tollgate_ledger.projections.spend import BatchResult, SpendProjection, TotalAfter
 from tollgate_shared import consuming
 from tollgate_shared.events import (
     Event,
@@ -210,6 +210,10 @@ class SpendConsumer:
         if self._announcer is None or self._announcer.done():
             self._announcer = asyncio.create_task(self._announce_forever())
         self._wake.set()
+
+    async def announce_totals(self, totals: list[TotalAfter]) -> None:
+        """Announce totals changed outside a batch (a budget period that began)."""
+        await self._after_commit(BatchResult(totals=totals))
 
     async def _announce_forever(self) -> None:
         while True:

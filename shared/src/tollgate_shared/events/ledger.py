@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tollgate_shared import names
 from tollgate_shared.events.base import Event, Money
@@ -14,8 +15,10 @@ class SpendTotal(BaseModel):
     model_config = ConfigDict(frozen=True)
     entity: Literal["key", "team", "user", "end_user", "tag", "model"]
     entity_id: str
-    spend: Money
+    spend: Money = Field(description="spend in the current budget period (lifetime without one)")
     max_budget: Money | None = None
+    period_start: datetime | None = Field(None, description="when the budget period began")
+    budget_reset_at: datetime | None = Field(None, description="when the next period begins")
 
 
 class LedgerSpendUpdated(Event):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -133,25 +133,32 @@ WITH new AS (
         total_tokens = t.total_tokens + EXCLUDED.total_tokens,
         last_alias = COALESCE(EXCLUDED.last_alias, t.last_alias),
         updated_at = now()
-    RETURNING entity, entity_id, spend
+    RETURNING entity, entity_id, spend - period_base AS spend, period_start
 )
 SELECT
     (SELECT count(*) FROM new) AS inserted,
     (SELECT count(*) FROM logs) AS logs,
     (SELECT count(*) FROM sess) AS sessions,
     (SELECT count(*) FROM daily) AS daily,
-    (SELECT COALESCE(jsonb_agg(jsonb_build_array(entity, entity_id, spend::text)), '[]')
-       FROM totals) AS totals
+    (SELECT COALESCE(jsonb_agg(jsonb_build_array(entity, entity_id, spend::text,
+        period_start)), '[]') FROM totals) AS totals
 """
 
 
 @dataclass(frozen=True)
 class TotalAfter:
-    """A spend total as it stands after the committed batch."""
+    """A spend total as it stands after the committed batch: spend in the current budget
+    period (lifetime spend when the entity has no `budget_duration`)."""
 
     entity: str
     entity_id: str
     spend: Decimal
+    period_start: datetime | None = None
+
+
+def total_after(entity: str, entity_id: str, spend: str, period_start: str | None) -> TotalAfter:
+    start = datetime.fromisoformat(period_start) if period_start else None
+    return TotalAfter(entity, entity_id, Decimal(spend), start)
 
 
 @dataclass(frozen=True)
@@ -205,10 +212,7 @@ class SpendProjection:
         rec = await conn.fetchrow(self._sql)
         await conn.execute(f"TRUNCATE {_TEMP_TABLE}")
         assert rec is not None
-        totals = [
-            TotalAfter(entity, entity_id, Decimal(spend))
-            for entity, entity_id, spend in orjson.loads(rec["totals"])
-        ]
+        totals = [total_after(*t) for t in orjson.loads(rec["totals"])]
         return BatchResult(
             inserted=rec["inserted"],
             logs=rec["logs"],
@@ -216,6 +220,38 @@ class SpendProjection:
             daily=rec["daily"],
             totals=totals,
         )
+
+    async def start_periods(
+        self, conn: asyncpg.Connection, periods: Sequence[tuple[str, str, datetime]]
+    ) -> list[TotalAfter]:
+        """Begin each entity's current budget period `(entity, entity_id, start)`.
+
+        A total whose recorded period began before `start` (or was never set, by a row
+        older than `start`) gets its base moved up to its lifetime spend: what it spends
+        from here on counts against the new period. A row first written inside the
+        period keeps its base of 0. Already-current rows are left alone, so the job is
+        idempotent and replicas may run it side by side. Returns the totals it reset.
+        """
+        if not periods:
+            return []
+        rows = await conn.fetch(
+            f"""
+            UPDATE "{self.schema}".spend_totals AS t SET
+                period_base = CASE WHEN t.period_start IS NULL AND t.created_at >= p.start
+                                   THEN t.period_base ELSE t.spend END,
+                period_start = p.start
+            FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS p(entity, entity_id, start)
+            WHERE t.entity = p.entity AND t.entity_id = p.entity_id
+              AND (t.period_start IS NULL OR t.period_start < p.start)
+            RETURNING t.entity, t.entity_id, t.spend - t.period_base AS spend, t.period_start
+            """,
+            [p[0] for p in periods],
+            [p[1] for p in periods],
+            [p[2] for p in periods],
+        )
+        return [
+            TotalAfter(r["entity"], r["entity_id"], r["spend"], r["period_start"]) for r in rows
+        ]
 
     async def existing_partitions(self, conn: asyncpg.Connection, table: str) -> list[str]:
         rows = await conn.fetch(
