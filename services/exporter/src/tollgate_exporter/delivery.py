@@ -37,7 +37,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
 )
 
 from tollgate_exporter.content import redact
@@ -52,6 +51,7 @@ from tollgate_exporter.sinks.base import (
     stable_id,
 )
 from tollgate_shared.events import ExportDeadLettered, LlmRequestFinished
+from tollgate_shared.retries import wait_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +236,11 @@ class DestinationWorker:
             retry=retry_if_exception_type(RetryableError),
             stop=stop_after_attempt(s.export_retry_attempts)
             | stop_after_delay(s.export_retry_deadline_s),
-            wait=wait_exponential_jitter(
-                multiplier=s.export_retry_initial_s,
-                jitter=s.export_retry_initial_s,
-                max=s.export_retry_max_s,
+            # A destination's Retry-After wins over the backoff, within the retry deadline.
+            wait=wait_retry_after(
+                initial=s.export_retry_initial_s,
+                maximum=s.export_retry_max_s,
+                cap=s.export_retry_deadline_s,
             ),
             before_sleep=self._before_sleep,
             reraise=True,

@@ -20,10 +20,10 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from tollgate_alerter.rules import Alert, Level
+from tollgate_shared.retries import retry_after_s, wait_retry_after
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 _PD_SEVERITY: dict[Level, str] = {"High": "critical", "Medium": "error", "Low": "warning"}
@@ -31,10 +31,18 @@ _LEVEL_RANK: dict[str, int] = {"Low": 0, "Medium": 1, "High": 2}
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,8 @@ async def send_with_retry(send: Callable[[], Awaitable[None]], policy: RetryPoli
     tries = 0
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=policy.initial_s, max=policy.max_s, jitter=policy.initial_s
-        ),
+        # The destination's Retry-After (Slack sends one with 429) wins, up to max_s.
+        wait=wait_retry_after(initial=policy.initial_s, maximum=policy.max_s, cap=policy.max_s),
         retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and e.retryable),
         reraise=True,
     ):
@@ -74,7 +81,12 @@ async def post_json(client: httpx.AsyncClient, url: str, payload: Mapping[str, A
     except httpx.HTTPError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
     if resp.status_code == 429 or resp.status_code >= 500:
-        raise DeliveryError(f"HTTP {resp.status_code}", retryable=True, status=resp.status_code)
+        raise DeliveryError(
+            f"HTTP {resp.status_code}",
+            retryable=True,
+            status=resp.status_code,
+            retry_after=retry_after_s(resp.headers),
+        )
     if resp.status_code >= 400:
         raise DeliveryError(
             f"HTTP {resp.status_code}: {resp.text[:200]}", retryable=False, status=resp.status_code

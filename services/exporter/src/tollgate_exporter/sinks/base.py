@@ -16,6 +16,7 @@ import httpx
 
 from tollgate_exporter.routing import Destination
 from tollgate_shared.events import LlmRequestFinished
+from tollgate_shared.retries import retry_after_s
 
 # Namespace of every id the exporter derives from an event id (stable across redelivery).
 ID_NAMESPACE = uuid.UUID("5b0e3c52-8a3c-4f7e-9a57-7f1f6e0c2d11")
@@ -33,7 +34,13 @@ class SinkError(Exception):
 
 
 class RetryableError(SinkError):
-    """The destination may accept the same batch later."""
+    """The destination may accept the same batch later (after `retry_after` s, if it said)."""
+
+    def __init__(
+        self, message: str, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code)
+        self.retry_after = retry_after
 
 
 class PermanentError(SinkError):
@@ -70,7 +77,7 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
         return
     detail = f"{what} answered {code}: {response.text[:300]}"
     if code in (408, 425, 429) or code >= 500:
-        raise RetryableError(detail, code)
+        raise RetryableError(detail, code, retry_after_s(response.headers))
     raise PermanentError(detail, code)
 
 
