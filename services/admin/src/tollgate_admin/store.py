@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -76,55 +77,66 @@ def _rows(records: Iterable[asyncpg.Record]) -> list[Row]:
     return [dict(r) for r in records]
 
 
-async def _insert(conn: asyncpg.Connection, table: str, values: Mapping[str, Any]) -> Row:
-    cols = list(values)
-    sql = (
-        f'INSERT INTO "{_S}".{table} ({", ".join(cols)}) '
-        f"VALUES ({', '.join(f'${i}' for i in range(1, len(cols) + 1))}) RETURNING *"
-    )
-    record = await conn.fetchrow(sql, *values.values())
-    assert record is not None
-    return dict(record)
+@dataclass(frozen=True)
+class Table:
+    """One entity table keyed by a text id: the statements every entity shares."""
+
+    name: str
+    pk: str
+    updatable: tuple[str, ...]
+    order_by: str = ""
+
+    @property
+    def _qualified(self) -> str:
+        return f'"{_S}".{self.name}'
+
+    async def get(self, conn: asyncpg.Connection, pk: str, *, lock: bool = False) -> Row | None:
+        sql = f"SELECT * FROM {self._qualified} WHERE {self.pk} = $1"
+        return _row(await conn.fetchrow(sql + (" FOR UPDATE" if lock else ""), pk))
+
+    async def insert(self, conn: asyncpg.Connection, pk: str, values: Mapping[str, Any]) -> Row:
+        row = {self.pk: pk, **values}
+        placeholders = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+        sql = (
+            f"INSERT INTO {self._qualified} ({', '.join(row)}) VALUES ({placeholders}) RETURNING *"
+        )
+        record = await conn.fetchrow(sql, *row.values())
+        assert record is not None
+        return dict(record)
+
+    async def update(
+        self, conn: asyncpg.Connection, pk: str, values: Mapping[str, Any]
+    ) -> Row | None:
+        unknown = set(values) - set(self.updatable)
+        if unknown:
+            raise ValueError(f"not updatable on {self.name}: {sorted(unknown)}")
+        sets = [f"{c} = ${i}" for i, c in enumerate(values, start=2)]
+        sets.append("updated_at = now()")
+        sql = f"UPDATE {self._qualified} SET {', '.join(sets)} WHERE {self.pk} = $1 RETURNING *"
+        return _row(await conn.fetchrow(sql, pk, *values.values()))
+
+    async def delete(self, conn: asyncpg.Connection, pk: str) -> Row | None:
+        sql = f"DELETE FROM {self._qualified} WHERE {self.pk} = $1 RETURNING *"
+        return _row(await conn.fetchrow(sql, pk))
+
+    async def all(self, conn: asyncpg.Connection) -> list[Row]:
+        order = f" ORDER BY {self.order_by}" if self.order_by else ""
+        return _rows(await conn.fetch(f"SELECT * FROM {self._qualified}{order}"))
 
 
-async def _update(
-    conn: asyncpg.Connection,
-    table: str,
-    pk: str,
-    pk_value: str,
-    values: Mapping[str, Any],
-    allowed: Sequence[str],
-) -> Row | None:
-    unknown = set(values) - set(allowed)
-    if unknown:
-        raise ValueError(f"not updatable on {table}: {sorted(unknown)}")
-    sets = [f"{c} = ${i}" for i, c in enumerate(values, start=2)]
-    sets.append("updated_at = now()")
-    sql = f'UPDATE "{_S}".{table} SET {", ".join(sets)} WHERE {pk} = $1 RETURNING *'
-    return _row(await conn.fetchrow(sql, pk_value, *values.values()))
+KEYS = Table("keys", "token", KEY_COLUMNS)
+TEAMS = Table("teams", "team_id", TEAM_COLUMNS)
+USERS = Table("users", "user_id", USER_COLUMNS)
+MODELS = Table("models", "model_id", MODEL_COLUMNS, order_by="created_at, model_id")
 
 
 # --- keys ----------------------------------------------------------------------------------
-async def get_key(conn: asyncpg.Connection, token: str) -> Row | None:
-    return _row(await conn.fetchrow(f'SELECT * FROM "{_S}".keys WHERE token = $1', token))
-
-
 async def get_key_by_alias(conn: asyncpg.Connection, alias: str) -> Row | None:
     return _row(await conn.fetchrow(f'SELECT * FROM "{_S}".keys WHERE key_alias = $1', alias))
 
 
 async def lock_key(conn: asyncpg.Connection, token: str) -> Row | None:
-    return _row(
-        await conn.fetchrow(f'SELECT * FROM "{_S}".keys WHERE token = $1 FOR UPDATE', token)
-    )
-
-
-async def insert_key(conn: asyncpg.Connection, token: str, values: Mapping[str, Any]) -> Row:
-    return await _insert(conn, "keys", {"token": token, **values})
-
-
-async def update_key(conn: asyncpg.Connection, token: str, values: Mapping[str, Any]) -> Row | None:
-    return await _update(conn, "keys", "token", token, values, KEY_COLUMNS)
+    return await KEYS.get(conn, token, lock=True)
 
 
 async def replace_token(conn: asyncpg.Connection, old: str, new: str, new_name: str) -> Row | None:
@@ -191,32 +203,7 @@ async def list_keys(
     return _rows(rows), int(total)
 
 
-async def all_keys(conn: asyncpg.Connection) -> list[Row]:
-    return _rows(await conn.fetch(f'SELECT * FROM "{_S}".keys'))
-
-
 # --- teams ---------------------------------------------------------------------------------
-async def get_team(conn: asyncpg.Connection, team_id: str, *, lock: bool = False) -> Row | None:
-    sql = f'SELECT * FROM "{_S}".teams WHERE team_id = $1' + (" FOR UPDATE" if lock else "")
-    return _row(await conn.fetchrow(sql, team_id))
-
-
-async def insert_team(conn: asyncpg.Connection, team_id: str, values: Mapping[str, Any]) -> Row:
-    return await _insert(conn, "teams", {"team_id": team_id, **values})
-
-
-async def update_team(
-    conn: asyncpg.Connection, team_id: str, values: Mapping[str, Any]
-) -> Row | None:
-    return await _update(conn, "teams", "team_id", team_id, values, TEAM_COLUMNS)
-
-
-async def delete_team(conn: asyncpg.Connection, team_id: str) -> Row | None:
-    return _row(
-        await conn.fetchrow(f'DELETE FROM "{_S}".teams WHERE team_id = $1 RETURNING *', team_id)
-    )
-
-
 async def list_teams(conn: asyncpg.Connection, user_id: str | None = None) -> list[Row]:
     if user_id is None:
         return _rows(await conn.fetch(f'SELECT * FROM "{_S}".teams ORDER BY team_alias, team_id'))
@@ -299,36 +286,12 @@ async def clear_callbacks(conn: asyncpg.Connection, team_id: str) -> None:
     await conn.execute(f'DELETE FROM "{_S}".team_callbacks WHERE team_id = $1', team_id)
 
 
-async def all_teams(conn: asyncpg.Connection) -> list[Row]:
-    return _rows(await conn.fetch(f'SELECT * FROM "{_S}".teams'))
-
-
 # --- users ---------------------------------------------------------------------------------
-async def get_user(conn: asyncpg.Connection, user_id: str) -> Row | None:
-    return _row(await conn.fetchrow(f'SELECT * FROM "{_S}".users WHERE user_id = $1', user_id))
-
-
 async def users_by_email(conn: asyncpg.Connection, email: str) -> list[Row]:
     return _rows(
         await conn.fetch(
             f'SELECT * FROM "{_S}".users WHERE user_email = $1 ORDER BY created_at', email
         )
-    )
-
-
-async def insert_user(conn: asyncpg.Connection, user_id: str, values: Mapping[str, Any]) -> Row:
-    return await _insert(conn, "users", {"user_id": user_id, **values})
-
-
-async def update_user(
-    conn: asyncpg.Connection, user_id: str, values: Mapping[str, Any]
-) -> Row | None:
-    return await _update(conn, "users", "user_id", user_id, values, USER_COLUMNS)
-
-
-async def delete_user(conn: asyncpg.Connection, user_id: str) -> Row | None:
-    return _row(
-        await conn.fetchrow(f'DELETE FROM "{_S}".users WHERE user_id = $1 RETURNING *', user_id)
     )
 
 
@@ -343,10 +306,6 @@ async def remove_member_everywhere(conn: asyncpg.Connection, user_id: str) -> li
             f'DELETE FROM "{_S}".team_members WHERE user_id = $1 RETURNING team_id', user_id
         )
     ]
-
-
-async def all_users(conn: asyncpg.Connection) -> list[Row]:
-    return _rows(await conn.fetch(f'SELECT * FROM "{_S}".users'))
 
 
 async def all_memberships(conn: asyncpg.Connection) -> list[Row]:
@@ -368,29 +327,14 @@ async def all_callbacks(conn: asyncpg.Connection) -> list[Row]:
 
 
 # --- models --------------------------------------------------------------------------------
-async def get_model(conn: asyncpg.Connection, model_id: str, *, lock: bool = False) -> Row | None:
-    sql = f'SELECT * FROM "{_S}".models WHERE model_id = $1' + (" FOR UPDATE" if lock else "")
-    return _row(await conn.fetchrow(sql, model_id))
-
-
-async def insert_model(conn: asyncpg.Connection, model_id: str, values: Mapping[str, Any]) -> Row:
-    return await _insert(conn, "models", {"model_id": model_id, **values})
-
-
-async def update_model(
-    conn: asyncpg.Connection, model_id: str, values: Mapping[str, Any]
-) -> Row | None:
-    return await _update(conn, "models", "model_id", model_id, values, MODEL_COLUMNS)
-
-
-async def delete_model(conn: asyncpg.Connection, model_id: str) -> Row | None:
-    return _row(
-        await conn.fetchrow(f'DELETE FROM "{_S}".models WHERE model_id = $1 RETURNING *', model_id)
-    )
-
-
-async def all_models(conn: asyncpg.Connection) -> list[Row]:
-    return _rows(await conn.fetch(f'SELECT * FROM "{_S}".models ORDER BY created_at, model_id'))
+# The entity statements under the names the service calls them by.
+get_key, insert_key, update_key, all_keys = KEYS.get, KEYS.insert, KEYS.update, KEYS.all
+get_team, insert_team, update_team = TEAMS.get, TEAMS.insert, TEAMS.update
+delete_team, all_teams = TEAMS.delete, TEAMS.all
+get_user, insert_user, update_user = USERS.get, USERS.insert, USERS.update
+delete_user, all_users = USERS.delete, USERS.all
+get_model, insert_model, update_model = MODELS.get, MODELS.insert, MODELS.update
+delete_model, all_models = MODELS.delete, MODELS.all
 
 
 # --- outbox --------------------------------------------------------------------------------
