@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -29,6 +30,7 @@ CONSUMER_ACK_PENDING = Gauge(
 )
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+Prepared = TypeVar("Prepared")
 
 
 def redelivery_delay(spec: ConsumerSpec, msg: Msg) -> float:
@@ -78,18 +80,7 @@ async def run_consumer(
     psub = await bind(js, spec)
     lag_task = asyncio.create_task(_watch_lag(js, spec))
     task = asyncio.current_task()
-
-    async def fetch() -> list[Msg]:
-        try:
-            msgs: list[Msg] = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
-        except TimeoutError:
-            return []
-        except Exception as exc:  # connection blips: the client reconnects
-            log.warning("fetch on %s failed: %s", spec.name, exc)
-            await asyncio.sleep(0.5)
-            return []
-        return msgs
-
+    fetch = _fetcher(psub, spec, batch_size, fetch_timeout)
     ahead = asyncio.create_task(fetch())
     try:
         while True:
@@ -107,6 +98,77 @@ async def run_consumer(
         # Without this a stopping process waits out its drain timeout on the pull subscription.
         with contextlib.suppress(Exception):
             await psub.unsubscribe()  # type: ignore[attr-defined]
+
+
+async def run_pipelined_consumer(
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    prepare: Callable[[list[Msg]], Awaitable[Prepared]],
+    commit: Callable[[Prepared], Coroutine[object, object, None]],
+    *,
+    batch_size: int = 500,
+    fetch_timeout: float = 0.5,
+    stop_timeout: float = 10.0,
+) -> None:
+    """`run_consumer` in two stages: a batch is prepared while the one before it commits.
+
+    `prepare` is the consumer's own work (decoding, building rows; it may term or
+    nak messages), `commit` its database transaction and the acks after it. On one
+    core, decoding the next batch while the database writes the last one keeps both
+    busy. Commits still run one at a time, in fetch order, and a commit is never
+    cancelled half-way: on stop the one in flight is awaited (it acks what it
+    committed), and batches fetched or prepared but not committed are nak'ed.
+    """
+    psub = await bind(js, spec)
+    lag_task = asyncio.create_task(_watch_lag(js, spec))
+    task = asyncio.current_task()
+    fetch = _fetcher(psub, spec, batch_size, fetch_timeout)
+    ahead = asyncio.create_task(fetch())
+    committing: asyncio.Task[None] | None = None
+    uncommitted: list[Msg] = []  # prepared, waiting for the commit before it
+    try:
+        while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            msgs = await ahead
+            ahead = asyncio.create_task(fetch())
+            if not msgs:
+                continue
+            uncommitted = msgs
+            work = await prepare(msgs)
+            if committing is not None:
+                # Shielded: a stop while waiting here must not cancel the transaction.
+                await asyncio.shield(committing)
+            committing = asyncio.create_task(commit(work))
+            uncommitted = []
+    finally:
+        lag_task.cancel()
+        await _return_unhandled(ahead)
+        if committing is not None and not committing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(committing), stop_timeout)
+        for msg in uncommitted:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()  # type: ignore[attr-defined]
+
+
+def _fetcher(
+    psub: object, spec: ConsumerSpec, batch_size: int, fetch_timeout: float
+) -> Callable[[], Coroutine[object, object, list[Msg]]]:
+    async def fetch() -> list[Msg]:
+        try:
+            msgs: list[Msg] = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
+        except TimeoutError:
+            return []
+        except Exception as exc:  # connection blips: the client reconnects
+            log.warning("fetch on %s failed: %s", spec.name, exc)
+            await asyncio.sleep(0.5)
+            return []
+        return msgs
+
+    return fetch
 
 
 async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:

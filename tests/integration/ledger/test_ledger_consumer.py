@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,7 @@ from nats.js import JetStreamContext
 from tollgate_ledger.budgets import SpendMirror
 from tollgate_ledger.handlers import LedgerPolicy
 from tollgate_ledger.projections.spend import SpendProjection
-from tollgate_ledger.subscribers import SpendConsumer, js_publisher
+from tollgate_ledger.subscribers import SpendConsumer, js_publisher, run_spend
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LedgerSpendUpdated, LedgerTrackingFailed
 from tollgate_shared.publishing import offload_content, publish_event
@@ -173,6 +174,39 @@ async def test_redelivered_events_are_not_counted_twice(
         await publish_raw(js, ev.subject(), ev.to_json())
     await run_until_idle(js, spend_spec, inner.handle)
     assert await snapshot(pool, team) == first
+
+
+async def test_pipelined_run_lands_every_batch_once_and_a_stop_loses_nothing(
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    team: str,
+    spend_spec: names.ConsumerSpec,
+) -> None:
+    # Small batches, so many are decoded while the one before them commits.
+    events = [make_completed(team, n) for n in range(40)]
+    for ev in events[:25]:
+        await publish_event(js, ev)
+    inner = consumer(spend_spec, js, pool)
+    task = asyncio.create_task(run_spend(js, spend_spec, inner, batch_size=4))
+    for _ in range(200):
+        if await pool.fetchval("SELECT count(*) FROM ledger.spend_logs WHERE team_id = $1", team):
+            break
+        await asyncio.sleep(0.02)
+    # Stopped mid-run: the commit in flight finishes, what was fetched or decoded is nak'ed.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)
+    for ev in events[25:]:
+        await publish_event(js, ev)
+    await run_until_idle(js, spend_spec, inner.handle)
+    got = await snapshot(pool, team)
+    assert got["logs"] == 40
+    assert got["totals"][("team", team)] == sum((e.spend for e in events), Decimal(0))
+    assert got["session"][0] == 40
+    info = await js.consumer_info(spend_spec.stream, spend_spec.name)
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
 
 
 class _NoAck:

@@ -102,7 +102,7 @@ def create_app(
             )
             deps.tasks = [
                 asyncio.create_task(
-                    subscribers.run(js, spend_spec, spend.handle, settings.spend_batch_size)
+                    subscribers.run_spend(js, spend_spec, spend, settings.spend_batch_size)
                 ),
                 asyncio.create_task(
                     subscribers.run(js, audit_spec, audit.handle, settings.audit_batch_size)

@@ -90,6 +90,14 @@ async def _nak_all(spec: ConsumerSpec, msgs: list[Msg]) -> None:
             log.warning("nak failed: %s", exc)
 
 
+@dataclass(frozen=True)
+class SpendBatch:
+    """A decoded batch waiting for its transaction: each live message with its row."""
+
+    ready: list[tuple[Msg, SpendRow]]
+    prepare_s: float
+
+
 @dataclass
 class SpendConsumer:
     """`ledger-spend`: completed/failed LLM events into spend logs, sessions and totals."""
@@ -111,9 +119,13 @@ class SpendConsumer:
         self._announcer: asyncio.Task[None] | None = None
 
     async def handle(self, msgs: list[Msg]) -> None:
+        """Decode, write and acknowledge one batch."""
+        await self.commit(await self.prepare(msgs))
+
+    async def prepare(self, msgs: list[Msg]) -> SpendBatch:
+        """Decode a batch into rows; poison is terminated here, nothing is acked yet."""
         t0 = time.perf_counter()
-        name = self.spec.name
-        metrics.BATCH_SIZE.labels(name).observe(len(msgs))
+        metrics.BATCH_SIZE.labels(self.spec.name).observe(len(msgs))
         decoded: list[tuple[Msg, LlmRequestFinished]] = []
         for msg in msgs:
             try:
@@ -125,6 +137,13 @@ class SpendConsumer:
             hydrated = await self._hydrate(msg, event)
             if hydrated is not None:
                 ready.append((msg, spend_row(hydrated, self.policy)))
+        return SpendBatch(ready, time.perf_counter() - t0)
+
+    async def commit(self, batch: SpendBatch) -> None:
+        """Write a prepared batch in one transaction, then ack what it recorded."""
+        t0 = time.perf_counter()
+        name = self.spec.name
+        ready = batch.ready
         if not ready:
             metrics.BATCHES.labels(name, "empty").inc()
             return
@@ -142,7 +161,7 @@ class SpendConsumer:
             for msg, _ in ready:
                 await msg.ack()
         metrics.BATCHES.labels(name, "committed").inc()
-        metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - t0)
+        metrics.BATCH_SECONDS.labels(name).observe(batch.prepare_s + time.perf_counter() - t0)
         self._count(result, len(ready))
         await self._after_commit(result)
 
@@ -351,3 +370,30 @@ async def run(
             log.exception("batch on %s failed unexpectedly", spec.name)
 
     await consuming.run_consumer(js, spec, guarded, batch_size=batch_size)
+
+
+async def run_spend(
+    js: JetStreamContext, spec: ConsumerSpec, consumer: SpendConsumer, batch_size: int
+) -> None:
+    """Run the spend consumer pipelined: a batch decodes while the one before it commits."""
+
+    async def prepare(msgs: list[Msg]) -> SpendBatch | None:
+        try:
+            return await consumer.prepare(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("decoding a batch on %s failed unexpectedly", spec.name)
+            return None
+
+    async def commit(batch: SpendBatch | None) -> None:
+        if batch is None:
+            return
+        try:
+            await consumer.commit(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch on %s failed unexpectedly", spec.name)
+
+    await consuming.run_pipelined_consumer(js, spec, prepare, commit, batch_size=batch_size)
