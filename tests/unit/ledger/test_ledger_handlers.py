@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -112,6 +113,22 @@ def test_decode_finished_accepts_completed_and_failed() -> None:
 def test_decode_finished_rejects(subject: str, payload: bytes, needle: str) -> None:
     with pytest.raises(DecodeError, match=needle):
         decode_finished(subject, payload)
+
+
+@pytest.mark.parametrize("make", [completed, failed])
+def test_decode_without_content_reads_everything_a_row_needs(make: Any) -> None:
+    ev = make()
+    lean = decode_finished(ev.subject(), ev.to_json(), content=False)
+    assert isinstance(lean, type(ev))
+    assert lean.messages is None
+    assert lean.response is None
+    assert lean.proxy_server_request is None
+    assert lean.model_parameters == {}
+    full = decode_finished(ev.subject(), ev.to_json())
+    policy = LedgerPolicy()
+    assert spend_row(lean, policy) == spend_row(full, policy)
+    with pytest.raises(DecodeError, match="request_id"):
+        decode_finished(ev.subject(), b'{"producer": "x"}', content=False)
 
 
 def test_request_id_hint() -> None:

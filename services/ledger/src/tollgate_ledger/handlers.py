@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from tollgate_shared import durations
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.events import (
     AdminChanged,
+    Event,
     LlmRequestCompleted,
     LlmRequestFailed,
     LlmRequestFinished,
@@ -83,16 +84,48 @@ class LedgerPolicy:
 # --- decoding -------------------------------------------------------------------
 
 
-def decode_finished(subject: str, data: bytes) -> LlmRequestFinished:
-    """The completed/failed event in a message, or DecodeError saying why not."""
+# What `decode_finished(content=False)` reads: the same events with their content
+# fields left unread. The JSON parser skips those values instead of building them as
+# Python objects, which halves decoding; every field a spend row uses is validated as
+# before. For a policy that stores no content (the default).
+_UNREAD = "\x00unread"  # a validation alias no JSON key has
+
+
+class _CompletedWithoutContent(LlmRequestCompleted):
+    messages: Any = Field(None, validation_alias=_UNREAD)
+    response: Any = Field(None, validation_alias=_UNREAD)
+    proxy_server_request: dict[str, Any] | None = Field(None, validation_alias=_UNREAD)
+    model_parameters: dict[str, Any] = Field(default_factory=dict, validation_alias=_UNREAD)
+
+
+class _FailedWithoutContent(LlmRequestFailed):
+    messages: Any = Field(None, validation_alias=_UNREAD)
+    response: Any = Field(None, validation_alias=_UNREAD)
+    proxy_server_request: dict[str, Any] | None = Field(None, validation_alias=_UNREAD)
+    model_parameters: dict[str, Any] = Field(default_factory=dict, validation_alias=_UNREAD)
+
+
+_WITHOUT_CONTENT: dict[type[Event], type[LlmRequestFinished]] = {
+    LlmRequestCompleted: _CompletedWithoutContent,
+    LlmRequestFailed: _FailedWithoutContent,
+}
+
+
+def decode_finished(subject: str, data: bytes, *, content: bool = True) -> LlmRequestFinished:
+    """The completed/failed event in a message, or DecodeError saying why not.
+
+    With `content=False` its messages, response, proxy_server_request and
+    model_parameters are not read (they come back empty): for rows without content.
+    """
     try:
         cls = event_class_for_subject(subject)
     except LookupError as exc:
         raise DecodeError(str(exc)) from None
     if cls not in (LlmRequestCompleted, LlmRequestFailed):
         raise DecodeError(f"{subject} does not carry a completed or failed request")
+    model = cls if content else _WITHOUT_CONTENT[cls]
     try:
-        event = cls.model_validate_json(data)
+        event = model.model_validate_json(data)
     except ValidationError as exc:
         raise DecodeError(_validation_summary(exc)) from None
     assert isinstance(event, LlmRequestFinished)

@@ -129,7 +129,8 @@ class SpendConsumer:
         decoded: list[tuple[Msg, LlmRequestFinished]] = []
         for msg in msgs:
             try:
-                decoded.append((msg, decode_finished(msg.subject, msg.data)))
+                event = decode_finished(msg.subject, msg.data, content=self.policy.store_prompts)
+                decoded.append((msg, event))
             except DecodeError as exc:
                 await self._poison(msg, str(exc), request_id_hint(msg.data))
         ready: list[tuple[Msg, SpendRow]] = []
