@@ -19,7 +19,7 @@ from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.gateway import Gateway, StateViews
 from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.routes.forward import forward
-from tollgate_ingress.routes.llm import chat_completions, list_models
+from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
@@ -51,7 +51,7 @@ def spool_path(settings: IngressSettings) -> Path:
     return settings.spool_path
 
 
-def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
+def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
     master_key = settings.effective_master_key(cfg)
     holder: dict[str, Any] = {}
 
@@ -145,7 +145,8 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> Litestar:
 
         return {"nats": publisher, "state": state, "redis": redis}
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[chat_completions, list_models, forward, health_router("ingress", checks)],
         lifespan=[lifespan],
     )
+    return FastLlmRoutes(app)

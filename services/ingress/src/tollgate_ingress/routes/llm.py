@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Litestar, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Scope, Send
 
 from tollgate_ingress.auth import AuthError
-from tollgate_ingress.gateway import Answer, Gateway, error_body
+from tollgate_ingress.gateway import Answer, Gateway, StreamAnswer, error_body
 from tollgate_ingress.handlers import (
     BadRequestError,
     Call,
@@ -20,6 +25,8 @@ from tollgate_ingress.handlers import (
     parse_embedding_request,
 )
 from tollgate_shared.events import new_event_id
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
@@ -38,51 +45,89 @@ async def _run_after(answer: Answer) -> None:
     answer.after()
 
 
-@post(
-    ["/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings"],
-    operation_id="chat_completions",
-    status_code=200,
-    tags=["llm"],
-)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
-    t_start = time.perf_counter()
+LLM_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings")
+
+
+async def answer_llm(
+    gw: Gateway,
+    path: str,
+    raw: bytes,
+    headers: Mapping[str, str],
+    client_host: str | None,
+    t_start: float,
+) -> Answer | StreamAnswer:
+    """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
     start_time = now_utc()
-    gw: Gateway = state.gateway
-    headers = request.headers
     try:
         identity = gw.identify(headers)
-        parse = (
-            parse_embedding_request
-            if request.url.path.endswith("embeddings")
-            else (parse_chat_request)
-        )
-        req = parse(await request.body(), headers)
+        parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
+        req = parse(raw, headers)
         gw.admit(identity, req)
         if gw.limiter is not None:
             await gw.limiter.admit(identity)
     except AuthError as exc:
-        return _auth_error(exc)
+        return _refusal(exc.status, error_body(exc.message, exc.err_type, None, exc.code))
     except BadRequestError as exc:
-        return openai_error(400, exc.message, "invalid_request_error", exc.param, "400")
+        body = error_body(exc.message, "invalid_request_error", exc.param, "400")
+        return _refusal(400, body)
     call = Call(
         request_id=new_event_id(),
         identity=identity,
         request=req,
         start_time=start_time,
-        requester_ip=request.client.host if request.client else None,
+        requester_ip=client_host,
         user_agent=headers.get("user-agent"),
         traceparent=headers.get("traceparent"),
         tracestate=headers.get("tracestate"),
     )
-    result = await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
+    return await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
+
+
+def _refusal(status: int, body: bytes) -> Answer:
+    return Answer(status, body, {}, _nothing)
+
+
+def _nothing() -> None:
+    return None
+
+
+def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreamingResponse:
+    """What Litestar's Response / Stream for this result would send."""
+    if isinstance(result, Answer):
+        return ASGIResponse(
+            body=result.body,
+            status_code=result.status,
+            media_type=JSON,
+            headers=result.headers,
+            background=None if result.after is _nothing else BackgroundTask(_run_after, result),
+        )
+    return ASGIStreamingResponse(
+        iterator=result.body,
+        media_type="text/event-stream",
+        headers={**result.headers, "cache-control": "no-cache"},
+        status_code=200,
+    )
+
+
+@post(list(LLM_PATHS), operation_id="chat_completions", status_code=200, tags=["llm"])
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
+    t_start = time.perf_counter()
+    result = await answer_llm(
+        state.gateway,
+        request.url.path,
+        await request.body(),
+        request.headers,
+        request.client.host if request.client else None,
+        t_start,
+    )
     if isinstance(result, Answer):
         return Response(
             result.body,
             status_code=result.status,
             media_type=JSON,
             headers=result.headers,
-            background=BackgroundTask(_run_after, result),
+            background=None if result.after is _nothing else BackgroundTask(_run_after, result),
         )
     return Stream(
         result.body,
@@ -105,3 +150,63 @@ async def list_models(request: Request[Any, Any, Any], state: State) -> Response
         for name in gw.visible_models(identity)
     ]
     return Response({"object": "list", "data": data}, media_type=JSON)
+
+
+# Litestar's default request body limit, which the route above enforces.
+_MAX_BODY = 10_000_000
+_FAST_PATHS = frozenset(LLM_PATHS)
+
+
+class FastLlmRoutes:
+    """The LLM routes as a bare ASGI app in front of Litestar, for the hot path.
+
+    A POST to one of `LLM_PATHS` with a Content-Length within the body limit is
+    answered here, with the same code and the same responses as `chat_completions`
+    but without Litestar's routing, dependency resolution and middleware (a quarter
+    of ingress's CPU per call). Everything else, including chunked or oversized
+    bodies and the lifespan, goes to Litestar unchanged.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: Any = scope  # plain ASGI from here on
+        gw: Gateway | None
+        if (
+            raw["type"] != "http"
+            or raw["method"] != "POST"
+            or raw["path"] not in _FAST_PATHS
+            or (gw := getattr(self.app.state, "gateway", None)) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        t_start = time.perf_counter()
+        # First value wins for a repeated header, as in Litestar's Headers.get.
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw["headers"])}
+        length = headers.get("content-length", "")
+        if not length.isdigit() or int(length) > _MAX_BODY:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message: Any = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client is gone: nothing to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        client = raw.get("client")
+        try:
+            result = await answer_llm(
+                gw, raw["path"], b"".join(chunks), headers, client[0] if client else None, t_start
+            )
+        except Exception:
+            log.exception("LLM call on %s failed unexpectedly", raw["path"])
+            await ASGIResponse(
+                body=b'{"status_code":500,"detail":"Internal Server Error"}',
+                status_code=500,
+                media_type=JSON,
+            )(scope, receive, send)
+            return
+        await asgi_response(result)(scope, receive, send)
