@@ -54,9 +54,15 @@ async def connect_nats(url: str, name: str, **kwargs: Any) -> NATS:
     )
 
 
-async def publish_event(js: JetStreamContext, event: Event, timeout: float = 5.0) -> None:
-    """Publish one event and wait for JetStream's ack: the single publish path."""
-    await js.publish(event.subject(), event.to_json(), timeout=timeout, headers=msg_headers(event))
+async def publish_event(
+    js: JetStreamContext, event: Event, timeout: float = 5.0, payload: bytes | None = None
+) -> None:
+    """Publish one event and wait for JetStream's ack: the single publish path.
+
+    `payload` is the event's JSON when the caller already has it.
+    """
+    data = event.to_json() if payload is None else payload
+    await js.publish(event.subject(), data, timeout=timeout, headers=msg_headers(event))
 
 
 async def offload_content(js: JetStreamContext, event: LlmRequestFinished) -> LlmRequestFinished:
@@ -215,28 +221,33 @@ class EventPublisher:
         """Publish a batch pipelined; on the first failure spool it and everything after."""
         assert self._js is not None
         js = self._js
-        prepared: list[Event] = []
+        prepared: list[tuple[Event, bytes]] = []
         for e in events:
             prepared.append(await self._fit(js, e))
         results = await asyncio.gather(
-            *(publish_event(js, e, self._ack_timeout) for e in prepared), return_exceptions=True
+            *(publish_event(js, e, self._ack_timeout, data) for e, data in prepared),
+            return_exceptions=True,
         )
         for i, res in enumerate(results):
             if isinstance(res, BaseException):
                 log.warning("publish failed (%s); spooling %d events", res, len(prepared) - i)
-                self._spool_events(prepared[i:])
+                self._spool_events([e for e, _ in prepared[i:]])
                 return
-            EVENTS_PUBLISHED.labels(prepared[i].event_type).inc()
+            EVENTS_PUBLISHED.labels(prepared[i][0].event_type).inc()
 
-    async def _fit(self, js: JetStreamContext, event: Event) -> Event:
+    async def _fit(self, js: JetStreamContext, event: Event) -> tuple[Event, bytes]:
+        """The event and its JSON (serialized once), its content offloaded when too large."""
         assert self._nc is not None
+        data = event.to_json()
         limit = self._nc.max_payload - _HEADROOM
-        if isinstance(event, LlmRequestFinished) and len(event.to_json()) > limit:
+        if isinstance(event, LlmRequestFinished) and len(data) > limit:
             try:
-                return await offload_content(js, event)
+                lean = await offload_content(js, event)
             except Exception:
                 log.exception("could not offload content of %s", event.event_id)
-        return event
+            else:
+                return lean, lean.to_json()
+        return event, data
 
     async def _replay_spool(self) -> bool:
         assert self._js is not None
