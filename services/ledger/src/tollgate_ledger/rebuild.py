@@ -154,7 +154,9 @@ async def rebuild(
         rows = []
         for msg in msgs:
             try:
-                rows.append(spend_row(decode_finished(msg.subject, msg.data), replay_policy))
+                rows.append(
+                    spend_row(decode_finished(msg.subject, msg.data, content=False), replay_policy)
+                )
             except DecodeError:
                 report.skipped += 1
         async with conn.transaction():
