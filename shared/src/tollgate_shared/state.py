@@ -52,6 +52,7 @@ class KeyState(_State):
     budget_duration: str | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
     expires: datetime | None = None
     blocked: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -287,6 +287,58 @@ async def test_rpm_limit_is_enforced_across_requests(
     await keys.delete(digest)
 
 
+async def test_max_parallel_requests_refuses_the_extra_call_and_gives_slots_back(
+    ingress: Service, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    keys = await js.key_value(names.KV_KEYS)
+    plaintext = "sk-integration-parallel-limited"
+    digest = hash_key(plaintext)
+    await keys.put(
+        digest, KeyState(token=digest, key_alias="par", max_parallel_requests=2).to_json()
+    )
+    headers = {"authorization": f"Bearer {plaintext}"}
+    body = {"model": "fake", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(base_url=ingress.url, timeout=20) as http:
+        for _ in range(40):  # wait for the key to arrive
+            r = await http.post("/v1/chat/completions", headers=headers, json=body)
+            if r.status_code != 401:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 200, r.text
+
+        # Three at once against a slow upstream: two run, the third is refused.
+        upstream.latency_s = 0.8
+        answers = await asyncio.gather(
+            *(http.post("/v1/chat/completions", headers=headers, json=body) for _ in range(3))
+        )
+        assert sorted(a.status_code for a in answers) == [200, 200, 429]
+        [refused] = [a for a in answers if a.status_code == 429]
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert "parallel" in refused.json()["error"]["message"]
+        upstream.latency_s = 0.0
+
+        # Streams give their slot back when they end, and when the client walks away.
+        stream_body = {**body, "stream": True}
+        for _ in range(3):
+            async with http.stream(
+                "POST", "/v1/chat/completions", headers=headers, json=stream_body
+            ) as s:
+                assert s.status_code == 200
+                await s.aread()
+        for _ in range(2):
+            async with http.stream(
+                "POST", "/v1/chat/completions", headers=headers, json=stream_body
+            ) as s:
+                async for _chunk in s.aiter_bytes():
+                    break
+        await asyncio.sleep(0.3)
+        again = await asyncio.gather(
+            *(http.post("/v1/chat/completions", headers=headers, json=body) for _ in range(2))
+        )
+        assert [a.status_code for a in again] == [200, 200]
+    await keys.delete(digest)
+
+
 async def test_embeddings_are_proxied_and_costed(
     client: openai.AsyncOpenAI, js: JetStreamContext
 ) -> None:

@@ -38,6 +38,7 @@ def key_state(row: Row) -> KeyState:
         budget_duration=row["budget_duration"],
         rpm_limit=row["rpm_limit"],
         tpm_limit=row["tpm_limit"],
+        max_parallel_requests=row["max_parallel_requests"],
         expires=row["expires"],
         blocked=row["blocked"],
         metadata=dict(row["metadata"] or {}),

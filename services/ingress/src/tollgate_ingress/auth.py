@@ -36,6 +36,7 @@ class Identity:
     budgets: tuple[tuple[str, str, Decimal], ...] = field(default=())  # (entity, id, max)
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
 
 
 def bearer_token(authorization: str | None, litellm_key: str | None) -> str | None:
@@ -97,6 +98,7 @@ def authenticate(
         budgets=tuple(budgets),
         rpm_limit=key.rpm_limit,
         tpm_limit=key.tpm_limit,
+        max_parallel_requests=key.max_parallel_requests,
     )
 
 

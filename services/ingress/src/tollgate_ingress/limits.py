@@ -1,8 +1,12 @@
-"""Per-key requests- and tokens-per-minute limits, counted in Redis so every replica agrees.
+"""Per-key limits counted in Redis so every replica agrees: requests and tokens per minute,
+and requests in flight (`max_parallel_requests`).
 
-Fixed one-minute windows (`INCR` + `EXPIRE` in one pipeline). Only keys with
-`rpm_limit` or `tpm_limit` cost a Redis round trip. When Redis is unreachable
-the limiter fails open with a warning: availability beats exact limits.
+Fixed one-minute windows (`INCR` + `EXPIRE` in one pipeline). Requests in flight
+are a counter taken when a call is admitted and given back when its answer (or
+its stream) ends; the counter expires `PARALLEL_TTL_S` after the last call was
+admitted, so what a crashed replica held is given back then. Only keys with a
+limit cost a Redis round trip. When Redis is unreachable the limiter fails open
+with a warning: availability beats exact limits.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from tollgate_ingress.auth import AuthError, Identity
 log = logging.getLogger(__name__)
 
 _PREFIX = "tollgate:ratelimit"
+# Longer than any call may take (LiteLLM's default timeout is 600 s).
+PARALLEL_TTL_S = 900
 
 
 def _window(now: float) -> int:
@@ -55,6 +61,40 @@ class RateLimiter:
                 "rate_limit_exceeded",
                 "rate_limit_error",
             )
+
+    async def enter(self, identity: Identity) -> bool:
+        """Take one of the key's parallel slots, or refuse with 429 when all are in use.
+
+        True when a slot was taken: the caller gives it back with `leave`.
+        """
+        limit = identity.max_parallel_requests
+        if limit is None:
+            return False
+        key = f"{_PREFIX}:{identity.api_key_hash}:parallel"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, PARALLEL_TTL_S)
+            in_flight, _ = await pipe.execute()
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s); request admitted", exc)
+            return False
+        if int(in_flight) > limit:
+            await self.leave(identity)
+            raise AuthError(
+                429,
+                f"Max parallel request limit reached: key allows {limit} requests at once",
+                "max_parallel_requests_exceeded",
+                "rate_limit_error",
+            )
+        return True
+
+    async def leave(self, identity: Identity) -> None:
+        """Give back a slot taken by `enter`."""
+        try:
+            await self.redis.decr(f"{_PREFIX}:{identity.api_key_hash}:parallel")
+        except Exception as exc:
+            log.warning("rate limiter unavailable (%s); a parallel slot expires instead", exc)
 
     async def spend_tokens(self, identity: Identity, tokens: int, now: float | None = None) -> None:
         if identity.tpm_limit is None or tokens <= 0:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
@@ -15,7 +16,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Scope, Send
 
-from tollgate_ingress.auth import AuthError
+from tollgate_ingress.auth import AuthError, Identity
 from tollgate_ingress.gateway import Answer, Gateway, StreamAnswer, error_body
 from tollgate_ingress.handlers import (
     BadRequestError,
@@ -24,6 +25,7 @@ from tollgate_ingress.handlers import (
     parse_chat_request,
     parse_embedding_request,
 )
+from tollgate_ingress.limits import RateLimiter
 from tollgate_shared.events import new_event_id
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,10 @@ async def answer_llm(
         parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
         req = parse(raw, headers)
         gw.admit(identity, req)
-        if gw.limiter is not None:
-            await gw.limiter.admit(identity)
+        limiter = gw.limiter
+        if limiter is not None:
+            await limiter.admit(identity)
+        slot = limiter is not None and await limiter.enter(identity)
     except AuthError as exc:
         return _refusal(exc.status, error_body(exc.message, exc.err_type, None, exc.code))
     except BadRequestError as exc:
@@ -80,7 +84,31 @@ async def answer_llm(
         traceparent=headers.get("traceparent"),
         tracestate=headers.get("tracestate"),
     )
-    return await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
+    if not slot:
+        return await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
+    assert limiter is not None
+    try:
+        result = await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
+    except BaseException:
+        await limiter.leave(identity)
+        raise
+    if isinstance(result, StreamAnswer):
+        result.body = _then_leave(result.body, limiter, identity)
+    else:
+        await limiter.leave(identity)
+    return result
+
+
+async def _then_leave(
+    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity
+) -> AsyncIterator[bytes]:
+    """The stream, giving back its parallel slot when it ends, fails or is abandoned."""
+    try:
+        async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        await limiter.leave(identity)
 
 
 def _refusal(status: int, body: bytes) -> Answer:
