@@ -72,6 +72,8 @@ class TeamState(_State):
     models: list[str] = Field(default_factory=list)
     max_budget: Money | None = None
     budget_duration: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
     blocked: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
     members_with_roles: list[dict[str, Any]] = Field(default_factory=list)
@@ -88,6 +90,8 @@ class UserState(_State):
     models: list[str] = Field(default_factory=list)
     max_budget: Money | None = None
     budget_duration: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
     teams: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -285,6 +286,46 @@ async def test_rpm_limit_is_enforced_across_requests(
     assert statuses[2] == 429
     assert "requests per minute" in r.json()["error"]["message"]
     await keys.delete(digest)
+
+
+async def test_team_rpm_limit_counts_every_key_of_the_team(
+    ingress: Service, js: JetStreamContext
+) -> None:
+    teams = await js.key_value(names.KV_TEAMS)
+    keys = await js.key_value(names.KV_KEYS)
+    team = "team-rpm-limited"
+    await teams.put(team, TeamState(team_id=team, rpm_limit=2).to_json())
+    await asyncio.sleep(0.5)  # the team reaches ingress's view before its keys do
+    plaintexts = ["sk-integration-team-rpm-a", "sk-integration-team-rpm-b"]
+    for p in plaintexts:
+        digest = hash_key(p)
+        await keys.put(digest, KeyState(token=digest, team_id=team).to_json())
+    body = {"model": "demo", "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(base_url=ingress.url) as http:
+
+        async def call(key: str) -> httpx.Response:
+            return await http.post(
+                "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, json=body
+            )
+
+        for _ in range(40):  # wait for both keys and the team's limit to arrive
+            info = await call(plaintexts[1])
+            if info.status_code != 401:
+                break
+            await asyncio.sleep(0.05)
+        # The minute may have turned while waiting: start from a fresh one if it is late.
+        if time.time() % 60 > 55:
+            await asyncio.sleep(60 - time.time() % 60 + 0.1)
+            info = await call(plaintexts[1])
+        assert info.status_code == 200, info.text
+        second = await call(plaintexts[0])
+        assert second.status_code == 200, second.text
+        third = await call(plaintexts[0])
+    assert third.status_code == 429
+    assert f"team {team} allows 2 requests per minute" in third.json()["error"]["message"]
+    for p in plaintexts:
+        await keys.delete(hash_key(p))
+    await teams.delete(team)
 
 
 async def test_max_parallel_requests_refuses_the_extra_call_and_gives_slots_back(

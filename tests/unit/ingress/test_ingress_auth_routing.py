@@ -10,6 +10,7 @@ import pytest
 
 from tollgate_ingress.auth import (
     AuthError,
+    RateLimit,
     authenticate,
     bearer_token,
     check_budgets,
@@ -18,7 +19,14 @@ from tollgate_ingress.auth import (
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.routing import Router, deployments_from
 from tollgate_shared.config import ModelEntry, RouterSettings
-from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, hash_key
+from tollgate_shared.state import (
+    KeyState,
+    ModelState,
+    SpendState,
+    TeamState,
+    UserState,
+    hash_key,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 KEY = "sk-test-abc"
@@ -93,6 +101,21 @@ def test_budget_exceeded_from_ledger_totals() -> None:
         check_budgets(
             ident, {f"key.{H}": SpendState(entity="key", entity_id=H, spend=Decimal("1.00"))}
         )
+
+
+def test_rate_limits_of_key_team_and_user_are_all_collected() -> None:
+    teams = {"team-a": TeamState(team_id="team-a", rpm_limit=100, tpm_limit=5000)}
+    users = {"u1": UserState(user_id="u1", tpm_limit=900)}
+    ident = authenticate(KEY, None, keys(rpm_limit=10), teams, users, NOW)
+    assert ident.rate_limits == (
+        RateLimit("key", H, 10, None),
+        RateLimit("team", "team-a", 100, 5000),
+        RateLimit("user", "u1", None, 900),
+    )
+    assert ident.counts_tokens
+    unlimited = authenticate(KEY, None, keys(), TEAMS, {}, NOW)
+    assert unlimited.rate_limits == ()
+    assert not unlimited.counts_tokens
 
 
 def test_a_spent_budget_reopens_when_its_period_ends() -> None:

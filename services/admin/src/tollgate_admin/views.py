@@ -69,6 +69,8 @@ def team_state(row: Row, members: Sequence[Row], callbacks: Sequence[Row]) -> Te
         models=list(row["models"] or []),
         max_budget=row["max_budget"],
         budget_duration=row["budget_duration"],
+        rpm_limit=row["rpm_limit"],
+        tpm_limit=row["tpm_limit"],
         blocked=row["blocked"],
         metadata=dict(row["metadata"] or {}),
         members_with_roles=[member_public(m) for m in members],
@@ -85,6 +87,8 @@ def user_state(row: Row, teams: Sequence[str]) -> UserState:
         models=list(row["models"] or []),
         max_budget=row["max_budget"],
         budget_duration=row["budget_duration"],
+        rpm_limit=row["rpm_limit"],
+        tpm_limit=row["tpm_limit"],
         teams=list(teams),
         metadata=dict(row["metadata"] or {}),
     )

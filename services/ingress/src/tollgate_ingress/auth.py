@@ -23,6 +23,16 @@ class AuthError(Exception):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """Requests and tokens per minute allowed to one key, team or user."""
+
+    entity: str
+    entity_id: str
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass(frozen=True)
 class Identity:
     api_key_hash: str
     is_master: bool = False
@@ -34,9 +44,13 @@ class Identity:
     key_models: tuple[str, ...] = ()
     team_models: tuple[str, ...] = ()
     budgets: tuple[tuple[str, str, Decimal], ...] = field(default=())  # (entity, id, max)
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
+    # The key's own limits, then its team's and its user's (LiteLLM enforces all three).
+    rate_limits: tuple[RateLimit, ...] = ()
     max_parallel_requests: int | None = None
+
+    @property
+    def counts_tokens(self) -> bool:
+        return any(limit.tpm is not None for limit in self.rate_limits)
 
 
 def bearer_token(authorization: str | None, litellm_key: str | None) -> str | None:
@@ -96,8 +110,17 @@ def authenticate(
         key_models=tuple(key.models),
         team_models=tuple(team.models) if team else (),
         budgets=tuple(budgets),
-        rpm_limit=key.rpm_limit,
-        tpm_limit=key.tpm_limit,
+        rate_limits=tuple(
+            RateLimit(entity, entity_id, state.rpm_limit, state.tpm_limit)
+            for entity, entity_id, state in (
+                ("key", digest, key),
+                ("team", key.team_id, team),
+                ("user", key.user_id, user),
+            )
+            if state is not None
+            and entity_id is not None
+            and (state.rpm_limit is not None or state.tpm_limit is not None)
+        ),
         max_parallel_requests=key.max_parallel_requests,
     )
 

@@ -168,7 +168,7 @@ class Gateway:
 
     def _finish(self, event: LlmRequestFinished, call: Call) -> None:
         self.publisher.emit(event)
-        if self.limiter is not None and call.identity.tpm_limit is not None:
+        if self.limiter is not None and call.identity.counts_tokens:
             task = asyncio.get_running_loop().create_task(
                 self.limiter.spend_tokens(call.identity, event.total_tokens)
             )

@@ -1,5 +1,5 @@
-"""Per-key limits counted in Redis so every replica agrees: requests and tokens per minute,
-and requests in flight (`max_parallel_requests`).
+"""Limits counted in Redis so every replica agrees: requests and tokens per minute of a key,
+its team and its user, and a key's requests in flight (`max_parallel_requests`).
 
 Fixed one-minute windows (`INCR` + `EXPIRE` in one pipeline). Requests in flight
 are a counter taken when a call is admitted and given back when its answer (or
@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from tollgate_ingress.auth import AuthError, Identity
+from tollgate_ingress.auth import AuthError, Identity, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +33,29 @@ class RateLimiter:
         self.redis = redis
 
     async def admit(self, identity: Identity, now: float | None = None) -> None:
-        """Count this request; refuse with 429 past the key's rpm or (already used) tpm."""
-        if identity.rpm_limit is None and identity.tpm_limit is None:
+        """Count this request against the key's, team's and user's minute; refuse with 429
+        past any rpm, or once any tpm is already used up."""
+        limits = identity.rate_limits
+        if not limits:
             return
         w = _window(now or time.time())
-        base = f"{_PREFIX}:{identity.api_key_hash}:{w}"
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(f"{base}:rpm")
-            pipe.expire(f"{base}:rpm", 120)
-            pipe.get(f"{base}:tpm")
-            requests, _, tokens = await pipe.execute()
+            for limit in limits:
+                base = _base(limit, w)
+                pipe.incr(f"{base}:rpm")
+                pipe.expire(f"{base}:rpm", 120)
+                pipe.get(f"{base}:tpm")
+            replies = await pipe.execute()
         except Exception as exc:
             log.warning("rate limiter unavailable (%s); request admitted", exc)
             return
-        if identity.rpm_limit is not None and int(requests) > identity.rpm_limit:
-            raise AuthError(
-                429,
-                f"Rate limit exceeded: key allows {identity.rpm_limit} requests per minute",
-                "rate_limit_exceeded",
-                "rate_limit_error",
-            )
-        if identity.tpm_limit is not None and int(tokens or 0) >= identity.tpm_limit:
-            raise AuthError(
-                429,
-                f"Rate limit exceeded: key allows {identity.tpm_limit} tokens per minute",
-                "rate_limit_exceeded",
-                "rate_limit_error",
-            )
+        for i, limit in enumerate(limits):
+            requests, _, tokens = replies[3 * i : 3 * i + 3]
+            if limit.rpm is not None and int(requests) > limit.rpm:
+                _refuse(limit, f"{limit.rpm} requests")
+            if limit.tpm is not None and int(tokens or 0) >= limit.tpm:
+                _refuse(limit, f"{limit.tpm} tokens")
 
     async def enter(self, identity: Identity) -> bool:
         """Take one of the key's parallel slots, or refuse with 429 when all are in use.
@@ -97,13 +92,31 @@ class RateLimiter:
             log.warning("rate limiter unavailable (%s); a parallel slot expires instead", exc)
 
     async def spend_tokens(self, identity: Identity, tokens: int, now: float | None = None) -> None:
-        if identity.tpm_limit is None or tokens <= 0:
+        """Add a finished call's tokens to the minute of every limit that counts tokens."""
+        counted = [limit for limit in identity.rate_limits if limit.tpm is not None]
+        if not counted or tokens <= 0:
             return
-        key = f"{_PREFIX}:{identity.api_key_hash}:{_window(now or time.time())}:tpm"
+        w = _window(now or time.time())
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.incrby(key, tokens)
-            pipe.expire(key, 120)
+            for limit in counted:
+                key = f"{_base(limit, w)}:tpm"
+                pipe.incrby(key, tokens)
+                pipe.expire(key, 120)
             await pipe.execute()
         except Exception as exc:
             log.warning("rate limiter unavailable (%s); %d tokens not counted", exc, tokens)
+
+
+def _base(limit: RateLimit, window: int) -> str:
+    return f"{_PREFIX}:{limit.entity}:{limit.entity_id}:{window}"
+
+
+def _refuse(limit: RateLimit, allowed: str) -> None:
+    who = "key" if limit.entity == "key" else f"{limit.entity} {limit.entity_id}"
+    raise AuthError(
+        429,
+        f"Rate limit exceeded: {who} allows {allowed} per minute",
+        "rate_limit_exceeded",
+        "rate_limit_error",
+    )
