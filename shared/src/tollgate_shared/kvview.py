@@ -31,9 +31,12 @@ class KvView(Generic[M]):
         bucket: str,
         model: type[M],
         on_change: Callable[[str, M | None], None] | None = None,
+        opener: Callable[[M], M] | None = None,
     ) -> None:
         self.bucket = bucket
         self._model = model
+        # Applied to each value as it arrives (e.g. opening sealed credentials).
+        self._opener = opener
         self._items: dict[str, M] = {}
         self._on_change = on_change
         self.ready = asyncio.Event()
@@ -72,8 +75,10 @@ class KvView(Generic[M]):
         else:
             try:
                 parsed = self._model.model_validate_json(value)
-            except ValueError:
-                log.warning("%s/%s holds an unreadable value; ignored", self.bucket, key)
+                if self._opener is not None:
+                    parsed = self._opener(parsed)
+            except ValueError as exc:
+                log.warning("%s/%s holds an unreadable value (%s); ignored", self.bucket, key, exc)
                 self._items.pop(key, None)
                 parsed = None
             else:

@@ -7,10 +7,11 @@ import logging
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tollgate_shared.config import DEFAULT_MASTER_KEY, TollgateConfig, load_config
+from tollgate_shared.sealing import Sealer, sealer_for
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,11 @@ class ServiceSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     config: Path | None = Field(None, description="path to config.yaml (LiteLLM format)")
     master_key: str | None = None
+    # Derives the key credentials are sealed with at rest (else the master key), as
+    # LiteLLM's LITELLM_SALT_KEY does; every service must see the same value.
+    salt_key: str | None = Field(
+        None, validation_alias=AliasChoices("salt_key", "TOLLGATE_SALT_KEY", "LITELLM_SALT_KEY")
+    )
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "INFO"
@@ -36,6 +42,9 @@ class ServiceSettings(BaseSettings):
 
     def effective_master_key(self, cfg: TollgateConfig) -> str | None:
         return self.master_key or cfg.general_settings.master_key
+
+    def sealer(self, cfg: TollgateConfig) -> Sealer | None:
+        return sealer_for(self.salt_key, self.effective_master_key(cfg))
 
 
 class WeakMasterKeyError(RuntimeError):

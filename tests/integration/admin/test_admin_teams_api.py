@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+import asyncpg
 import httpx
-from admin_harness import error_of, uid
+import pytest
+from admin_harness import MASTER, error_of, uid
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from tollgate_shared import names
+from tollgate_shared.sealing import SEALED_PREFIX, Sealer, SealError
 from tollgate_shared.state import TeamState, UserState
 
 SECRET = "sk-lf-super-secret-value-0123456789"
@@ -111,7 +114,7 @@ async def test_team_lifecycle_reaches_kv(admin: httpx.AsyncClient, js: JetStream
 
 
 async def test_team_callbacks_duplicate_masking_and_disable(
-    admin: httpx.AsyncClient, js: JetStreamContext
+    admin: httpx.AsyncClient, js: JetStreamContext, database_url: str
 ) -> None:
     team = uid("cb")
     await admin.post("/team/new", json={"team_id": team})
@@ -154,9 +157,25 @@ async def test_team_callbacks_duplicate_masking_and_disable(
     assert state is not None
     assert state.logging is not None
     assert len(state.logging) == 2
-    # The exporter needs the real credential: KV carries it, the API never shows it.
-    assert state.logging[0].callback_vars["langfuse_secret_key"] == SECRET
+    # The exporter needs the real credential: KV carries it sealed (only a holder of the
+    # salt or master key opens it), references stay references, the API never shows it.
+    sealed = state.logging[0].callback_vars["langfuse_secret_key"]
+    assert sealed.startswith(SEALED_PREFIX)
+    assert SECRET not in sealed
+    assert Sealer(MASTER).open(sealed) == SECRET
     assert state.logging[0].callback_vars["langfuse_password"] == "os.environ/LANGFUSE_PASSWORD"
+    with pytest.raises(SealError):
+        Sealer("another-master-key-0123456789").open(sealed)
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval(
+            "SELECT string_agg(callback_vars::text, ' ') FROM admin.team_callbacks "
+            "WHERE team_id = $1",
+            team,
+        )
+    finally:
+        await conn.close()
+    assert SECRET not in stored
 
     disabled = await admin.post(f"/team/{team}/disable_logging")
     assert disabled.status_code == 200

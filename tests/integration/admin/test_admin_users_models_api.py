@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from admin_harness import error_of, uid
+from admin_harness import MASTER, error_of, uid
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
 from tollgate_shared import names
+from tollgate_shared.sealing import Sealer
 from tollgate_shared.state import ModelState, UserState
 
 PROVIDER_SECRET = "sk-provider-real-secret-abcdefghij"
@@ -101,7 +102,9 @@ async def test_model_new_update_delete_reach_kv(
     assert raw is not None
     state = ModelState.model_validate_json(raw)
     assert state.model_name == "gpt-test"
-    assert state.litellm_params["api_key"] == PROVIDER_SECRET
+    # Ingress needs the provider key: KV carries it sealed, never in plain text.
+    assert PROVIDER_SECRET not in state.litellm_params["api_key"]
+    assert Sealer(MASTER).open(state.litellm_params["api_key"]) == PROVIDER_SECRET
     assert state.model_info["id"] == model_id
 
     upd = await admin.post(

@@ -23,9 +23,11 @@ from tollgate_shared import names
 from tollgate_shared.config import parse_config
 from tollgate_shared.events import ExportDeadLettered
 from tollgate_shared.publishing import publish_event
+from tollgate_shared.sealing import Sealer
 from tollgate_shared.state import KeyState, LoggingCallback, TeamState, hash_key
 
 GLOBAL_PK, GLOBAL_SK = "pk-lf-global", "sk-lf-global"
+EXPORTER_MASTER_KEY = "sk-master-for-exporter-tests"
 
 
 def uid(prefix: str) -> str:
@@ -70,7 +72,7 @@ async def exporter(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = ExporterSettings(
         nats_url=stack.nats_url,
-        master_key="sk-master-for-exporter-tests",
+        master_key=EXPORTER_MASTER_KEY,
         export_batch_wait_s=0.05,
         export_retry_initial_s=0.05,
         export_retry_max_s=0.2,
@@ -217,8 +219,13 @@ async def test_two_teams_two_projects_nothing_crosses_and_disabled_team_gets_not
                 },
             ],
         }
+        # Team B's credentials arrive as admin stores them: sealed with the master key.
+        seal = Sealer(EXPORTER_MASTER_KEY).seal
         await put_team(
-            js, TeamState(team_id=team_b, logging=[lf_callback("pk-b", "sk-b", lf.base_url)])
+            js,
+            TeamState(
+                team_id=team_b, logging=[lf_callback(seal("pk-b"), seal("sk-b"), lf.base_url)]
+            ),
         )
         await put_team(
             js,

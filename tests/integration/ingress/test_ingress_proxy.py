@@ -20,6 +20,7 @@ from support.fake_upstream import FakeUpstream, fake_upstream
 from support.processes import Service, start_service, stop_service
 from tollgate_devstack.embedded import StackUrls, free_port
 from tollgate_shared import names
+from tollgate_shared.sealing import Sealer
 from tollgate_shared.state import KeyState, ModelState, TeamState, hash_key
 
 COMPLETED = "llm.request.completed.v1.>"
@@ -286,6 +287,35 @@ async def test_rpm_limit_is_enforced_across_requests(
     assert statuses[2] == 429
     assert "requests per minute" in r.json()["error"]["message"]
     await keys.delete(digest)
+
+
+async def test_sealed_upstream_key_of_an_added_model_is_opened_for_the_upstream(
+    client: openai.AsyncOpenAI, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    models = await js.key_value(names.KV_MODELS)
+    secret = "sk-provider-secret-for-sealed-model"
+    await models.put(
+        "sealed-1",
+        ModelState(
+            model_id="sealed-1",
+            model_name="sealed",
+            litellm_params={
+                "model": "openai/sealed",
+                "api_base": upstream.base_url,
+                "api_key": Sealer(MASTER_KEY).seal(secret),
+            },
+        ).to_json(),
+    )
+    for _ in range(40):
+        try:
+            await client.chat.completions.create(
+                model="sealed", messages=[{"role": "user", "content": "x"}]
+            )
+            break
+        except openai.BadRequestError:  # not routable yet
+            await asyncio.sleep(0.05)
+    assert upstream.headers[-1]["authorization"] == f"Bearer {secret}"
+    await models.delete("sealed-1")
 
 
 async def test_team_rpm_limit_counts_every_key_of_the_team(

@@ -145,7 +145,7 @@ def create_app(settings: AdminSettings, cfg: TollgateConfig) -> Litestar:
         await relay.flush()
         await relay.start()
         ctx.pool = deps.pool
-        ctx.service = AdminService(deps.pool, kv, relay, cfg)
+        ctx.service = AdminService(deps.pool, kv, relay, cfg, settings.sealer(cfg))
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from typing import Any
 from tollgate_admin.errors import BadRequestError
 from tollgate_shared import names
 from tollgate_shared.durations import parse_duration
+from tollgate_shared.sealing import Sealer, sealed_hint
 from tollgate_shared.state import hash_key
 
 ENV_REFERENCE_PREFIX = "os.environ/"
@@ -114,6 +115,9 @@ def mask_value(value: Any) -> Any:
         return value
     if value is None or isinstance(value, bool):
         return value
+    hint = sealed_hint(value) if isinstance(value, str) else None
+    if hint is not None:
+        return MASKED + hint
     text = str(value)
     if len(text) >= 16:
         return MASKED + text[-4:]
@@ -132,6 +136,23 @@ def mask_secrets(value: Any) -> Any:
         return out
     if isinstance(value, list):
         return [mask_secrets(v) for v in value]
+    return value
+
+
+def seal_secrets(value: Any, sealer: Sealer | None) -> Any:
+    """A copy of `value` whose credential-named strings are sealed for storage, at any depth
+    (the names `mask_secrets` masks; `os.environ/` references stay as they are)."""
+    if sealer is None:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: sealer.seal(v)
+            if isinstance(k, str) and is_secret_name(k) and isinstance(v, str)
+            else seal_secrets(v, sealer)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [seal_secrets(v, sealer) for v in value]
     return value
 
 

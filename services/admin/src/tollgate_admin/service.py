@@ -22,6 +22,7 @@ from tollgate_admin.propagation import KvOp, KvState, OutboxRelay
 from tollgate_shared import durations, names
 from tollgate_shared.config import LitellmParams, TollgateConfig
 from tollgate_shared.events import AdminChanged
+from tollgate_shared.sealing import Sealer
 from tollgate_shared.state import hash_key
 
 PRODUCER = "admin"
@@ -99,9 +100,16 @@ def _new_id() -> str:
 
 class AdminService:
     def __init__(
-        self, pool: asyncpg.Pool, kv: KvState, relay: OutboxRelay, cfg: TollgateConfig
+        self,
+        pool: asyncpg.Pool,
+        kv: KvState,
+        relay: OutboxRelay,
+        cfg: TollgateConfig,
+        sealer: Sealer | None = None,
     ) -> None:
         self.pool = pool
+        # Credentials are sealed before they are stored (PostgreSQL and the KV buckets).
+        self.sealer = sealer
         self.kv = kv
         self.relay = relay
         self.cfg = cfg
@@ -214,7 +222,7 @@ class AdminService:
         if "max_budget" in fields:
             values["max_budget"] = _money(req.max_budget)
         if "metadata" in fields:
-            values["metadata"] = dict(req.metadata or {})
+            values["metadata"] = rules.seal_secrets(dict(req.metadata or {}), self.sealer)
         if "blocked" in fields and req.blocked is not None:
             values["blocked"] = req.blocked
         return values
@@ -433,7 +441,7 @@ class AdminService:
         if "models" in fields:
             values["models"] = list(req.models or [])
         if "metadata" in fields:
-            values["metadata"] = dict(req.metadata or {})
+            values["metadata"] = rules.seal_secrets(dict(req.metadata or {}), self.sealer)
         if "max_budget" in fields:
             values["max_budget"] = _money(req.max_budget)
         if "blocked" in fields and req.blocked is not None:
@@ -602,7 +610,11 @@ class AdminService:
             row = await self._require_team(unit.conn, team_id, lock=True)
             before = [views.callback_public(c) for c in await store.callbacks(unit.conn, team_id)]
             added = await store.add_callback(
-                unit.conn, team_id, req.callback_name, req.callback_type, req.callback_vars
+                unit.conn,
+                team_id,
+                req.callback_name,
+                req.callback_type,
+                rules.seal_secrets(req.callback_vars, self.sealer),
             )
             if not added:
                 raise BadRequestError(
@@ -694,7 +706,7 @@ class AdminService:
         if "models" in fields:
             values["models"] = list(req.models or [])
         if "metadata" in fields:
-            values["metadata"] = dict(req.metadata or {})
+            values["metadata"] = rules.seal_secrets(dict(req.metadata or {}), self.sealer)
         if "max_budget" in fields:
             values["max_budget"] = _money(req.max_budget)
         return values
@@ -867,7 +879,7 @@ class AdminService:
                 model_id,
                 {
                     "model_name": req.model_name,
-                    "litellm_params": params,
+                    "litellm_params": rules.seal_secrets(params, self.sealer),
                     "model_info": info,
                     "created_by": actor.changed_by,
                     "updated_by": actor.changed_by,
@@ -905,7 +917,7 @@ class AdminService:
                     else:
                         params[k] = v
                 self._check_params(params)
-                values["litellm_params"] = params
+                values["litellm_params"] = rules.seal_secrets(params, self.sealer)
             extra_info = req.model_info.model_dump(exclude={"id"}, exclude_none=True)
             if extra_info:
                 rules.check_storable(extra_info, "model_info")

@@ -67,6 +67,11 @@ def create_app(
 ) -> Litestar:
     """The exporter app; `env` (default: the process environment) holds sink credentials."""
     deps = Deps()
+    sealer = settings.sealer(cfg)
+    if sealer is not None:
+        # Sink credentials set through admin arrive sealed; open them once, as they load.
+        deps.keys = KvView(names.KV_KEYS, KeyState, opener=sealer.open_model)
+        deps.teams = KvView(names.KV_TEAMS, TeamState, opener=sealer.open_model)
     environ = dict(os.environ if env is None else env)
 
     @asynccontextmanager

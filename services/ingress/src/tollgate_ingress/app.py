@@ -64,11 +64,18 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         publisher = EventPublisher(settings.nats_url, spool_path(settings), "tollgate-ingress")
         await publisher.start()
         nc = await _connect_with_retry(settings.nats_url, settings.state_ready_timeout_s)
+        sealer = settings.sealer(cfg)
         views = StateViews(
             keys=KvView(names.KV_KEYS, KeyState),
             teams=KvView(names.KV_TEAMS, TeamState),
             users=KvView(names.KV_USERS, UserState),
-            models=KvView(names.KV_MODELS, ModelState, on_change=models_changed),
+            # Upstream credentials of API-added models arrive sealed; opened as they load.
+            models=KvView(
+                names.KV_MODELS,
+                ModelState,
+                on_change=models_changed,
+                opener=sealer.open_model if sealer is not None else None,
+            ),
             spend=KvView(names.KV_SPEND, SpendState),
         )
         # Before accepting traffic: the whole current view of keys, teams and models.
