@@ -2,9 +2,9 @@
 its team and its user, and a key's requests in flight (`max_parallel_requests`).
 
 Fixed one-minute windows (`INCR` + `EXPIRE` in one pipeline). Requests in flight
-are a counter taken when a call is admitted and given back when its answer (or
-its stream) ends; the counter expires `PARALLEL_TTL_S` after the last call was
-admitted, so what a crashed replica held is given back then. Only keys with a
+are slots in a sorted set, taken when a call is admitted and given back when its
+answer (or its stream) ends; a slot older than `PARALLEL_TTL_S` is dropped, so
+what a crashed replica held comes back then. Only keys with a
 limit cost a Redis round trip. When Redis is unreachable the limiter fails open
 with a warning: availability beats exact limits.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from tollgate_ingress.auth import AuthError, Identity, RateLimit
@@ -57,37 +58,44 @@ class RateLimiter:
             if limit.tpm is not None and int(tokens or 0) >= limit.tpm:
                 _refuse(limit, f"{limit.tpm} tokens")
 
-    async def enter(self, identity: Identity) -> bool:
+    async def enter(self, identity: Identity, now: float | None = None) -> str | None:
         """Take one of the key's parallel slots, or refuse with 429 when all are in use.
 
-        True when a slot was taken: the caller gives it back with `leave`.
+        Returns the slot (give it back with `leave`), or None when there is no limit or
+        Redis cannot count. A slot is a member of a sorted set scored by when it was
+        taken; slots older than `PARALLEL_TTL_S` (a replica that died mid-call) are
+        dropped on the next admission, so a crash never holds a slot for good.
         """
         limit = identity.max_parallel_requests
         if limit is None:
-            return False
-        key = f"{_PREFIX}:{identity.api_key_hash}:parallel"
+            return None
+        key = _parallel_key(identity)
+        slot = uuid.uuid4().hex
+        t = now or time.time()
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.incr(key)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zremrangebyscore(key, "-inf", t - PARALLEL_TTL_S)
+            pipe.zadd(key, {slot: t})
+            pipe.zcard(key)
             pipe.expire(key, PARALLEL_TTL_S)
-            in_flight, _ = await pipe.execute()
+            _, _, in_flight, _ = await pipe.execute()
         except Exception as exc:
             log.warning("rate limiter unavailable (%s); request admitted", exc)
-            return False
+            return None
         if int(in_flight) > limit:
-            await self.leave(identity)
+            await self.leave(identity, slot)
             raise AuthError(
                 429,
                 f"Max parallel request limit reached: key allows {limit} requests at once",
                 "max_parallel_requests_exceeded",
                 "rate_limit_error",
             )
-        return True
+        return slot
 
-    async def leave(self, identity: Identity) -> None:
+    async def leave(self, identity: Identity, slot: str) -> None:
         """Give back a slot taken by `enter`."""
         try:
-            await self.redis.decr(f"{_PREFIX}:{identity.api_key_hash}:parallel")
+            await self.redis.zrem(_parallel_key(identity), slot)
         except Exception as exc:
             log.warning("rate limiter unavailable (%s); a parallel slot expires instead", exc)
 
@@ -106,6 +114,10 @@ class RateLimiter:
             await pipe.execute()
         except Exception as exc:
             log.warning("rate limiter unavailable (%s); %d tokens not counted", exc, tokens)
+
+
+def _parallel_key(identity: Identity) -> str:
+    return f"{_PREFIX}:key:{identity.api_key_hash}:parallel"
 
 
 def _base(limit: RateLimit, window: int) -> str:

@@ -68,7 +68,7 @@ async def answer_llm(
         limiter = gw.limiter
         if limiter is not None:
             await limiter.admit(identity)
-        slot = limiter is not None and await limiter.enter(identity)
+        slot = await limiter.enter(identity) if limiter is not None else None
     except AuthError as exc:
         return _refusal(exc.status, error_body(exc.message, exc.err_type, None, exc.code))
     except BadRequestError as exc:
@@ -84,23 +84,23 @@ async def answer_llm(
         traceparent=headers.get("traceparent"),
         tracestate=headers.get("tracestate"),
     )
-    if not slot:
+    if slot is None:
         return await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
     assert limiter is not None
     try:
         result = await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
     except BaseException:
-        await limiter.leave(identity)
+        await limiter.leave(identity, slot)
         raise
     if isinstance(result, StreamAnswer):
-        result.body = _then_leave(result.body, limiter, identity)
+        result.body = _then_leave(result.body, limiter, identity, slot)
     else:
-        await limiter.leave(identity)
+        await limiter.leave(identity, slot)
     return result
 
 
 async def _then_leave(
-    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity
+    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity, slot: str
 ) -> AsyncIterator[bytes]:
     """The stream, giving back its parallel slot when it ends, fails or is abandoned."""
     try:
@@ -108,7 +108,7 @@ async def _then_leave(
             async for chunk in chunks:
                 yield chunk
     finally:
-        await limiter.leave(identity)
+        await limiter.leave(identity, slot)
 
 
 def _refusal(status: int, body: bytes) -> Answer:
