@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -408,6 +408,48 @@ async def test_max_parallel_requests_refuses_the_extra_call_and_gives_slots_back
         )
         assert [a.status_code for a in again] == [200, 200]
     await keys.delete(digest)
+
+
+async def test_chunked_request_bodies_get_the_same_answers(ingress: Service) -> None:
+    """A body without Content-Length is answered by the Litestar route, not the fast path:
+    the same status, headers and shapes, plain and streamed."""
+
+    def chunked(body: dict[str, object]) -> AsyncIterator[bytes]:
+        async def parts() -> AsyncIterator[bytes]:
+            raw = json.dumps(body).encode()
+            yield raw[:10]
+            yield raw[10:]
+
+        return parts()
+
+    headers = {"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"}
+    body = {"model": "fake", "messages": [{"role": "user", "content": "two words"}]}
+    async with httpx.AsyncClient(base_url=ingress.url, timeout=20) as http:
+        plain = await http.post("/v1/chat/completions", headers=headers, content=chunked(body))
+        assert plain.request.headers.get("transfer-encoding") == "chunked"
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["object"] == "chat.completion"
+        assert plain.headers[names.HDR_CALL_ID]
+        assert plain.headers[names.HDR_RESPONSE_COST]
+
+        async with http.stream(
+            "POST",
+            "/v1/chat/completions",
+            headers=headers,
+            content=chunked({**body, "stream": True}),
+        ) as streamed:
+            assert streamed.status_code == 200
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            text = (await streamed.aread()).decode()
+        assert text.rstrip().endswith("data: [DONE]")
+
+        refused = await http.post(
+            "/v1/chat/completions",
+            headers={"content-type": "application/json"},
+            content=chunked(body),
+        )
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "auth_error"
 
 
 async def test_embeddings_are_proxied_and_costed(

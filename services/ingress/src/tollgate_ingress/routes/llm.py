@@ -11,10 +11,9 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from tollgate_ingress.auth import AuthError, Identity
 from tollgate_ingress.gateway import Answer, Gateway, StreamAnswer, error_body
@@ -138,7 +137,7 @@ def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreaming
 
 
 @post(list(LLM_PATHS), operation_id="chat_completions", status_code=200, tags=["llm"])
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> ASGIApp:
     """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
     t_start = time.perf_counter()
     result = await answer_llm(
@@ -149,19 +148,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         request.client.host if request.client else None,
         t_start,
     )
-    if isinstance(result, Answer):
-        return Response(
-            result.body,
-            status_code=result.status,
-            media_type=JSON,
-            headers=result.headers,
-            background=None if result.after is _nothing else BackgroundTask(_run_after, result),
-        )
-    return Stream(
-        result.body,
-        media_type="text/event-stream",
-        headers={**result.headers, "cache-control": "no-cache"},
-    )
+    return asgi_response(result)
 
 
 @get(["/v1/models", "/models"], operation_id="list_models", tags=["llm"])
