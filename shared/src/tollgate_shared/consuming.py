@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -77,27 +77,11 @@ async def run_consumer(
     are still handled one at a time, in order. A batch fetched but not handled
     when the consumer stops is nak'ed, so it is redelivered at once.
     """
-    psub = await bind(js, spec)
-    lag_task = asyncio.create_task(_watch_lag(js, spec))
-    task = asyncio.current_task()
-    fetch = _fetcher(psub, spec, batch_size, fetch_timeout)
-    ahead = asyncio.create_task(fetch())
-    try:
+    async with _pulling(js, spec, batch_size, fetch_timeout) as batches:
         while True:
-            # A cancellation that raced with a finishing fetch can be swallowed inside
-            # nats-py's wait_for; honour it here so a stopping service never hangs.
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
-            msgs = await ahead
-            ahead = asyncio.create_task(fetch())
+            msgs = await batches.next()
             if msgs:
                 await handle(msgs)
-    finally:
-        lag_task.cancel()
-        await _return_unhandled(ahead)
-        # Without this a stopping process waits out its drain timeout on the pull subscription.
-        with contextlib.suppress(Exception):
-            await psub.unsubscribe()  # type: ignore[attr-defined]
 
 
 async def run_pipelined_consumer(
@@ -119,56 +103,82 @@ async def run_pipelined_consumer(
     cancelled half-way: on stop the one in flight is awaited (it acks what it
     committed), and batches fetched or prepared but not committed are nak'ed.
     """
-    psub = await bind(js, spec)
-    lag_task = asyncio.create_task(_watch_lag(js, spec))
-    task = asyncio.current_task()
-    fetch = _fetcher(psub, spec, batch_size, fetch_timeout)
-    ahead = asyncio.create_task(fetch())
     committing: asyncio.Task[None] | None = None
     uncommitted: list[Msg] = []  # prepared, waiting for the commit before it
-    try:
-        while True:
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
-            msgs = await ahead
-            ahead = asyncio.create_task(fetch())
-            if not msgs:
-                continue
-            uncommitted = msgs
-            work = await prepare(msgs)
-            if committing is not None:
-                # Shielded: a stop while waiting here must not cancel the transaction.
-                await asyncio.shield(committing)
-            committing = asyncio.create_task(commit(work))
-            uncommitted = []
-    finally:
-        lag_task.cancel()
-        await _return_unhandled(ahead)
-        if committing is not None and not committing.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(committing), stop_timeout)
-        for msg in uncommitted:
-            with contextlib.suppress(Exception):
-                await msg.nak()
-        with contextlib.suppress(Exception):
-            await psub.unsubscribe()  # type: ignore[attr-defined]
-
-
-def _fetcher(
-    psub: object, spec: ConsumerSpec, batch_size: int, fetch_timeout: float
-) -> Callable[[], Coroutine[object, object, list[Msg]]]:
-    async def fetch() -> list[Msg]:
+    async with _pulling(js, spec, batch_size, fetch_timeout) as batches:
         try:
-            msgs: list[Msg] = await psub.fetch(batch_size, timeout=fetch_timeout)  # type: ignore[attr-defined]
+            while True:
+                msgs = await batches.next()
+                if not msgs:
+                    continue
+                uncommitted = msgs
+                work = await prepare(msgs)
+                if committing is not None:
+                    # Shielded: a stop while waiting here must not cancel the transaction.
+                    await asyncio.shield(committing)
+                committing = asyncio.create_task(commit(work))
+                uncommitted = []
+        finally:
+            if committing is not None and not committing.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(committing), stop_timeout)
+            for msg in uncommitted:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+
+
+class _Batches:
+    """Pull batches of a bound consumer, always fetching one ahead of the caller."""
+
+    def __init__(self, psub: Any, spec: ConsumerSpec, batch_size: int, timeout: float) -> None:
+        self._psub = psub
+        self._spec = spec
+        self._batch_size = batch_size
+        self._timeout = timeout
+        self._task = asyncio.current_task()
+        self._ahead = asyncio.create_task(self._fetch())
+
+    async def next(self) -> list[Msg]:
+        # A cancellation that raced with a finishing fetch can be swallowed inside
+        # nats-py's wait_for; honour it here so a stopping service never hangs.
+        if self._task is not None and self._task.cancelling():
+            raise asyncio.CancelledError
+        msgs = await self._ahead
+        self._ahead = asyncio.create_task(self._fetch())
+        return msgs
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            msgs: list[Msg] = await self._psub.fetch(self._batch_size, timeout=self._timeout)
         except TimeoutError:
             return []
         except Exception as exc:  # connection blips: the client reconnects
-            log.warning("fetch on %s failed: %s", spec.name, exc)
+            log.warning("fetch on %s failed: %s", self._spec.name, exc)
             await asyncio.sleep(0.5)
             return []
         return msgs
 
-    return fetch
+    async def close(self) -> None:
+        """Nak a batch fetched but never handed out, so it is redelivered at once."""
+        await _return_unhandled(self._ahead)
+
+
+@contextlib.asynccontextmanager
+async def _pulling(
+    js: JetStreamContext, spec: ConsumerSpec, batch_size: int, fetch_timeout: float
+) -> AsyncIterator[_Batches]:
+    """Bind the consumer, watch its lag, and fetch ahead; undo all of it on the way out."""
+    psub = await bind(js, spec)
+    lag_task = asyncio.create_task(_watch_lag(js, spec))
+    batches = _Batches(psub, spec, batch_size, fetch_timeout)
+    try:
+        yield batches
+    finally:
+        lag_task.cancel()
+        await batches.close()
+        # Without this a stopping process waits out its drain timeout on the pull subscription.
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()  # type: ignore[attr-defined]
 
 
 async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:

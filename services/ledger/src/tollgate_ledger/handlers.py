@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 
 from tollgate_shared import durations
 from tollgate_shared.config import TollgateConfig
@@ -91,23 +91,21 @@ class LedgerPolicy:
 _UNREAD = "\x00unread"  # a validation alias no JSON key has
 
 
-class _CompletedWithoutContent(LlmRequestCompleted):
-    messages: Any = Field(None, validation_alias=_UNREAD)
-    response: Any = Field(None, validation_alias=_UNREAD)
-    proxy_server_request: dict[str, Any] | None = Field(None, validation_alias=_UNREAD)
-    model_parameters: dict[str, Any] = Field(default_factory=dict, validation_alias=_UNREAD)
-
-
-class _FailedWithoutContent(LlmRequestFailed):
-    messages: Any = Field(None, validation_alias=_UNREAD)
-    response: Any = Field(None, validation_alias=_UNREAD)
-    proxy_server_request: dict[str, Any] | None = Field(None, validation_alias=_UNREAD)
-    model_parameters: dict[str, Any] = Field(default_factory=dict, validation_alias=_UNREAD)
+def _without_content(cls: type[LlmRequestFinished]) -> type[LlmRequestFinished]:
+    unread: dict[str, Any] = {
+        "messages": (Any, Field(None, validation_alias=_UNREAD)),
+        "response": (Any, Field(None, validation_alias=_UNREAD)),
+        "proxy_server_request": (dict[str, Any] | None, Field(None, validation_alias=_UNREAD)),
+        "model_parameters": (
+            dict[str, Any],
+            Field(default_factory=dict, validation_alias=_UNREAD),
+        ),
+    }
+    return create_model(f"{cls.__name__}WithoutContent", __base__=cls, **unread)
 
 
 _WITHOUT_CONTENT: dict[type[Event], type[LlmRequestFinished]] = {
-    LlmRequestCompleted: _CompletedWithoutContent,
-    LlmRequestFailed: _FailedWithoutContent,
+    cls: _without_content(cls) for cls in (LlmRequestCompleted, LlmRequestFailed)
 }
 
 

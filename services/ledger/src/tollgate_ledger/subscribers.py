@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -353,6 +353,16 @@ class AuditConsumer:
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - t0)
 
 
+@contextlib.contextmanager
+def _survives(spec: ConsumerSpec, what: str) -> Iterator[None]:
+    """A crash in one batch is logged, never fatal: its unacked messages come back after
+    ack_wait and the loop keeps going (cancellation still passes through)."""
+    try:
+        yield
+    except Exception:
+        log.exception("%s on %s failed unexpectedly", what, spec.name)
+
+
 async def run(
     js: JetStreamContext,
     spec: ConsumerSpec,
@@ -362,13 +372,8 @@ async def run(
     """Run one consumer until cancelled; a crash in a batch is logged, never fatal."""
 
     async def guarded(msgs: list[Msg]) -> None:
-        try:
+        with _survives(spec, "batch"):
             await handle(msgs)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Unacked messages come back after ack_wait; the loop keeps going.
-            log.exception("batch on %s failed unexpectedly", spec.name)
 
     await consuming.run_consumer(js, spec, guarded, batch_size=batch_size)
 
@@ -379,22 +384,13 @@ async def run_spend(
     """Run the spend consumer pipelined: a batch decodes while the one before it commits."""
 
     async def prepare(msgs: list[Msg]) -> SpendBatch | None:
-        try:
+        with _survives(spec, "decoding a batch"):
             return await consumer.prepare(msgs)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("decoding a batch on %s failed unexpectedly", spec.name)
-            return None
+        return None
 
     async def commit(batch: SpendBatch | None) -> None:
-        if batch is None:
-            return
-        try:
-            await consumer.commit(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("batch on %s failed unexpectedly", spec.name)
+        if batch is not None:
+            with _survives(spec, "batch"):
+                await consumer.commit(batch)
 
     await consuming.run_pipelined_consumer(js, spec, prepare, commit, batch_size=batch_size)
