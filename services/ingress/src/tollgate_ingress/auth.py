@@ -93,13 +93,12 @@ def authenticate(
     if team is not None and team.blocked:
         raise AuthError(403, f"team {team.team_id} is blocked", "team_blocked")
     user = users.get(key.user_id) if key.user_id else None
-    budgets: list[tuple[str, str, Decimal]] = []
-    if key.max_budget is not None:
-        budgets.append(("key", digest, key.max_budget))
-    if team is not None and team.max_budget is not None:
-        budgets.append(("team", team.team_id, team.max_budget))
-    if user is not None and user.max_budget is not None:
-        budgets.append(("user", user.user_id, user.max_budget))
+    # The key, its team and its user: each may carry a budget and rate limits.
+    scopes: list[tuple[str, str, KeyState | TeamState | UserState]] = [("key", digest, key)]
+    if team is not None:
+        scopes.append(("team", team.team_id, team))
+    if user is not None:
+        scopes.append(("user", user.user_id, user))
     return Identity(
         api_key_hash=digest,
         key_alias=key.key_alias,
@@ -109,17 +108,15 @@ def authenticate(
         team_alias=team.team_alias if team else None,
         key_models=tuple(key.models),
         team_models=tuple(team.models) if team else (),
-        budgets=tuple(budgets),
+        budgets=tuple(
+            (entity, entity_id, state.max_budget)
+            for entity, entity_id, state in scopes
+            if state.max_budget is not None
+        ),
         rate_limits=tuple(
             RateLimit(entity, entity_id, state.rpm_limit, state.tpm_limit)
-            for entity, entity_id, state in (
-                ("key", digest, key),
-                ("team", key.team_id, team),
-                ("user", key.user_id, user),
-            )
-            if state is not None
-            and entity_id is not None
-            and (state.rpm_limit is not None or state.tpm_limit is not None)
+            for entity, entity_id, state in scopes
+            if state.rpm_limit is not None or state.tpm_limit is not None
         ),
         max_parallel_requests=key.max_parallel_requests,
     )
