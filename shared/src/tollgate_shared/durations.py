@@ -119,6 +119,19 @@ def budget_period(
     return datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(start + d.seconds, UTC)
 
 
+def current_period(
+    duration: str | None, now: datetime, tz: ZoneInfo | None = None
+) -> tuple[datetime, datetime] | None:
+    """`budget_period` of a stored `budget_duration`; None when there is none (or it is
+    unreadable: admin refuses those, so only a hand-edited value gets here)."""
+    if not duration:
+        return None
+    try:
+        return budget_period(duration, now, tz)
+    except ValueError:
+        return None
+
+
 def _midnight(ordinal: int, zone: ZoneInfo) -> datetime:
     return datetime.combine(date.fromordinal(ordinal), time(0), tzinfo=zone).astimezone(UTC)
 

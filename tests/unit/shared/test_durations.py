@@ -7,7 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from tollgate_shared.durations import budget_period, budget_timezone, parse_duration
+from tollgate_shared.durations import (
+    budget_period,
+    budget_timezone,
+    current_period,
+    parse_duration,
+)
 from tollgate_shared.state import SpendState
 
 NOW = datetime(2026, 11, 25, 15, 42, 7, tzinfo=UTC)  # a Wednesday
@@ -123,3 +128,11 @@ def test_a_later_period_supersedes_a_larger_total_of_an_earlier_one() -> None:
     assert not new.supersedes(new)
     lifetime = SpendState(entity="team", entity_id="t", spend=Decimal("5"))
     assert old.supersedes(lifetime)
+
+
+def test_current_period_of_a_stored_duration() -> None:
+    assert current_period("1d", NOW) == budget_period("1d", NOW)
+    # No duration, or one only a hand edit could store: no period, never an error.
+    assert current_period(None, NOW) is None
+    assert current_period("", NOW) is None
+    assert current_period("soon", NOW) is None

@@ -3,7 +3,6 @@ public (masked) shapes the API returns and the audit events carry."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -106,12 +105,8 @@ def model_state(row: Row) -> ModelState:
 # --- public shapes ------------------------------------------------------------------------
 def with_reset_at(public: dict[str, Any], zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     """Add LiteLLM's `budget_reset_at`: when the current `budget_duration` period ends."""
-    duration = public.get("budget_duration")
-    reset_at = None
-    if duration:
-        with contextlib.suppress(ValueError):
-            reset_at = durations.budget_period(duration, now, zone)[1]
-    public["budget_reset_at"] = reset_at
+    period = durations.current_period(public.get("budget_duration"), now, zone)
+    public["budget_reset_at"] = period[1] if period else None
     return public
 
 

@@ -42,14 +42,12 @@ class BudgetBook:
     async def stop(self) -> None:
         await asyncio.gather(self.keys.stop(), self.teams.stop(), self.users.stop())
 
+    def _views(self) -> dict[str, KvView[Any]]:
+        return {"key": self.keys, "team": self.teams, "user": self.users}
+
     def _state(self, entity: str, entity_id: str) -> KeyState | TeamState | UserState | None:
-        if entity == "key":
-            return self.keys.get(entity_id)
-        if entity == "team":
-            return self.teams.get(entity_id)
-        if entity == "user":
-            return self.users.get(entity_id)
-        return None
+        view = self._views().get(entity)
+        return view.get(entity_id) if view is not None else None
 
     def max_budget(self, entity: str, entity_id: str) -> Decimal | None:
         state = self._state(entity, entity_id)
@@ -58,33 +56,17 @@ class BudgetBook:
     def reset_at(self, entity: str, entity_id: str, now: datetime) -> datetime | None:
         """When the entity's current budget period ends; None without a `budget_duration`."""
         state = self._state(entity, entity_id)
-        if state is None or not state.budget_duration:
-            return None
-        try:
-            return durations.budget_period(state.budget_duration, now, self.tz)[1]
-        except ValueError:
-            return None
+        period = durations.current_period(state.budget_duration, now, self.tz) if state else None
+        return period[1] if period else None
 
     def periods(self, now: datetime) -> list[tuple[str, str, datetime]]:
         """`(entity, entity_id, period start)` of every key, team and user with a duration."""
         out: list[tuple[str, str, datetime]] = []
-        views: tuple[tuple[str, KvView[Any]], ...] = (
-            ("key", self.keys),
-            ("team", self.teams),
-            ("user", self.users),
-        )
-        for entity, view in views:
+        for entity, view in self._views().items():
             for entity_id, state in view.items().items():
-                if not state.budget_duration:
-                    continue
-                try:
-                    start, _ = durations.budget_period(state.budget_duration, now, self.tz)
-                except ValueError:
-                    log.warning(
-                        "%s %s: bad budget_duration %r", entity, entity_id, state.budget_duration
-                    )
-                    continue
-                out.append((entity, entity_id, start))
+                period = durations.current_period(state.budget_duration, now, self.tz)
+                if period is not None:
+                    out.append((entity, entity_id, period[0]))
         return out
 
 
@@ -138,8 +120,6 @@ async def reset_forever(
             if reset:
                 log.info("began a new budget period for %d keys, teams or users", len(reset))
                 await announce(reset)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.warning("budget period reset failed: %s", exc)
         await asyncio.sleep(every_s)
