@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel
 
+from tollgate_shared.config import ENV_PREFIX
+
 SEALED_PREFIX = "tollgate-sealed:v1:"
-ENV_REFERENCE_PREFIX = "os.environ/"
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,7 +43,7 @@ class Sealer:
         The sealed form keeps the last four characters of a long secret readable (as the
         masked display shows them, LiteLLM-style): `tollgate-sealed:v1:<hint>.<token>`.
         """
-        if text.startswith((SEALED_PREFIX, ENV_REFERENCE_PREFIX)):
+        if text.startswith((SEALED_PREFIX, ENV_PREFIX)):
             return text
         hint = base64.urlsafe_b64encode(text[-4:].encode()).decode() if len(text) >= 16 else ""
         return f"{SEALED_PREFIX}{hint}.{self._fernet.encrypt(text.encode()).decode()}"

@@ -11,11 +11,11 @@ from typing import Any
 
 from tollgate_admin.errors import BadRequestError
 from tollgate_shared import names
+from tollgate_shared.config import ENV_PREFIX
 from tollgate_shared.durations import parse_duration
 from tollgate_shared.sealing import Sealer, sealed_hint
 from tollgate_shared.state import hash_key
 
-ENV_REFERENCE_PREFIX = "os.environ/"
 MASKED = "********"
 KEY_PREFIX = "sk-"
 NEVER_EXPIRES = "-1"
@@ -111,7 +111,7 @@ def is_secret_name(name: str) -> bool:
 
 def mask_value(value: Any) -> Any:
     """A credential as it may be shown: `os.environ/` references stay, the rest is masked."""
-    if isinstance(value, str) and value.startswith(ENV_REFERENCE_PREFIX):
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
         return value
     if value is None or isinstance(value, bool):
         return value

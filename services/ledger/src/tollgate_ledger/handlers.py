@@ -13,7 +13,7 @@ import orjson
 from pydantic import Field, ValidationError, create_model
 
 from tollgate_shared import durations
-from tollgate_shared.config import TollgateConfig
+from tollgate_shared.config import ENV_PREFIX, TollgateConfig
 from tollgate_shared.events import (
     AdminChanged,
     Event,
@@ -410,12 +410,11 @@ _SECRET_NAME = re.compile(
     r"access[_-]?token|bearer|webhook[_-]?url|dsn)",
     re.IGNORECASE,
 )
-_ENV_REF = "os.environ/"
 
 
 def mask_secret(value: str) -> str:
     """Keep enough to recognise a value, never enough to use it."""
-    if value.startswith(_ENV_REF):
+    if value.startswith(ENV_PREFIX):
         return value
     if len(value) <= 8:
         return "*" * len(value)
