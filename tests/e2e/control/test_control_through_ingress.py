@@ -193,7 +193,7 @@ async def test_spent_budget_refuses_until_its_period_resets(http: httpx.AsyncCli
 
     # The ledger commits the spend, mirrors it to KV, and ingress refuses the key.
     refusal = await until(refused)
-    assert loop_time_before(reset_at), "the refusal must come within the period"
+    assert datetime.now(UTC) < reset_at, "the refusal must come within the period"
     assert refusal.json()["error"]["type"] == "budget_exceeded"
 
     # At the boundary the budget reopens with no admin action.
@@ -224,10 +224,6 @@ async def test_spent_budget_refuses_until_its_period_resets(http: httpx.AsyncCli
         return ok if len(ok) >= 2 else None
 
     await until(both_logged)
-
-
-def loop_time_before(moment: datetime) -> bool:
-    return datetime.now(UTC) < moment
 
 
 async def test_management_needs_the_master_key(http: httpx.AsyncClient) -> None:
