@@ -12,7 +12,6 @@ import json
 import operator
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,142 +21,31 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.specification import AsyncAPI
 
 from tollgate_shared import names
-from tollgate_shared.events import (
-    EVENT_TYPES,
-    AdminChanged,
-    AlertSent,
-    DeploymentStateChanged,
-    Event,
-    ExportDeadLettered,
-    LedgerDbError,
-    LedgerSpendUpdated,
-    LedgerTrackingFailed,
-    LlmRequestCompleted,
-    LlmRequestFailed,
-    LlmRequestStarted,
+from tollgate_shared.events import EVENT_TYPES
+from tollgate_shared.events.registry import (
+    CATALOG,
+    CatalogEntry,
+    entry_for,
+    events_for_filter,
+    pattern_within,
+    patterns_overlap,
+    stream_for,
+    subject_matches,
 )
 
-# --- NATS subject patterns ----------------------------------------------------
-
-
-def _tokens(subject: str) -> list[str]:
-    return subject.split(".")
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """Whether the literal `subject` is delivered to a subscription on `pattern`."""
-    pat, sub = _tokens(pattern), _tokens(subject)
-    for i, token in enumerate(pat):
-        if token == ">":
-            return len(sub) > i
-        if i >= len(sub) or (token != "*" and token != sub[i]):
-            return False
-    return len(pat) == len(sub)
-
-
-def pattern_within(inner: str, outer: str) -> bool:
-    """Whether every subject matching `inner` also matches `outer`."""
-    a, b = _tokens(inner), _tokens(outer)
-    for i, token in enumerate(b):
-        if token == ">":
-            return len(a) > i
-        if i >= len(a) or a[i] == ">":
-            return False
-        if token != "*" and (a[i] == "*" or a[i] != token):
-            return False
-    return len(a) == len(b)
-
-
-def patterns_overlap(x: str, y: str) -> bool:
-    """Whether some subject matches both patterns."""
-    a, b = _tokens(x), _tokens(y)
-    for i in range(max(len(a), len(b))):
-        if i >= len(a) or i >= len(b):
-            return False
-        if ">" in (a[i], b[i]):
-            return True
-        if "*" not in (a[i], b[i]) and a[i] != b[i]:
-            return False
-    return True
-
-
-# --- what is published where --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """One event class: who publishes it and on which subjects."""
-
-    event: type[Event]
-    producer: str
-    # The subject with `{parameter}` placeholders, as a person reads it.
-    template: str
-    parameters: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def pattern(self) -> str:
-        """The template as a NATS wildcard pattern (`{x}` → `*`)."""
-        return ".".join("*" if t.startswith("{") else t for t in _tokens(self.template))
-
-
-_TEAM = (
-    "team",
-    f"team id (`{names.NO_TEAM}` when the call has none); ids match {names.ID_PATTERN}",
-)
-
-CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry(LlmRequestStarted, "ingress", f"{names.LLM_REQUEST_STARTED}.{{team}}", (_TEAM,)),
-    CatalogEntry(
-        LlmRequestCompleted, "ingress", f"{names.LLM_REQUEST_COMPLETED}.{{team}}", (_TEAM,)
-    ),
-    CatalogEntry(LlmRequestFailed, "ingress", f"{names.LLM_REQUEST_FAILED}.{{team}}", (_TEAM,)),
-    CatalogEntry(
-        DeploymentStateChanged,
-        "ingress",
-        names.deployment_subject("{state}"),
-        (("state", "cooled_down, recovered or fallback"),),
-    ),
-    CatalogEntry(
-        AdminChanged,
-        "admin",
-        names.admin_subject("{entity}", "{action}"),
-        (
-            ("entity", "key, team, user, model or team_callback"),
-            ("action", "created, updated, deleted, rotated, blocked, unblocked, …"),
-        ),
-    ),
-    CatalogEntry(LedgerSpendUpdated, "ledger", names.LEDGER_SPEND_UPDATED),
-    CatalogEntry(LedgerTrackingFailed, "ledger", names.LEDGER_TRACKING_FAILED),
-    CatalogEntry(LedgerDbError, "ledger", names.LEDGER_DB_ERROR),
-    CatalogEntry(
-        AlertSent,
-        "alerter",
-        names.alert_sent_subject("{alert_type}"),
-        (("alert_type", "LiteLLM's alert type, e.g. budget_alerts, llm_exceptions"),),
-    ),
-    CatalogEntry(ExportDeadLettered, "exporter", names.EXPORT_DEAD_LETTER),
-)
-
-
-def entry_for(cls: type[Event]) -> CatalogEntry:
-    for entry in CATALOG:
-        if entry.event is cls:
-            return entry
-    raise LookupError(f"{cls.__name__} is not in the catalog")
-
-
-def stream_for(subject: str) -> names.StreamSpec:
-    """The one stream that stores `subject` (a literal subject or a pattern)."""
-    found = [s for s in names.STREAMS if any(pattern_within(subject, p) for p in s.subjects)]
-    if len(found) != 1:
-        raise LookupError(f"{subject!r} is stored by {len(found)} streams, not exactly one")
-    return found[0]
-
-
-def events_for_filter(filter_subject: str) -> list[type[Event]]:
-    """The event classes a consumer filtering on `filter_subject` can receive."""
-    return [e.event for e in CATALOG if patterns_overlap(e.pattern, filter_subject)]
-
+__all__ = [
+    "CATALOG",
+    "CatalogEntry",
+    "asyncapi_document",
+    "build_broker",
+    "entry_for",
+    "events_for_filter",
+    "pattern_within",
+    "patterns_overlap",
+    "render",
+    "stream_for",
+    "subject_matches",
+]
 
 # --- the FastStream broker that describes it all ---------------------------------
 

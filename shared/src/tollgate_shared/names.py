@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 # Ids that become subject tokens are restricted so a team id can never widen
 # a subscription (no dots, no wildcards, no whitespace).
@@ -43,8 +44,44 @@ def deployment_subject(state: str) -> str:
     return f"{LLM_DEPLOYMENT_PREFIX}.{state}.v1"
 
 
+class AdminSubject(StrEnum):
+    """Every management change admin publishes, by its full subject (grep for it)."""
+
+    KEY_CREATED = "admin.key.created.v1"
+    KEY_UPDATED = "admin.key.updated.v1"
+    KEY_DELETED = "admin.key.deleted.v1"
+    KEY_ROTATED = "admin.key.rotated.v1"
+    KEY_BLOCKED = "admin.key.blocked.v1"
+    KEY_UNBLOCKED = "admin.key.unblocked.v1"
+    TEAM_CREATED = "admin.team.created.v1"
+    TEAM_UPDATED = "admin.team.updated.v1"
+    TEAM_DELETED = "admin.team.deleted.v1"
+    TEAM_MEMBER_ADDED = "admin.team.member_added.v1"
+    TEAM_MEMBER_REMOVED = "admin.team.member_removed.v1"
+    TEAM_CALLBACK_ADDED = "admin.team.callback_added.v1"
+    TEAM_LOGGING_DISABLED = "admin.team.logging_disabled.v1"
+    USER_CREATED = "admin.user.created.v1"
+    USER_UPDATED = "admin.user.updated.v1"
+    USER_DELETED = "admin.user.deleted.v1"
+    MODEL_CREATED = "admin.model.created.v1"
+    MODEL_UPDATED = "admin.model.updated.v1"
+    MODEL_DELETED = "admin.model.deleted.v1"
+
+    @property
+    def entity(self) -> str:
+        return self.value.split(".")[1]
+
+    @property
+    def action(self) -> str:
+        return self.value.split(".")[2]
+
+
 def admin_subject(entity: str, action: str) -> str:
-    return f"{ADMIN_PREFIX}.{entity}.{action}.v1"
+    """`admin.<entity>.<action>.v1`; placeholders (`{entity}`) pass through for templates."""
+    subject = f"{ADMIN_PREFIX}.{entity}.{action}.v1"
+    if entity.startswith("{") or subject in AdminSubject._value2member_map_:
+        return subject
+    raise ValueError(f"{subject!r} is not a management change admin publishes")
 
 
 def alert_sent_subject(alert_type: str) -> str:

@@ -19,13 +19,24 @@ from tollgate_shared.events.llm import (
     LlmRequestFinished,
     LlmRequestStarted,
 )
+from tollgate_shared.events.registry import (
+    CATALOG,
+    EVENT_TYPES,
+    EventDecodeError,
+    UnknownEventError,
+    UnknownEventVersionError,
+    decode,
+    event_class_for_subject,
+)
 
 __all__ = [
+    "CATALOG",
     "EVENT_TYPES",
     "AdminChanged",
     "AlertSent",
     "DeploymentStateChanged",
     "Event",
+    "EventDecodeError",
     "ExportDeadLettered",
     "LedgerDbError",
     "LedgerSpendUpdated",
@@ -36,43 +47,10 @@ __all__ = [
     "LlmRequestStarted",
     "Money",
     "SpendTotal",
+    "UnknownEventError",
+    "UnknownEventVersionError",
+    "decode",
     "event_class_for_subject",
     "new_event_id",
     "utcnow",
 ]
-
-EVENT_TYPES: tuple[type[Event], ...] = (
-    LlmRequestStarted,
-    LlmRequestCompleted,
-    LlmRequestFailed,
-    DeploymentStateChanged,
-    AdminChanged,
-    LedgerSpendUpdated,
-    LedgerTrackingFailed,
-    LedgerDbError,
-    AlertSent,
-    ExportDeadLettered,
-)
-
-
-def event_class_for_subject(subject: str) -> type[Event]:
-    """The event class published on `subject` (the inverse of `Event.subject`)."""
-    parts = subject.split(".")
-    if subject.startswith("llm.request."):
-        base = ".".join(parts[:4])
-        for cls in (LlmRequestStarted, LlmRequestCompleted, LlmRequestFailed):
-            if cls.event_type == base:
-                return cls
-    elif subject.startswith("llm.deployment."):
-        return DeploymentStateChanged
-    elif subject.startswith("admin."):
-        return AdminChanged
-    elif subject.startswith("alert.sent."):
-        return AlertSent
-    elif subject == ExportDeadLettered.event_type:
-        return ExportDeadLettered
-    else:
-        for ledger_cls in (LedgerSpendUpdated, LedgerTrackingFailed, LedgerDbError):
-            if ledger_cls.event_type == subject:
-                return ledger_cls
-    raise LookupError(f"no event class for subject {subject!r}")

@@ -1,0 +1,303 @@
+"""Which event class each subject carries, by exact version, and `decode` for every consumer.
+
+The catalog lists every event family once: its class, producer, subject template
+(with the version token, e.g. `llm.request.completed.v1.{team}`) and the older
+versions it can still read. `decode(subject, data)` finds the family by the
+subject's shape, then the version: the current one is validated as is, an older
+one is upcast to the current model first, an unknown one is refused with
+`UnknownEventVersionError` (so a v2 published beside v1 is never read as v1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import Field, ValidationError, create_model
+
+from tollgate_shared import names
+from tollgate_shared.events.admin import AdminChanged
+from tollgate_shared.events.alert import AlertSent
+from tollgate_shared.events.base import Event
+from tollgate_shared.events.export import ExportDeadLettered
+from tollgate_shared.events.ledger import LedgerDbError, LedgerSpendUpdated, LedgerTrackingFailed
+from tollgate_shared.events.llm import (
+    DeploymentStateChanged,
+    LlmRequestCompleted,
+    LlmRequestFailed,
+    LlmRequestFinished,
+    LlmRequestStarted,
+)
+
+E = TypeVar("E", bound=Event)
+# Turns the JSON object of one older version into the JSON object of the next one.
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+# --- NATS subject patterns ----------------------------------------------------
+
+
+def _tokens(subject: str) -> list[str]:
+    return subject.split(".")
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether the literal `subject` is delivered to a subscription on `pattern`."""
+    pat, sub = _tokens(pattern), _tokens(subject)
+    for i, token in enumerate(pat):
+        if token == ">":
+            return len(sub) > i
+        if i >= len(sub) or (token != "*" and token != sub[i]):
+            return False
+    return len(pat) == len(sub)
+
+
+def pattern_within(inner: str, outer: str) -> bool:
+    """Whether every subject matching `inner` also matches `outer`."""
+    a, b = _tokens(inner), _tokens(outer)
+    for i, token in enumerate(b):
+        if token == ">":
+            return len(a) > i
+        if i >= len(a) or a[i] == ">":
+            return False
+        if token != "*" and (a[i] == "*" or a[i] != token):
+            return False
+    return len(a) == len(b)
+
+
+def patterns_overlap(x: str, y: str) -> bool:
+    """Whether some subject matches both patterns."""
+    a, b = _tokens(x), _tokens(y)
+    for i in range(max(len(a), len(b))):
+        if i >= len(a) or i >= len(b):
+            return False
+        if ">" in (a[i], b[i]):
+            return True
+        if "*" not in (a[i], b[i]) and a[i] != b[i]:
+            return False
+    return True
+
+
+# --- the catalog ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One event family: its current class, who publishes it and on which subjects.
+
+    `upcasters` maps an older major version (e.g. 1 once v2 is current) to the
+    function that lifts its payload one version up; `decode` chains them.
+    """
+
+    event: type[Event]
+    producer: str
+    # The subject with `{parameter}` placeholders, as a person reads it.
+    template: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    upcasters: Mapping[int, Upcaster] = field(default_factory=dict)
+
+    @property
+    def pattern(self) -> str:
+        """The template as a NATS wildcard pattern (`{x}` → `*`)."""
+        return ".".join("*" if t.startswith("{") else t for t in _tokens(self.template))
+
+    @property
+    def version_index(self) -> int:
+        """Where in the subject's tokens the version (`v1`) stands."""
+        for i, token in enumerate(_tokens(self.template)):
+            if _VERSION.match(token):
+                return i
+        raise LookupError(f"{self.template!r} has no version token")
+
+    @property
+    def version(self) -> int:
+        return int(_tokens(self.template)[self.version_index][1:])
+
+    @property
+    def any_version_pattern(self) -> str:
+        """The pattern with its version token wildcarded: the family's subjects, all versions."""
+        tokens = _tokens(self.pattern)
+        tokens[self.version_index] = "*"
+        return ".".join(tokens)
+
+    def readable_versions(self) -> tuple[int, ...]:
+        return (*sorted(self.upcasters), self.version)
+
+
+_TEAM = (
+    "team",
+    f"team id (`{names.NO_TEAM}` when the call has none); ids match {names.ID_PATTERN}",
+)
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry(LlmRequestStarted, "ingress", f"{names.LLM_REQUEST_STARTED}.{{team}}", (_TEAM,)),
+    CatalogEntry(
+        LlmRequestCompleted, "ingress", f"{names.LLM_REQUEST_COMPLETED}.{{team}}", (_TEAM,)
+    ),
+    CatalogEntry(LlmRequestFailed, "ingress", f"{names.LLM_REQUEST_FAILED}.{{team}}", (_TEAM,)),
+    CatalogEntry(
+        DeploymentStateChanged,
+        "ingress",
+        names.deployment_subject("{state}"),
+        (("state", "cooled_down, recovered or fallback"),),
+    ),
+    CatalogEntry(
+        AdminChanged,
+        "admin",
+        names.admin_subject("{entity}", "{action}"),
+        (
+            ("entity", "key, team, user or model"),
+            (
+                "action",
+                "created, updated, deleted, rotated, blocked, unblocked, member_added, "
+                "member_removed, callback_added, logging_disabled (see names.AdminSubject)",
+            ),
+        ),
+    ),
+    CatalogEntry(LedgerSpendUpdated, "ledger", names.LEDGER_SPEND_UPDATED),
+    CatalogEntry(LedgerTrackingFailed, "ledger", names.LEDGER_TRACKING_FAILED),
+    CatalogEntry(LedgerDbError, "ledger", names.LEDGER_DB_ERROR),
+    CatalogEntry(
+        AlertSent,
+        "alerter",
+        names.alert_sent_subject("{alert_type}"),
+        (("alert_type", "LiteLLM's alert type, e.g. budget_alerts, llm_exceptions"),),
+    ),
+    CatalogEntry(ExportDeadLettered, "exporter", names.EXPORT_DEAD_LETTER),
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = tuple(e.event for e in CATALOG)
+
+
+def entry_for(cls: type[Event]) -> CatalogEntry:
+    for entry in CATALOG:
+        if entry.event is cls:
+            return entry
+    raise LookupError(f"{cls.__name__} is not in the catalog")
+
+
+def stream_for(subject: str) -> names.StreamSpec:
+    """The one stream that stores `subject` (a literal subject or a pattern)."""
+    found = [s for s in names.STREAMS if any(pattern_within(subject, p) for p in s.subjects)]
+    if len(found) != 1:
+        raise LookupError(f"{subject!r} is stored by {len(found)} streams, not exactly one")
+    return found[0]
+
+
+def events_for_filter(filter_subject: str) -> list[type[Event]]:
+    """The event classes a consumer filtering on `filter_subject` can receive."""
+    return [e.event for e in CATALOG if patterns_overlap(e.pattern, filter_subject)]
+
+
+# --- decoding ---------------------------------------------------------------------
+
+
+class EventDecodeError(ValueError):
+    """A message that can never become an event: unknown subject or version, bad JSON,
+    wrong schema, or not the class the consumer expects. Consumers terminate it."""
+
+
+class UnknownEventError(EventDecodeError):
+    """No event family is published on this subject."""
+
+
+class UnknownEventVersionError(EventDecodeError):
+    """The family is known, this version of it is not (neither current nor upcastable)."""
+
+
+def entry_for_subject(subject: str) -> tuple[CatalogEntry, int]:
+    """The family a literal subject belongs to, and the version it carries."""
+    for entry in CATALOG:
+        if not subject_matches(entry.any_version_pattern, subject):
+            continue
+        token = _tokens(subject)[entry.version_index]
+        found = _VERSION.match(token)
+        if found is None:
+            continue
+        return entry, int(found.group(1))
+    raise UnknownEventError(f"no event is published on {subject!r}")
+
+
+def event_class_for_subject(subject: str) -> type[Event]:
+    """The class `decode` returns for `subject` (its family's current class)."""
+    entry, version = entry_for_subject(subject)
+    if version not in entry.readable_versions():
+        raise UnknownEventVersionError(_unknown_version(subject, entry, version))
+    return entry.event
+
+
+def _unknown_version(subject: str, entry: CatalogEntry, version: int) -> str:
+    readable = ", ".join(f"v{v}" for v in entry.readable_versions())
+    return f"{subject}: version v{version} of {entry.event.__name__} is unknown (reads {readable})"
+
+
+def _without_content(cls: type[LlmRequestFinished]) -> type[LlmRequestFinished]:
+    # A validation alias no JSON key has: the parser skips these values instead of
+    # building them, which halves decoding; every other field is validated as before.
+    unread = "\x00unread"
+    fields: dict[str, Any] = {
+        "messages": (Any, Field(None, validation_alias=unread)),
+        "response": (Any, Field(None, validation_alias=unread)),
+        "proxy_server_request": (dict[str, Any] | None, Field(None, validation_alias=unread)),
+        "model_parameters": (dict[str, Any], Field(default_factory=dict, validation_alias=unread)),
+    }
+    return create_model(f"{cls.__name__}WithoutContent", __base__=cls, **fields)
+
+
+# The completed/failed events with their content left unread, for readers that never
+# use it (the ledger when prompts are not stored, rebuild); still instances of the class.
+WITHOUT_CONTENT: dict[type[Event], type[Event]] = {
+    cls: _without_content(cls) for cls in (LlmRequestCompleted, LlmRequestFailed)
+}
+
+
+def _summary(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "schema error"
+    where = ".".join(str(p) for p in errors[0]["loc"]) or "payload"
+    return f"{len(errors)} schema error(s), first at {where}: {errors[0]['msg']}"[:300]
+
+
+def decode(
+    subject: str,
+    data: bytes | str,
+    expect: type[E] | tuple[type[E], ...] = Event,  # type: ignore[assignment]
+    *,
+    content: bool = True,
+) -> E:
+    """The event a message carries, as its family's current model.
+
+    Raises `EventDecodeError` (or its subclasses) saying why not; `expect` narrows
+    what this consumer accepts. With `content=False` the content fields of
+    completed/failed calls are left unread (they come back empty).
+    """
+    entry, version = entry_for_subject(subject)
+    cls = entry.event
+    if not issubclass(cls, expect):
+        raise EventDecodeError(f"{subject} carries {cls.__name__}, not what this consumer reads")
+    model = cls if content else WITHOUT_CONTENT.get(cls, cls)
+    try:
+        if version == entry.version:
+            event = model.model_validate_json(data)
+        elif version in entry.upcasters:
+            payload = orjson.loads(data)
+            if not isinstance(payload, dict):
+                raise EventDecodeError(f"{subject}: the payload is not a JSON object")
+            for step in range(version, entry.version):
+                upcast = entry.upcasters.get(step)
+                if upcast is None:
+                    raise UnknownEventVersionError(_unknown_version(subject, entry, step))
+                payload = upcast(payload)
+            event = model.model_validate(payload)
+        else:
+            raise UnknownEventVersionError(_unknown_version(subject, entry, version))
+    except ValidationError as exc:
+        raise EventDecodeError(f"{subject}: {_summary(exc)}") from None
+    except orjson.JSONDecodeError as exc:
+        raise EventDecodeError(f"{subject}: not JSON ({exc})") from None
+    return event  # type: ignore[return-value]
