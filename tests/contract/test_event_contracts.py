@@ -201,7 +201,7 @@ def test_check_reports_missing_changed_and_stray_snapshots(tmp_path: Path) -> No
     # The model has a field the snapshot lacks: an optional addition, not breaking.
     assert drift[LlmRequestCompleted.event_type].startswith("compatible")
     assert drift[LedgerDbError.event_type] == "no snapshot"
-    assert drift["llm.request.gone.v1"] == "snapshot of no event class"
+    assert drift["llm.request.gone.v1"] == "snapshot of no event or state class"
     assert schemas.main(["check", "--dir", str(tmp_path)]) == 1
 
 

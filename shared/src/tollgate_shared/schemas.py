@@ -1,7 +1,9 @@
-"""JSON Schema snapshots of the events: `python -m tollgate_shared.schemas write|check`.
+"""JSON Schema snapshots of events and KV states: `python -m tollgate_shared.schemas write|check`.
 
-Each class in `EVENT_TYPES` has a checked-in snapshot `shared/schemas/<event_type>.json`
-(the pydantic serialization schema, keys sorted). `check` exits 1 when a model no
+Each class in `EVENT_TYPES` has a checked-in snapshot `shared/schemas/<event_type>.json`,
+and each KV state model one named `kv.<bucket>.json` (the pydantic serialization
+schema, keys sorted): ingress and the exporter read what admin and the ledger write
+into the buckets, so those models are contracts too. `check` exits 1 when a model no
 longer matches its snapshot and says whether the change keeps the event's major
 version (only optional fields added) or needs a new one.
 """
@@ -16,15 +18,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from tollgate_shared.events import EVENT_TYPES, Event
+from tollgate_shared.state import STATE_TYPES
 
 SNAPSHOT_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SNAPSHOT_TYPES: tuple[type[BaseModel], ...] = (*EVENT_TYPES, *STATE_TYPES.values())
+_BUCKET_OF: dict[type[BaseModel], str] = {cls: bucket for bucket, cls in STATE_TYPES.items()}
 
 
-def event_schema(cls: type[Event]) -> dict[str, Any]:
-    """The JSON Schema of what travels on the wire for `cls`."""
+def snapshot_name(cls: type[BaseModel]) -> str:
+    """`<event_type>` for an event, `kv.<bucket>` for a KV state model."""
+    if issubclass(cls, Event):
+        return cls.event_type
+    return f"kv.{_BUCKET_OF[cls]}"
+
+
+def event_schema(cls: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema of what travels on the wire (or sits in the bucket) for `cls`."""
     schema = cls.model_json_schema(mode="serialization")
-    schema["x-event-type"] = cls.event_type
+    if issubclass(cls, Event):
+        schema["x-event-type"] = cls.event_type
+    else:
+        schema["x-kv-bucket"] = _BUCKET_OF[cls]
     return schema
 
 
@@ -33,8 +50,8 @@ def render(schema: Mapping[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def snapshot_path(cls: type[Event], directory: Path = SNAPSHOT_DIR) -> Path:
-    return directory / f"{cls.event_type}.json"
+def snapshot_path(cls: type[BaseModel], directory: Path = SNAPSHOT_DIR) -> Path:
+    return directory / f"{snapshot_name(cls)}.json"
 
 
 def breaking_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -68,7 +85,9 @@ class Drift:
         return f"{self.event_type}: {self.detail} ({self.path})"
 
 
-def write(directory: Path = SNAPSHOT_DIR, types: Iterable[type[Event]] = EVENT_TYPES) -> list[Path]:
+def write(
+    directory: Path = SNAPSHOT_DIR, types: Iterable[type[BaseModel]] = SNAPSHOT_TYPES
+) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for cls in types:
@@ -79,9 +98,9 @@ def write(directory: Path = SNAPSHOT_DIR, types: Iterable[type[Event]] = EVENT_T
 
 
 def check(
-    directory: Path = SNAPSHOT_DIR, types: Iterable[type[Event]] = EVENT_TYPES
+    directory: Path = SNAPSHOT_DIR, types: Iterable[type[BaseModel]] = SNAPSHOT_TYPES
 ) -> list[Drift]:
-    """Every event whose model differs from its snapshot, and every stray snapshot."""
+    """Every event or state whose model differs from its snapshot, and every stray snapshot."""
     drift: list[Drift] = []
     expected = set()
     for cls in types:
@@ -89,7 +108,7 @@ def check(
         expected.add(path.name)
         current = event_schema(cls)
         if not path.exists():
-            drift.append(Drift(cls.event_type, path, "no snapshot"))
+            drift.append(Drift(snapshot_name(cls), path, "no snapshot"))
             continue
         if path.read_text() == render(current):
             continue
@@ -99,11 +118,11 @@ def check(
             if breaking
             else "compatible change (optional fields added or descriptions changed)"
         )
-        drift.append(Drift(cls.event_type, path, detail))
+        drift.append(Drift(snapshot_name(cls), path, detail))
     if directory.is_dir():
         for stray in sorted(directory.glob("*.json")):
             if stray.name not in expected:
-                drift.append(Drift(stray.stem, stray, "snapshot of no event class"))
+                drift.append(Drift(stray.stem, stray, "snapshot of no event or state class"))
     return drift
 
 
@@ -123,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         print(d.describe(), file=sys.stderr)
     if drift:
         print(
-            "event models drifted from their snapshots; after a deliberate, compatible change "
+            "event or state models drifted from their snapshots; after a deliberate, compatible "
+            "change "
             "run `./just snapshot-schemas`",
             file=sys.stderr,
         )
         return 1
-    print(f"{len(EVENT_TYPES)} event schemas match their snapshots")
+    print(f"{len(SNAPSHOT_TYPES)} event and state schemas match their snapshots")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tollgate_shared import names
 from tollgate_shared.events.base import Money
 
 CallbackType = Literal["success", "failure", "success_and_failure"]
@@ -132,3 +133,13 @@ class SpendState(_State):
 
 def spend_kv_key(entity: str, entity_id: str) -> str:
     return f"{entity}.{entity_id}"
+
+
+# The model stored in each KV bucket (snapshotted and contract-tested like the events).
+STATE_TYPES: dict[str, type[_State]] = {
+    names.KV_KEYS: KeyState,
+    names.KV_TEAMS: TeamState,
+    names.KV_USERS: UserState,
+    names.KV_MODELS: ModelState,
+    names.KV_SPEND: SpendState,
+}

@@ -209,27 +209,6 @@ class UnknownEventVersionError(EventDecodeError):
     """The family is known, this version of it is not (neither current nor upcastable)."""
 
 
-def entry_for_subject(subject: str) -> tuple[CatalogEntry, int]:
-    """The family a literal subject belongs to, and the version it carries."""
-    for entry in CATALOG:
-        if not subject_matches(entry.any_version_pattern, subject):
-            continue
-        token = _tokens(subject)[entry.version_index]
-        found = _VERSION.match(token)
-        if found is None:
-            continue
-        return entry, int(found.group(1))
-    raise UnknownEventError(f"no event is published on {subject!r}")
-
-
-def event_class_for_subject(subject: str) -> type[Event]:
-    """The class `decode` returns for `subject` (its family's current class)."""
-    entry, version = entry_for_subject(subject)
-    if version not in entry.readable_versions():
-        raise UnknownEventVersionError(_unknown_version(subject, entry, version))
-    return entry.event
-
-
 def _unknown_version(subject: str, entry: CatalogEntry, version: int) -> str:
     readable = ", ".join(f"v{v}" for v in entry.readable_versions())
     return f"{subject}: version v{version} of {entry.event.__name__} is unknown (reads {readable})"
@@ -263,41 +242,79 @@ def _summary(exc: ValidationError) -> str:
     return f"{len(errors)} schema error(s), first at {where}: {errors[0]['msg']}"[:300]
 
 
-def decode(
-    subject: str,
-    data: bytes | str,
-    expect: type[E] | tuple[type[E], ...] = Event,  # type: ignore[assignment]
-    *,
-    content: bool = True,
-) -> E:
-    """The event a message carries, as its family's current model.
+class EventRegistry:
+    """Subjects to event classes for one catalog; `decode` reads any message of it."""
 
-    Raises `EventDecodeError` (or its subclasses) saying why not; `expect` narrows
-    what this consumer accepts. With `content=False` the content fields of
-    completed/failed calls are left unread (they come back empty).
-    """
-    entry, version = entry_for_subject(subject)
-    cls = entry.event
-    if not issubclass(cls, expect):
-        raise EventDecodeError(f"{subject} carries {cls.__name__}, not what this consumer reads")
-    model = cls if content else WITHOUT_CONTENT.get(cls, cls)
-    try:
-        if version == entry.version:
-            event = model.model_validate_json(data)
-        elif version in entry.upcasters:
-            payload = orjson.loads(data)
-            if not isinstance(payload, dict):
-                raise EventDecodeError(f"{subject}: the payload is not a JSON object")
-            for step in range(version, entry.version):
-                upcast = entry.upcasters.get(step)
-                if upcast is None:
-                    raise UnknownEventVersionError(_unknown_version(subject, entry, step))
-                payload = upcast(payload)
-            event = model.model_validate(payload)
-        else:
+    def __init__(self, catalog: tuple[CatalogEntry, ...]) -> None:
+        self.catalog = catalog
+
+    def entry_for_subject(self, subject: str) -> tuple[CatalogEntry, int]:
+        """The family a literal subject belongs to, and the version it carries."""
+        for entry in self.catalog:
+            if not subject_matches(entry.any_version_pattern, subject):
+                continue
+            found = _VERSION.match(_tokens(subject)[entry.version_index])
+            if found is not None:
+                return entry, int(found.group(1))
+        raise UnknownEventError(f"no event is published on {subject!r}")
+
+    def class_for_subject(self, subject: str) -> type[Event]:
+        """The class `decode` returns for `subject` (its family's current class)."""
+        entry, version = self.entry_for_subject(subject)
+        if version not in entry.readable_versions():
             raise UnknownEventVersionError(_unknown_version(subject, entry, version))
-    except ValidationError as exc:
-        raise EventDecodeError(f"{subject}: {_summary(exc)}") from None
-    except orjson.JSONDecodeError as exc:
-        raise EventDecodeError(f"{subject}: not JSON ({exc})") from None
-    return event  # type: ignore[return-value]
+        return entry.event
+
+    def decode(
+        self,
+        subject: str,
+        data: bytes | str,
+        expect: type[E] | tuple[type[E], ...] = Event,  # type: ignore[assignment]
+        *,
+        content: bool = True,
+    ) -> E:
+        """The event a message carries, as its family's current model.
+
+        Raises `EventDecodeError` (or a subclass) saying why not; `expect` narrows
+        what the consumer accepts. With `content=False` the content fields of
+        completed/failed calls are left unread (they come back empty).
+        """
+        entry, version = self.entry_for_subject(subject)
+        cls = entry.event
+        if not issubclass(cls, expect):
+            raise EventDecodeError(
+                f"{subject} carries {cls.__name__}, not what this consumer reads"
+            )
+        model = cls if content else WITHOUT_CONTENT.get(cls, cls)
+        try:
+            if version == entry.version:
+                event = model.model_validate_json(data)
+            elif version in entry.upcasters:
+                event = model.model_validate(self._upcast(subject, entry, version, data))
+            else:
+                raise UnknownEventVersionError(_unknown_version(subject, entry, version))
+        except ValidationError as exc:
+            raise EventDecodeError(f"{subject}: {_summary(exc)}") from None
+        except orjson.JSONDecodeError as exc:
+            raise EventDecodeError(f"{subject}: not JSON ({exc})") from None
+        return event  # type: ignore[return-value]
+
+    @staticmethod
+    def _upcast(
+        subject: str, entry: CatalogEntry, version: int, data: bytes | str
+    ) -> dict[str, Any]:
+        payload = orjson.loads(data)
+        if not isinstance(payload, dict):
+            raise EventDecodeError(f"{subject}: the payload is not a JSON object")
+        for step in range(version, entry.version):
+            upcast = entry.upcasters.get(step)
+            if upcast is None:
+                raise UnknownEventVersionError(_unknown_version(subject, entry, step))
+            payload = upcast(payload)
+        out: dict[str, Any] = payload
+        return out
+
+
+REGISTRY = EventRegistry(CATALOG)
+decode = REGISTRY.decode
+event_class_for_subject = REGISTRY.class_for_subject
