@@ -1,4 +1,4 @@
-"""The alerter's service layer: one handler per event kind, wired to rules, state and delivery.
+"""The alerter's service layer: one use case per event kind, wired to rules, state and delivery.
 
 Handlers take their collaborators as protocols (state in Redis, the dispatcher,
 a directory of key/team/user names) so tests can pass real or fake ones.

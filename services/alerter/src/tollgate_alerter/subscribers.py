@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from tollgate_alerter import metrics
-from tollgate_alerter.handlers import Alerter
+from tollgate_alerter.service import Alerter
 from tollgate_shared import consuming
 from tollgate_shared.events import Event, event_class_for_subject
 from tollgate_shared.names import ConsumerSpec
