@@ -26,9 +26,9 @@ from tollgate_alerter.delivery import (
     SmtpMailer,
 )
 from tollgate_alerter.directory import KvDirectory
-from tollgate_alerter.service import Alerter
 from tollgate_alerter.policy import AlertPolicy, parse_duration, policy_from_settings
 from tollgate_alerter.routes import health_services_router
+from tollgate_alerter.service import Alerter
 from tollgate_alerter.settings import AlerterSettings
 from tollgate_alerter.state import AlertState
 from tollgate_alerter.subscribers import EventConsumer

@@ -1,6 +1,6 @@
 """The alerter's service layer: one use case per event kind, wired to rules, state and delivery.
 
-Handlers take their collaborators as protocols (state in Redis, the dispatcher,
+Use cases take their collaborators as protocols (state in Redis, the dispatcher,
 a directory of key/team/user names) so tests can pass real or fake ones.
 """
 

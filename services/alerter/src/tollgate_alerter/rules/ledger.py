@@ -1,0 +1,42 @@
+"""Alerts on the ledger's failures: spend it could not track, database errors."""
+
+from __future__ import annotations
+
+from tollgate_alerter.rules.alert import EVENT_CLAIM_TTL_S, MAX_ERROR_CHARS, Alert
+from tollgate_alerter.rules.formatting import details_text
+from tollgate_shared.events import LedgerDbError, LedgerTrackingFailed
+
+
+def db_error_alert(event: LedgerDbError) -> Alert:
+    error = event.error[:MAX_ERROR_CHARS]
+    return Alert(
+        alert_type="db_exceptions",
+        level="High",
+        message=(
+            f"DB read/write call failed: `{error}`\n*Producer:* `{event.producer}`"
+            f"\n*Batch Size:* `{event.batch_size}`"
+        ),
+        subject=f"{event.producer}/db",
+        occurred_at=event.occurred_at,
+        details={"Error": error, "Producer": event.producer, "Batch Size": str(event.batch_size)},
+        dedup_key=f"event/{event.event_id}/db_exceptions",
+        dedup_ttl_s=EVENT_CLAIM_TTL_S,
+    )
+
+
+def tracking_failed_alert(event: LedgerTrackingFailed) -> Alert:
+    error = event.error[:MAX_ERROR_CHARS]
+    details = {"Subject": event.subject_name, "Error": error}
+    if event.request_id:
+        details["Request ID"] = event.request_id
+    return Alert(
+        alert_type="failed_tracking_spend",
+        level="High",
+        message="Failed Tracking Cost for " + f"`{event.subject_name}`" + details_text(details),
+        subject=event.subject_name.rsplit(".", 1)[0],
+        occurred_at=event.occurred_at,
+        details=details,
+        dedup_key=f"event/{event.event_id}/failed_tracking_spend",
+        dedup_ttl_s=EVENT_CLAIM_TTL_S,
+        request_id=event.request_id,
+    )
