@@ -52,13 +52,21 @@ migrate: sync
 rebuild: sync
     uv run --no-sync python -m tollgate_ledger rebuild
 
-# rewrite the checked-in JSON Schema snapshots of the events (after a deliberate change)
+# rewrite the checked-in JSON Schema snapshots of the events and KV states (after a deliberate change)
 snapshot-schemas: sync
     uv run --no-sync python -m tollgate_shared.schemas write
 
 # write the AsyncAPI event catalog to docs/asyncapi.json
 asyncapi: sync
     uv run --no-sync python -m tollgate_shared.catalog docs/asyncapi.json
+
+# write the architecture map (event -> producer -> consumers -> tables -> modules) to docs/architecture.md
+architecture: sync
+    uv run --no-sync python -m tollgate_shared.architecture docs/architecture.md
+
+# export dead letters: `just dlq list`, `just dlq replay [--sink NAME] [--request-id ID]`
+dlq *ARGS: sync
+    uv run --no-sync python -m tollgate_exporter dlq {{ARGS}}
 
 # benchmarks: gateway beside the bare upstream and LiteLLM, ledger beside raw COPY (~10 min)
 bench *ARGS: sync

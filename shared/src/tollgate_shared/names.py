@@ -129,6 +129,15 @@ class ConsumerSpec:
     max_ack_pending: int = 20_000
     description: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    # For the architecture map (docs/architecture.md): the modules a message passes
+    # through, transport edge first, and what their effect writes (tables, buckets,
+    # subjects, destinations).
+    handled_by: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+    @property
+    def service(self) -> str:
+        return self.name.split("-", 1)[0]
 
 
 LEDGER_SPEND = ConsumerSpec(
@@ -173,6 +182,25 @@ KV_USERS = "tollgate-users"
 KV_MODELS = "tollgate-models"
 KV_SPEND = "tollgate-spend"
 KV_BUCKETS: tuple[str, ...] = (KV_KEYS, KV_TEAMS, KV_USERS, KV_MODELS, KV_SPEND)
+
+
+@dataclass(frozen=True)
+class BucketUse:
+    """Who writes a KV bucket and who watches it (for the architecture map)."""
+
+    bucket: str
+    written_by: str
+    read_by: tuple[str, ...]
+    holds: str
+
+
+BUCKET_USES: tuple[BucketUse, ...] = (
+    BucketUse(KV_KEYS, "admin", ("ingress", "exporter", "ledger", "alerter"), "KeyState"),
+    BucketUse(KV_TEAMS, "admin", ("ingress", "exporter", "ledger", "alerter"), "TeamState"),
+    BucketUse(KV_USERS, "admin", ("ingress", "ledger", "alerter"), "UserState"),
+    BucketUse(KV_MODELS, "admin", ("ingress",), "ModelState"),
+    BucketUse(KV_SPEND, "ledger", ("ingress", "admin"), "SpendState"),
+)
 # Request/response bodies too large for one message travel here, by reference.
 OBJ_BODIES = "tollgate-bodies"
 

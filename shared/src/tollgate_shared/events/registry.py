@@ -99,6 +99,8 @@ class CatalogEntry:
     template: str
     parameters: tuple[tuple[str, str], ...] = ()
     upcasters: Mapping[int, Upcaster] = field(default_factory=dict)
+    # For the architecture map: the modules that build and publish it.
+    published_by: tuple[str, ...] = ()
 
     @property
     def pattern(self) -> str:
