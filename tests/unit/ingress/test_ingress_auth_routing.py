@@ -5,20 +5,23 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+import orjson
 import pytest
 
+from support.builders import key_state, team_state
 from tollgate_ingress.auth import (
     AuthError,
     RateLimit,
     authenticate,
-    bearer_token,
     check_budgets,
     check_model_access,
 )
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.routing import Router, deployments_from
-from tollgate_shared.config import ModelEntry, RouterSettings
+from tollgate_ingress.service import Gateway, StateViews
+from tollgate_shared.config import ModelEntry, RouterSettings, TollgateConfig
 from tollgate_shared.state import (
     KeyState,
     ModelState,
@@ -34,18 +37,36 @@ H = hash_key(KEY)
 
 
 def keys(**kw: object) -> dict[str, KeyState]:
-    return {H: KeyState(token=H, key_alias="alias", team_id="team-a", user_id="u1", **kw)}  # type: ignore[arg-type]
+    return {H: key_state(token=H, key_alias="alias", team_id="team-a", user_id="u1", **kw)}
 
 
-TEAMS = {"team-a": TeamState(team_id="team-a", team_alias="Team A")}
+TEAMS = {"team-a": team_state(team_id="team-a", team_alias="Team A")}
 
 
-def test_bearer_token_sources() -> None:
-    assert bearer_token("Bearer sk-1", None) == "sk-1"
-    assert bearer_token("bearer  sk-2 ", None) == "sk-2"
-    assert bearer_token(None, "sk-3") == "sk-3"
-    assert bearer_token("Bearer sk-1", "Bearer sk-4") == "sk-4"
-    assert bearer_token("", None) is None
+class _View(dict[str, Any]):
+    """A watched KV bucket as the service reads it (no NATS)."""
+
+    def items(self) -> Any:  # type: ignore[override]
+        return self
+
+
+def test_the_caller_is_identified_by_the_shared_key_header_rule() -> None:
+    """`x-litellm-api-key` first, then `Authorization` (Bearer or bare), as in every service."""
+    views = StateViews(
+        keys=_View(keys()),  # type: ignore[arg-type]
+        teams=_View(TEAMS),  # type: ignore[arg-type]
+        users=_View(),  # type: ignore[arg-type]
+        models=_View(),  # type: ignore[arg-type]
+        spend=_View(),  # type: ignore[arg-type]
+    )
+    gw = Gateway(TollgateConfig(), "sk-master", None, None, views, 1.0)  # type: ignore[arg-type]
+    both = {"x-litellm-api-key": KEY, "authorization": "Bearer sk-master"}
+    assert gw.identify(both).api_key_hash == H
+    assert gw.identify({"authorization": f"bearer  {KEY} "}).api_key_hash == H
+    assert gw.identify({"authorization": "sk-master"}).is_master
+    with pytest.raises(AuthError) as info:
+        gw.identify({"authorization": ""})
+    assert info.value.code == "missing_key"
 
 
 def test_master_key_and_virtual_key_identity() -> None:
@@ -188,3 +209,20 @@ def test_forwarded_paths_reach_their_owner() -> None:
     assert o.url_for("/health/services") == "http://al/health/services"
     assert o.url_for("/keys") is None
     assert o.url_for("/v1/chat/completions") is None
+
+
+def test_refusals_use_the_shared_error_body() -> None:
+    """The type follows the status, except LiteLLM's own `budget_exceeded`."""
+    ident = authenticate(KEY, None, keys(max_budget=Decimal("1.00")), TEAMS, {}, NOW)
+    spent = {f"key.{H}": SpendState(entity="key", entity_id=H, spend=Decimal("2"))}
+    with pytest.raises(AuthError) as budget:
+        check_budgets(ident, spent)
+    with pytest.raises(AuthError) as blocked:
+        authenticate(KEY, None, keys(blocked=True), TEAMS, {}, NOW)
+    assert orjson.loads(budget.value.body())["error"]["type"] == "budget_exceeded"
+    assert orjson.loads(blocked.value.body())["error"] == {
+        "message": "API key alias is blocked",
+        "type": "auth_error",
+        "param": None,
+        "code": "key_blocked",
+    }

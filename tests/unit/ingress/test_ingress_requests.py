@@ -7,16 +7,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from tollgate_ingress.handlers import (
-    BadRequestError,
-    StreamAccumulator,
-    mock_chunks,
-    mock_completion,
-    parse_chat_request,
-    strip_unrequested_usage,
-    usage_from,
-)
+from tollgate_ingress.parsing import BadRequestError, parse_chat_request
 from tollgate_ingress.pricing import cost_of
+from tollgate_ingress.upstream.mock import mock_chunks, mock_completion
+from tollgate_ingress.usage import StreamAccumulator, strip_unrequested_usage, usage_from
 from tollgate_shared.config import LitellmParams
 
 MSG = [{"role": "user", "content": "hi there"}]

@@ -16,10 +16,10 @@ from litestar import Litestar
 from nats.aio.client import Client as NATS
 
 from tollgate_ingress.forwarding import Owners
-from tollgate_ingress.gateway import Gateway, StateViews
 from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.routes.forward import forward
 from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
+from tollgate_ingress.service import Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig

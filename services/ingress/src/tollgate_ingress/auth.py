@@ -8,18 +8,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from tollgate_shared.errors import error_json
 from tollgate_shared.state import KeyState, SpendState, TeamState, UserState, hash_key, spend_kv_key
 
 
 class AuthError(Exception):
-    """A refused request: HTTP status, OpenAI error type and a message that says why."""
+    """A refused request: HTTP status, a message that says why, and LiteLLM's error code.
 
-    def __init__(self, status: int, message: str, code: str, err_type: str = "auth_error") -> None:
+    The OpenAI error `type` follows the status (`tollgate_shared.errors`) unless `type_`
+    names a more precise one (`budget_exceeded`).
+    """
+
+    def __init__(self, status: int, message: str, code: str, type_: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
-        self.err_type = err_type
+        self.type_ = type_
+
+    def body(self) -> bytes:
+        """The refusal as the client receives it: OpenAI's error document."""
+        return error_json(self.message, self.status, type_=self.type_, code=self.code)
 
 
 @dataclass(frozen=True)
@@ -51,18 +60,6 @@ class Identity:
     @property
     def counts_tokens(self) -> bool:
         return any(limit.tpm is not None for limit in self.rate_limits)
-
-
-def bearer_token(authorization: str | None, litellm_key: str | None) -> str | None:
-    """The key from `Authorization: Bearer …` or LiteLLM's `x-litellm-api-key` header."""
-    for raw in (litellm_key, authorization):
-        if raw:
-            value = raw.strip()
-            if value[:7].lower() == "bearer ":
-                value = value[7:].strip()
-            if value:
-                return value
-    return None
 
 
 def authenticate(
@@ -164,5 +161,5 @@ def check_budgets(
                 f"Budget has been exceeded! {entity} {entity_id}: current spend "
                 f"{current}, max budget {max_budget}",
                 "budget_exceeded",
-                err_type="budget_exceeded",
+                type_="budget_exceeded",
             )

@@ -88,7 +88,6 @@ class RateLimiter:
                 429,
                 f"Max parallel request limit reached: key allows {limit} requests at once",
                 "max_parallel_requests_exceeded",
-                "rate_limit_error",
             )
         return slot
 
@@ -130,5 +129,4 @@ def _refuse(limit: RateLimit, allowed: str) -> None:
         429,
         f"Rate limit exceeded: {who} allows {allowed} per minute",
         "rate_limit_exceeded",
-        "rate_limit_error",
     )

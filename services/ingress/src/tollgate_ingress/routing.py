@@ -10,6 +10,7 @@ from typing import Any
 
 from tollgate_shared.config import LitellmParams, ModelEntry, RouterSettings
 from tollgate_shared.state import ModelState
+from tollgate_shared.vocabulary import DeploymentState
 
 # Failures that say the deployment, not the request, is unwell.
 COOLDOWN_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -58,7 +59,7 @@ class _Health:
 
 @dataclass(frozen=True)
 class StateChange:
-    state: str  # "cooled_down" or "recovered"
+    state: DeploymentState  # "cooled_down" or "recovered" (ingress announces fallbacks itself)
     deployment: Deployment
     reason: str | None = None
     cooldown_s: float | None = None

@@ -7,6 +7,7 @@ publisher after the response (or the last streamed byte) has been sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,31 +24,28 @@ from tollgate_ingress.auth import (
     AuthError,
     Identity,
     authenticate,
-    bearer_token,
     check_budgets,
     check_model_access,
 )
-from tollgate_ingress.handlers import (
-    BadRequestError,
-    Call,
-    ChatRequest,
-    StreamAccumulator,
-    Usage,
-    mock_chunks,
-    mock_completion,
-    mock_embedding,
-    strip_unrequested_usage,
-    usage_from,
-    without_vectors,
-)
 from tollgate_ingress.limits import RateLimiter
+from tollgate_ingress.parsing import (
+    BadRequestError,
+    ChatRequest,
+    parse_chat_request,
+    parse_embedding_request,
+)
 from tollgate_ingress.pricing import cost_of
+from tollgate_ingress.records import PRODUCER, Call, now_utc, without_vectors
 from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
+from tollgate_ingress.upstream import mock
 from tollgate_ingress.upstream import openai as upstream
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
+from tollgate_ingress.usage import StreamAccumulator, Usage, strip_unrequested_usage, usage_from
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
-from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished
+from tollgate_shared.credentials import presented_key
+from tollgate_shared.errors import error_json
+from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished, new_event_id
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
@@ -71,12 +69,13 @@ class StateViews:
 
 @dataclass
 class Answer:
-    """A finished non-streamed call: what to send and what to do after sending it."""
+    """A finished non-streamed call: what to send and what to do after sending it
+    (None for a refusal, which has nothing to do after)."""
 
     status: int
     body: bytes
     headers: dict[str, str]
-    after: Callable[[], None]
+    after: Callable[[], None] | None
 
 
 @dataclass
@@ -116,9 +115,8 @@ class Gateway:
         )
 
     def identify(self, headers: Mapping[str, str]) -> Identity:
-        token = bearer_token(headers.get("authorization"), headers.get(names.HDR_LITELLM_KEY))
         return authenticate(
-            token,
+            presented_key(headers.get),
             self.master_key,
             self.views.keys.items(),
             self.views.teams.items(),
@@ -147,6 +145,58 @@ class Gateway:
             )
         check_budgets(identity, self.views.spend.items())
 
+    # -- one call ---------------------------------------------------------------
+    async def answer(
+        self,
+        path: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        client_host: str | None,
+        t_start: float,
+    ) -> Answer | StreamAnswer:
+        """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
+        start_time = now_utc()
+        limiter = self.limiter
+        try:
+            identity = self.identify(headers)
+            parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
+            req = parse(raw, headers)
+            self.admit(identity, req)
+            if limiter is not None:
+                await limiter.admit(identity)
+            slot = await limiter.enter(identity) if limiter is not None else None
+        except AuthError as exc:
+            return Answer(exc.status, exc.body(), {}, None)
+        except BadRequestError as exc:
+            return Answer(400, error_json(exc.message, 400, param=exc.param), {}, None)
+        call = Call(
+            request_id=new_event_id(),
+            identity=identity,
+            request=req,
+            start_time=start_time,
+            requester_ip=client_host,
+            user_agent=headers.get("user-agent"),
+            traceparent=headers.get("traceparent"),
+            tracestate=headers.get("tracestate"),
+        )
+        if slot is None:
+            return await (
+                self.stream(call, t_start) if req.stream else self.complete(call, t_start)
+            )
+        assert limiter is not None
+        try:
+            result = await (
+                self.stream(call, t_start) if req.stream else self.complete(call, t_start)
+            )
+        except BaseException:
+            await limiter.leave(identity, slot)
+            raise
+        if isinstance(result, StreamAnswer):
+            result.body = _then_leave(result.body, limiter, identity, slot)
+        else:
+            await limiter.leave(identity, slot)
+        return result
+
     # -- events -----------------------------------------------------------------
     def _emit_router(self, change: StateChange | None, request_id: str | None = None) -> None:
         if change is None:
@@ -154,8 +204,8 @@ class Gateway:
         d = change.deployment
         self.publisher.emit(
             DeploymentStateChanged(
-                producer="ingress",
-                state=change.state,  # type: ignore[arg-type]
+                producer=PRODUCER,
+                state=change.state,
                 model_group=d.model_name,
                 model_id=d.model_id,
                 api_base=d.params.api_base,
@@ -202,7 +252,7 @@ class Gateway:
                 if gi > 0:
                     self.publisher.emit(
                         DeploymentStateChanged(
-                            producer="ingress",
+                            producer=PRODUCER,
                             state="fallback",
                             model_group=call.request.model,
                             model_id=dep.model_id,
@@ -286,8 +336,7 @@ class Gateway:
     def _refused(self, call: Call, exc: Failure, t_start: float) -> Answer:
         """No deployment answered: the client gets OpenAI's error, the stream a failed event."""
         event = self._failed(call, exc, t_start, None)
-        code = getattr(exc, "code", None) or str(exc.status)
-        body = error_body(exc.message, _err_type(exc.status), None, code)
+        body = error_json(exc.message, exc.status, code=getattr(exc, "code", None) or None)
         return Answer(
             exc.status, body, self._headers(call, None), lambda: self._finish(event, call)
         )
@@ -300,13 +349,15 @@ class Gateway:
         embedding = req.call_type == "aembedding"
 
         async def one(dep: Deployment) -> dict[str, Any]:
-            mock = req.mock_response if req.mock_response is not None else dep.params.mock_response
-            if mock is not None:
+            canned = (
+                req.mock_response if req.mock_response is not None else dep.params.mock_response
+            )
+            if canned is not None:
                 if embedding:
-                    return mock_embedding(req.model, req.messages)
-                return mock_completion(
+                    return mock.mock_embedding(req.model, req.messages)
+                return mock.mock_completion(
                     req.model,
-                    str(mock),
+                    str(canned),
                     req.messages,
                     f"chatcmpl-{call.request_id}",
                     int(time.time()),
@@ -350,16 +401,20 @@ class Gateway:
         self.publisher.emit(call.started())
         req = call.request
 
-        async def one(dep: Deployment) -> Any:
-            mock = req.mock_response if req.mock_response is not None else dep.params.mock_response
-            if mock is not None:
-                return mock_chunks(
-                    mock_completion(
-                        req.model,
-                        str(mock),
-                        req.messages,
-                        f"chatcmpl-{call.request_id}",
-                        int(time.time()),
+        async def one(dep: Deployment) -> upstream.ChatStream | mock.MockStream:
+            canned = (
+                req.mock_response if req.mock_response is not None else dep.params.mock_response
+            )
+            if canned is not None:
+                return mock.MockStream(
+                    mock.mock_chunks(
+                        mock.mock_completion(
+                            req.model,
+                            str(canned),
+                            req.messages,
+                            f"chatcmpl-{call.request_id}",
+                            int(time.time()),
+                        )
                     )
                 )
             s = upstream.ChatStream(
@@ -375,15 +430,18 @@ class Gateway:
         return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
 
     async def _relay(
-        self, call: Call, source: Any, t_start: float, t_up: float
+        self,
+        call: Call,
+        source: upstream.ChatStream | mock.MockStream,
+        t_start: float,
+        t_up: float,
     ) -> AsyncIterator[bytes]:
         acc = StreamAccumulator()
         first: float | None = None
         event: LlmRequestFinished | None = None
         wants_usage = call.request.client_wants_usage
         try:
-            chunks = source.chunks() if isinstance(source, upstream.ChatStream) else _aiter(source)
-            async for chunk in chunks:
+            async for chunk in source.chunks():
                 if chunk is None:
                     break
                 if first is None:
@@ -409,11 +467,9 @@ class Gateway:
             )
         except (UpstreamError, UpstreamUnreachableError) as exc:
             event = self._failed(call, exc, t_start, time.perf_counter() - t_up)
-            err = error_body(exc.message, _err_type(exc.status), None, str(exc.status))
-            yield b"data: " + err + b"\n\n"
+            yield b"data: " + error_json(exc.message, exc.status) + b"\n\n"
         finally:
-            if isinstance(source, upstream.ChatStream):
-                await source.close()
+            await source.close()
             if event is None:  # the client went away mid-stream
                 event = call.failed(
                     elapsed_s=time.perf_counter() - t_start,
@@ -428,24 +484,13 @@ class Gateway:
             self._finish(event, call)
 
 
-async def _aiter(items: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any] | None]:
-    for item in items:
-        yield item
-    yield None
-
-
-def _err_type(status: int) -> str:
-    if status == 401:
-        return "auth_error"
-    if status == 429:
-        return "rate_limit_error"
-    if 400 <= status < 500:
-        return "invalid_request_error"
-    return "api_error"
-
-
-def error_body(message: str, err_type: str, param: str | None, code: str | None) -> bytes:
-    """OpenAI's error format."""
-    return orjson.dumps(
-        {"error": {"message": message, "type": err_type, "param": param, "code": code}}
-    )
+async def _then_leave(
+    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity, slot: str
+) -> AsyncIterator[bytes]:
+    """The stream, giving back its parallel slot when it ends, fails or is abandoned."""
+    try:
+        async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        await limiter.leave(identity, slot)

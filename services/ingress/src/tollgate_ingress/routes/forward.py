@@ -9,18 +9,21 @@ from litestar import Request, Response, route
 from litestar.datastructures import State
 
 from tollgate_ingress.forwarding import FORWARDED_PREFIXES, Owners
-from tollgate_ingress.routes.llm import openai_error
+from tollgate_shared import names
+from tollgate_shared.credentials import KEY_HEADERS
+from tollgate_shared.errors import error_json
 
+# What the owning service needs to see (the caller's key, so it can authorise), not a
+# secret rule: these are relayed as they came.
 _REQUEST_HEADERS = (
-    "authorization",
-    "x-litellm-api-key",
+    *KEY_HEADERS,
     "content-type",
     "accept",
-    "litellm-changed-by",
+    names.HDR_CHANGED_BY,
     "traceparent",
     "tracestate",
 )
-_RESPONSE_HEADERS = ("content-type", "x-litellm-call-id", "location")
+_RESPONSE_HEADERS = ("content-type", names.HDR_CALL_ID, "location")
 
 _PATHS = sorted(
     {
@@ -44,7 +47,7 @@ async def forward(request: Request[Any, Any, Any], state: State) -> Response[byt
     client: httpx.AsyncClient = state.forward_client
     url = owners.url_for(request.url.path)
     if url is None:
-        return openai_error(404, f"no route for {request.url.path}", "not_found_error")
+        return _error(404, f"no route for {request.url.path}")
     query = request.scope.get("query_string", b"")
     if query:
         url = f"{url}?{query.decode('latin-1')}"
@@ -56,10 +59,8 @@ async def forward(request: Request[Any, Any, Any], state: State) -> Response[byt
             request.method, url, headers=headers, content=await request.body()
         )
     except httpx.HTTPError as exc:
-        return openai_error(
-            503,
-            f"the service behind {request.url.path} is unavailable: {type(exc).__name__}",
-            "service_unavailable",
+        return _error(
+            503, f"the service behind {request.url.path} is unavailable: {type(exc).__name__}"
         )
     out = {h: v for h in _RESPONSE_HEADERS if (v := resp.headers.get(h)) is not None}
     return Response(
@@ -68,3 +69,7 @@ async def forward(request: Request[Any, Any, Any], state: State) -> Response[byt
         headers=out,
         media_type=resp.headers.get("content-type"),
     )
+
+
+def _error(status: int, message: str) -> Response[bytes]:
+    return Response(error_json(message, status), status_code=status, media_type="application/json")

@@ -1,11 +1,10 @@
-"""The OpenAI-compatible routes: decode, authenticate, hand to the gateway, encode errors."""
+"""The OpenAI-compatible routes: decode the HTTP request, hand it to the service, encode
+its answer (a bare-ASGI fast path in front of Litestar for the LLM POSTs)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
@@ -15,107 +14,19 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from tollgate_ingress.auth import AuthError, Identity
-from tollgate_ingress.gateway import Answer, Gateway, StreamAnswer, error_body
-from tollgate_ingress.handlers import (
-    BadRequestError,
-    Call,
-    now_utc,
-    parse_chat_request,
-    parse_embedding_request,
-)
-from tollgate_ingress.limits import RateLimiter
-from tollgate_shared.events import new_event_id
+from tollgate_ingress.auth import AuthError
+from tollgate_ingress.service import Answer, Gateway, StreamAnswer
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
-
-def openai_error(
-    status: int, message: str, err_type: str, param: str | None = None, code: str | None = None
-) -> Response[bytes]:
-    return Response(error_body(message, err_type, param, code), status_code=status, media_type=JSON)
-
-
-def _auth_error(exc: AuthError) -> Response[bytes]:
-    return openai_error(exc.status, exc.message, exc.err_type, None, exc.code)
-
-
-async def _run_after(answer: Answer) -> None:
-    answer.after()
-
-
 LLM_PATHS = ("/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/embeddings")
 
 
-async def answer_llm(
-    gw: Gateway,
-    path: str,
-    raw: bytes,
-    headers: Mapping[str, str],
-    client_host: str | None,
-    t_start: float,
-) -> Answer | StreamAnswer:
-    """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
-    start_time = now_utc()
-    try:
-        identity = gw.identify(headers)
-        parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
-        req = parse(raw, headers)
-        gw.admit(identity, req)
-        limiter = gw.limiter
-        if limiter is not None:
-            await limiter.admit(identity)
-        slot = await limiter.enter(identity) if limiter is not None else None
-    except AuthError as exc:
-        return _refusal(exc.status, error_body(exc.message, exc.err_type, None, exc.code))
-    except BadRequestError as exc:
-        body = error_body(exc.message, "invalid_request_error", exc.param, "400")
-        return _refusal(400, body)
-    call = Call(
-        request_id=new_event_id(),
-        identity=identity,
-        request=req,
-        start_time=start_time,
-        requester_ip=client_host,
-        user_agent=headers.get("user-agent"),
-        traceparent=headers.get("traceparent"),
-        tracestate=headers.get("tracestate"),
-    )
-    if slot is None:
-        return await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
-    assert limiter is not None
-    try:
-        result = await (gw.stream(call, t_start) if req.stream else gw.complete(call, t_start))
-    except BaseException:
-        await limiter.leave(identity, slot)
-        raise
-    if isinstance(result, StreamAnswer):
-        result.body = _then_leave(result.body, limiter, identity, slot)
-    else:
-        await limiter.leave(identity, slot)
-    return result
-
-
-async def _then_leave(
-    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity, slot: str
-) -> AsyncIterator[bytes]:
-    """The stream, giving back its parallel slot when it ends, fails or is abandoned."""
-    try:
-        async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        await limiter.leave(identity, slot)
-
-
-def _refusal(status: int, body: bytes) -> Answer:
-    return Answer(status, body, {}, _nothing)
-
-
-def _nothing() -> None:
-    return None
+async def _run_after(answer: Answer) -> None:
+    assert answer.after is not None
+    answer.after()
 
 
 def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreamingResponse:
@@ -126,7 +37,7 @@ def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreaming
             status_code=result.status,
             media_type=JSON,
             headers=result.headers,
-            background=None if result.after is _nothing else BackgroundTask(_run_after, result),
+            background=None if result.after is None else BackgroundTask(_run_after, result),
         )
     return ASGIStreamingResponse(
         iterator=result.body,
@@ -140,8 +51,8 @@ def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreaming
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> ASGIApp:
     """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
     t_start = time.perf_counter()
-    result = await answer_llm(
-        state.gateway,
+    gw: Gateway = state.gateway
+    result = await gw.answer(
         request.url.path,
         await request.body(),
         request.headers,
@@ -158,7 +69,7 @@ async def list_models(request: Request[Any, Any, Any], state: State) -> Response
     try:
         identity = gw.identify(request.headers)
     except AuthError as exc:
-        return _auth_error(exc)
+        return Response(exc.body(), status_code=exc.status, media_type=JSON)
     created = int(time.time())
     data = [
         {"id": name, "object": "model", "created": created, "owned_by": "tollgate"}
@@ -213,8 +124,8 @@ class FastLlmRoutes:
                 break
         client = raw.get("client")
         try:
-            result = await answer_llm(
-                gw, raw["path"], b"".join(chunks), headers, client[0] if client else None, t_start
+            result = await gw.answer(
+                raw["path"], b"".join(chunks), headers, client[0] if client else None, t_start
             )
         except Exception:
             log.exception("LLM call on %s failed unexpectedly", raw["path"])
