@@ -11,6 +11,7 @@ import pytest
 
 from tollgate_alerter import rules
 from tollgate_alerter.policy import (
+    ALL_ALERT_TYPES,
     DEFAULT_ALERT_TYPES,
     MANAGEMENT_ALERT_TYPES,
     AlertingArgs,
@@ -25,6 +26,7 @@ from tollgate_shared.events import (
     LlmRequestFailed,
     SpendTotal,
 )
+from tollgate_shared.vocabulary import AlertType
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -87,6 +89,13 @@ def test_defaults_follow_litellm() -> None:
     assert p.args.max_outage_alert_list_size == 1000
     assert p.spend_report_every_s == 7 * 86400
     assert not p.slack_enabled
+
+
+def test_alert_type_groups_cover_litellms_vocabulary_once() -> None:
+    assert sorted(ALL_ALERT_TYPES) == sorted(AlertType)
+    p = policy(alert_types=["llm_exceptions"], alert_to_webhook_url={"budget_alerts": "https://x"})
+    assert p.alert_types == {AlertType.LLM_EXCEPTIONS}
+    assert all(isinstance(t, AlertType) for t in (*p.alert_types, *p.webhook_urls))
 
 
 def test_alert_to_webhook_url_takes_a_url_or_a_list_and_environment_references(

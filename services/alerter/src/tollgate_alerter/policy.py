@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,37 +11,38 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tollgate_shared import durations
 from tollgate_shared.config import ConfigError, GeneralSettings
+from tollgate_shared.vocabulary import AlertType
 
 log = logging.getLogger(__name__)
 
-# LiteLLM's AlertType values, grouped as its documentation groups them.
+# LiteLLM's alert types, grouped as its documentation groups them (together: all of AlertType).
 LLM_ALERT_TYPES = (
-    "llm_exceptions",
-    "llm_too_slow",
-    "llm_requests_hanging",
-    "cooldown_deployment",
-    "new_model_added",
-    "outage_alerts",
-    "region_outage_alerts",
+    AlertType.LLM_EXCEPTIONS,
+    AlertType.LLM_TOO_SLOW,
+    AlertType.LLM_REQUESTS_HANGING,
+    AlertType.COOLDOWN_DEPLOYMENT,
+    AlertType.NEW_MODEL_ADDED,
+    AlertType.OUTAGE_ALERTS,
+    AlertType.REGION_OUTAGE_ALERTS,
 )
 SPEND_ALERT_TYPES = (
-    "budget_alerts",
-    "spend_reports",
-    "failed_tracking_spend",
-    "daily_reports",
-    "fallback_reports",
+    AlertType.BUDGET_ALERTS,
+    AlertType.SPEND_REPORTS,
+    AlertType.FAILED_TRACKING_SPEND,
+    AlertType.DAILY_REPORTS,
+    AlertType.FALLBACK_REPORTS,
 )
-DB_ALERT_TYPES = ("db_exceptions",)
+DB_ALERT_TYPES = (AlertType.DB_EXCEPTIONS,)
 MANAGEMENT_ALERT_TYPES = (
-    "new_virtual_key_created",
-    "virtual_key_updated",
-    "virtual_key_deleted",
-    "new_team_created",
-    "team_updated",
-    "team_deleted",
-    "new_internal_user_created",
-    "internal_user_updated",
-    "internal_user_deleted",
+    AlertType.NEW_VIRTUAL_KEY_CREATED,
+    AlertType.VIRTUAL_KEY_UPDATED,
+    AlertType.VIRTUAL_KEY_DELETED,
+    AlertType.NEW_TEAM_CREATED,
+    AlertType.TEAM_UPDATED,
+    AlertType.TEAM_DELETED,
+    AlertType.NEW_INTERNAL_USER_CREATED,
+    AlertType.INTERNAL_USER_UPDATED,
+    AlertType.INTERNAL_USER_DELETED,
 )
 ALL_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES + MANAGEMENT_ALERT_TYPES
 # When `alert_types` is absent: everything except the management alerts (as LiteLLM).
@@ -89,10 +91,10 @@ class AlertPolicy:
 
     destinations: frozenset[str] = frozenset()
     threshold_s: float = 300.0
-    alert_types: frozenset[str] = frozenset(DEFAULT_ALERT_TYPES)
+    alert_types: frozenset[AlertType] = frozenset(DEFAULT_ALERT_TYPES)
     args: AlertingArgs = field(default_factory=AlertingArgs)
     # alert_to_webhook_url: per alert type, the Slack-compatible URLs that replace the default.
-    webhook_urls: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    webhook_urls: Mapping[AlertType, tuple[str, ...]] = field(default_factory=dict)
     # spend_report_frequency; LiteLLM sends a weekly report when it is not set.
     spend_report_every_s: float = 7 * 86400.0
 
@@ -100,10 +102,10 @@ class AlertPolicy:
     def slack_enabled(self) -> bool:
         return bool(self.destinations & SLACK_COMPATIBLE)
 
-    def enabled(self, alert_type: str) -> bool:
+    def enabled(self, alert_type: AlertType) -> bool:
         return alert_type in self.alert_types
 
-    def slack_urls(self, alert_type: str, default_url: str | None) -> tuple[str, ...]:
+    def slack_urls(self, alert_type: AlertType, default_url: str | None) -> tuple[str, ...]:
         """Where a Slack-style alert of this type goes: its own URLs, else the default."""
         if alert_type in self.webhook_urls:
             return self.webhook_urls[alert_type]
@@ -118,11 +120,13 @@ class AlertPolicy:
         return tuple(dict.fromkeys(urls))
 
 
-def _check_type(alert_type: object, path: str) -> str:
-    if not isinstance(alert_type, str) or alert_type not in ALL_ALERT_TYPES:
-        known = ", ".join(ALL_ALERT_TYPES)
-        raise ConfigError(f"{path}: unknown alert type {alert_type!r}; expected one of {known}")
-    return alert_type
+def _check_type(alert_type: object, path: str) -> AlertType:
+    """A configured alert type as LiteLLM's vocabulary; an unknown one names its key."""
+    if isinstance(alert_type, str):
+        with contextlib.suppress(ValueError):
+            return AlertType(alert_type)
+    known = ", ".join(AlertType)
+    raise ConfigError(f"{path}: unknown alert type {alert_type!r}; expected one of {known}")
 
 
 def policy_from_settings(general: GeneralSettings) -> AlertPolicy:
@@ -150,15 +154,15 @@ def policy_from_settings(general: GeneralSettings) -> AlertPolicy:
             f"{base}.alerting_args.major_outage_alert_threshold: must not be below "
             "minor_outage_alert_threshold"
         )
-    routes: dict[str, tuple[str, ...]] = {}
+    routes: dict[AlertType, tuple[str, ...]] = {}
     for alert_type, urls in (general.alert_to_webhook_url or {}).items():
         path = f"{base}.alert_to_webhook_url.{alert_type}"
-        _check_type(alert_type, path)
+        checked = _check_type(alert_type, path)
         listed = [urls] if isinstance(urls, str) else list(urls)
         for i, url in enumerate(listed):
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{path}[{i}]: {url!r} is not an http(s) URL")
-        routes[alert_type] = tuple(listed)
+        routes[checked] = tuple(listed)
     every = (
         parse_duration(general.spend_report_frequency, f"{base}.spend_report_frequency")
         if general.spend_report_frequency

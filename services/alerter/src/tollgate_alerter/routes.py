@@ -15,6 +15,7 @@ from tollgate_alerter.delivery import Dispatcher, Outcome
 from tollgate_alerter.rules import health_check_alert, health_check_webhook_event
 from tollgate_shared import names
 from tollgate_shared.state import hash_key
+from tollgate_shared.vocabulary import AlertType
 
 # The services LiteLLM's endpoint accepts; the alerter answers for the alerting ones.
 LITELLM_SERVICES = (
@@ -156,7 +157,7 @@ def health_services_router(
                 return error(422, "webhook alerting needs WEBHOOK_URL", "auth_error", "service")
             token = _token(request)
             alert = replace(
-                health_check_alert("budget_alerts", now),
+                health_check_alert(AlertType.BUDGET_ALERTS, now),
                 webhook_event=health_check_webhook_event(hash_key(token) if token else None),
             )
             outcomes = await dispatcher.deliver(alert, only=("webhook",), record=False)
@@ -174,7 +175,7 @@ def health_services_router(
                     "service",
                 )
             outcomes = await dispatcher.deliver(
-                health_check_alert("budget_alerts", now), only=("email",), record=False
+                health_check_alert(AlertType.BUDGET_ALERTS, now), only=("email",), record=False
             )
             body = {
                 "status": "success",
@@ -184,7 +185,7 @@ def health_services_router(
         if dest.pagerduty is None:
             return error(422, "pagerduty alerting needs PAGERDUTY_API_KEY", "auth_error", "service")
         outcomes = await dispatcher.deliver(
-            health_check_alert("llm_exceptions", now), only=("pagerduty",), record=False
+            health_check_alert(AlertType.LLM_EXCEPTIONS, now), only=("pagerduty",), record=False
         )
         body = {"status": "success", "message": "Mock PagerDuty Alert sent, verify the incident"}
         return _answer(outcomes, body, "The test PagerDuty event")

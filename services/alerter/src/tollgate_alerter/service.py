@@ -31,6 +31,7 @@ from tollgate_shared.events import (
     LlmRequestFinished,
     LlmRequestStarted,
 )
+from tollgate_shared.vocabulary import AlertType
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ REPORT_LOCK_TTL_S = 120.0
 
 
 class Sink(Protocol):
-    async def claim(self, alert_type: str, key: str, ttl_s: float) -> bool: ...
+    async def claim(self, alert_type: AlertType, key: str, ttl_s: float) -> bool: ...
 
     async def submit(self, alert: Alert, *, claimed: bool = False) -> bool: ...
 
@@ -137,21 +138,21 @@ class Alerter:
         return self.policy.threshold_s * 2 + 300
 
     async def on_started(self, event: LlmRequestStarted) -> None:
-        if not self.policy.enabled("llm_requests_hanging"):
+        if not self.policy.enabled(AlertType.LLM_REQUESTS_HANGING):
             return
         deadline = rules.hanging_deadline(event.start_time, self.clock(), self.policy.threshold_s)
         await self.state.request_started(event.request_id, deadline, rules.hanging_record(event))
 
     async def _finished(self, event: LlmRequestFinished) -> None:
-        if self.policy.enabled("llm_requests_hanging"):
+        if self.policy.enabled(AlertType.LLM_REQUESTS_HANGING):
             await self.state.request_finished(event.request_id, self._remember_finished_s)
 
     async def on_completed(self, event: LlmRequestCompleted) -> None:
         await self._finished(event)
-        if self.policy.enabled("llm_too_slow"):
+        if self.policy.enabled(AlertType.LLM_TOO_SLOW):
             await self._submit(rules.slow_alert(event, self.policy.threshold_s))
-        spend = self.policy.enabled("spend_reports")
-        daily = self.policy.enabled("daily_reports") and event.model_id is not None
+        spend = self.policy.enabled(AlertType.SPEND_REPORTS)
+        daily = self.policy.enabled(AlertType.DAILY_REPORTS) and event.model_id is not None
         if spend or daily:
             await self.state.record_completion(
                 spend_fields(event) if spend else {},
@@ -163,9 +164,13 @@ class Alerter:
 
     async def on_failed(self, event: LlmRequestFailed) -> None:
         await self._finished(event)
-        if self.policy.enabled("llm_exceptions"):
+        if self.policy.enabled(AlertType.LLM_EXCEPTIONS):
             await self._submit(rules.exception_alert(event))
-        if event.model_id and self.policy.enabled("daily_reports") and rules.is_llm_failure(event):
+        if (
+            event.model_id
+            and self.policy.enabled(AlertType.DAILY_REPORTS)
+            and rules.is_llm_failure(event)
+        ):
             await self.state.record_failure(event.model_id, deployment_info(event))
         code = rules.outage_code(event)
         if code is None or event.model_id is None:
@@ -173,7 +178,7 @@ class Alerter:
         member = f"{event.event_id}|{code}"
         at = event.end_time.timestamp()
         args = self.policy.args
-        if self.policy.enabled("outage_alerts"):
+        if self.policy.enabled(AlertType.OUTAGE_ALERTS):
             hit = await self.state.outage_hit(
                 "model",
                 event.model_id,
@@ -184,7 +189,7 @@ class Alerter:
             )
             for level in rules.outage_levels(hit.errors, args):
                 key = f"outage/model/{event.model_id}/{level}"
-                if await self.sink.claim("outage_alerts", key, args.outage_alert_ttl):
+                if await self.sink.claim(AlertType.OUTAGE_ALERTS, key, args.outage_alert_ttl):
                     codes = await self.state.window_codes(
                         "model", event.model_id, at, args.outage_alert_ttl
                     )
@@ -194,7 +199,7 @@ class Alerter:
                     )
                     await self.sink.submit(alert, claimed=True)
         region = rules.region_of(event)
-        if region and self.policy.enabled("region_outage_alerts"):
+        if region and self.policy.enabled(AlertType.REGION_OUTAGE_ALERTS):
             window = args.region_outage_alert_ttl
             hit = await self.state.region_hit(
                 region, event.model_id, member, at, window, args.max_outage_alert_list_size
@@ -203,7 +208,7 @@ class Alerter:
                 return  # one bad deployment is not a regional outage
             for level in rules.outage_levels(hit.errors, args):
                 key = f"outage/region/{region}/{level}"
-                if await self.sink.claim("region_outage_alerts", key, window):
+                if await self.sink.claim(AlertType.REGION_OUTAGE_ALERTS, key, window):
                     codes = await self.state.window_codes("region", region, at, window)
                     alert = rules.outage_alert(
                         "Region", region, level, codes, window, event, hit.deployments
@@ -211,10 +216,10 @@ class Alerter:
                     await self.sink.submit(alert, claimed=True)
 
     async def on_deployment(self, event: DeploymentStateChanged) -> None:
-        if self.policy.enabled("cooldown_deployment"):
+        if self.policy.enabled(AlertType.COOLDOWN_DEPLOYMENT):
             await self._submit(rules.cooldown_alert(event))
         route = rules.fallback_field(event)
-        if route and self.policy.enabled("fallback_reports"):
+        if route and self.policy.enabled(AlertType.FALLBACK_REPORTS):
             await self.state.record_fallback(route)
 
     # -- admin and ledger --------------------------------------------------------------
@@ -222,7 +227,7 @@ class Alerter:
         await self._submit(rules.management_alert(event))
 
     async def on_spend(self, event: LedgerSpendUpdated) -> None:
-        if not self.policy.enabled("budget_alerts"):
+        if not self.policy.enabled(AlertType.BUDGET_ALERTS):
             return
         for total in event.totals:
             info = self.directory.entity(total.entity, total.entity_id)
@@ -231,7 +236,7 @@ class Alerter:
     # -- periodic work -------------------------------------------------------------------
     async def check_hanging(self) -> int:
         """Alert on every tracked request past its deadline (each claimed by one replica)."""
-        if not self.policy.enabled("llm_requests_hanging"):
+        if not self.policy.enabled(AlertType.LLM_REQUESTS_HANGING):
             return 0
         now = self.clock()
         due = await self.state.take_hanging(now.timestamp())
@@ -247,9 +252,9 @@ class Alerter:
     async def run_due_reports(self) -> list[str]:
         """Send each scheduled report whose period is over; a Redis lock picks one replica."""
         schedule = (
-            ("daily_reports", self.policy.args.daily_report_frequency, self._daily_report),
-            ("spend_reports", self.policy.spend_report_every_s, self._spend_report),
-            ("fallback_reports", self.fallback_every_s, self._fallback_report),
+            (AlertType.DAILY_REPORTS, self.policy.args.daily_report_frequency, self._daily_report),
+            (AlertType.SPEND_REPORTS, self.policy.spend_report_every_s, self._spend_report),
+            (AlertType.FALLBACK_REPORTS, self.fallback_every_s, self._fallback_report),
         )
         sent: list[str] = []
         for name, every_s, build in schedule:

@@ -32,6 +32,7 @@ from tollgate_alerter.delivery.destinations import (
 from tollgate_alerter.policy import AlertPolicy
 from tollgate_alerter.rules import Alert, health_check_alert, slack_text
 from tollgate_shared.events import AlertSent
+from tollgate_shared.vocabulary import AlertType
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Dispatcher:
         self._inflight: set[asyncio.Task[Any]] = set()
 
     # -- entry points ----------------------------------------------------------------
-    async def claim(self, alert_type: str, key: str, ttl_s: float) -> bool:
+    async def claim(self, alert_type: AlertType, key: str, ttl_s: float) -> bool:
         """Claim a dedup key in Redis; False (counted as suppressed) when it was taken."""
         if await self._claims.claim(key, ttl_s):
             return True
@@ -169,9 +170,9 @@ class Dispatcher:
 
     async def test_slack(self) -> list[Outcome]:
         """A test message to every configured Slack-compatible URL (`/health/services`)."""
-        by_url: dict[str, str] = {}
+        by_url: dict[str, AlertType] = {}
         if self.destinations.slack_default:
-            by_url[self.destinations.slack_default] = "budget_alerts"
+            by_url[self.destinations.slack_default] = AlertType.BUDGET_ALERTS
         for alert_type, urls in self.policy.webhook_urls.items():
             if self.policy.enabled(alert_type):
                 for url in urls:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from tollgate_shared.vocabulary import AlertType
+
 Level = Literal["Low", "Medium", "High"]
 
 # Per-event alerts are claimed by event id for this long, so a redelivered or
@@ -19,7 +21,7 @@ MAX_ERROR_CHARS = 500
 class Alert:
     """One alert, ready for delivery."""
 
-    alert_type: str
+    alert_type: AlertType
     level: Level
     message: str
     subject: str

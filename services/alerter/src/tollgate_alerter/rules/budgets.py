@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from tollgate_alerter.rules.alert import Alert
 from tollgate_shared.events import SpendTotal
+from tollgate_shared.vocabulary import AlertType
 
 BudgetLevel = Literal["85", "95", "exceeded"]
 
@@ -82,7 +83,7 @@ def budget_alert(total: SpendTotal, info: EntityInfo, ttl_s: float) -> Alert | N
         shown["key"] = f"…{total.entity_id[-8:]}"
     lines = "".join(f"\n*{k}:* `{v}`" for k, v in shown.items())
     return Alert(
-        alert_type="budget_alerts",
+        alert_type=AlertType.BUDGET_ALERTS,
         level="High",
         message=event_message + "\n" + lines,
         subject=f"{total.entity}/{total.entity_id}",

@@ -8,9 +8,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tollgate_alerter.rules.alert import Alert
 from tollgate_shared.events.llm import LlmRequestBase
+from tollgate_shared.vocabulary import AlertType
 
 # Alerts whose text is sent as is, without the Level/Timestamp header (as LiteLLM does).
-RAW_TEXT_TYPES = frozenset({"daily_reports", "new_model_added"})
+RAW_TEXT_TYPES = frozenset({AlertType.DAILY_REPORTS, AlertType.NEW_MODEL_ADDED})
 
 
 def safe_api_base(api_base: str | None) -> str | None:

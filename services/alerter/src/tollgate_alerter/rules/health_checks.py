@@ -6,19 +6,20 @@ from datetime import datetime
 from typing import Any
 
 from tollgate_alerter.rules.alert import Alert
+from tollgate_shared.vocabulary import AlertType
 
 _TEST_MESSAGES = {
-    "llm_exceptions": "LLM Exception test alert",
-    "llm_too_slow": "LLM Too Slow test alert",
-    "llm_requests_hanging": "LLM Requests Hanging test alert",
-    "budget_alerts": "Budget Alert test alert",
-    "db_exceptions": "DB Exception test alert",
-    "outage_alerts": "Outage Alert Exception test alert",
-    "daily_reports": "Daily Reports test alert",
+    AlertType.LLM_EXCEPTIONS: "LLM Exception test alert",
+    AlertType.LLM_TOO_SLOW: "LLM Too Slow test alert",
+    AlertType.LLM_REQUESTS_HANGING: "LLM Requests Hanging test alert",
+    AlertType.BUDGET_ALERTS: "Budget Alert test alert",
+    AlertType.DB_EXCEPTIONS: "DB Exception test alert",
+    AlertType.OUTAGE_ALERTS: "Outage Alert Exception test alert",
+    AlertType.DAILY_REPORTS: "Daily Reports test alert",
 }
 
 
-def health_check_alert(alert_type: str, now: datetime, routed: bool = True) -> Alert:
+def health_check_alert(alert_type: AlertType, now: datetime, routed: bool = True) -> Alert:
     """The `/health/services` test message (LiteLLM's wording): per routed type, or generic."""
     generic = "This is a test slack alert message"
     return Alert(

@@ -14,6 +14,7 @@ from tollgate_alerter.rules.formatting import (
 )
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed
 from tollgate_shared.events.llm import LlmRequestBase
+from tollgate_shared.vocabulary import AlertType
 
 # Client gave up: not an LLM problem.
 CLIENT_CLOSED = 499
@@ -41,13 +42,13 @@ def exception_alert(event: LlmRequestFailed) -> Alert | None:
     details["Status"] = status
     details["Latency"] = f"{seconds_between(event.start_time, event.end_time):.2f}s"
     return Alert(
-        alert_type="llm_exceptions",
+        alert_type=AlertType.LLM_EXCEPTIONS,
         level="High",
         message=f"LLM API call failed: `{error}`" + details_text(details),
         subject=f"{deployment_subject(event)}/{event.error_class}",
         occurred_at=event.end_time,
         details=details | {"Error": error},
-        dedup_key=f"event/{event.event_id}/llm_exceptions",
+        dedup_key=f"event/{event.event_id}/{AlertType.LLM_EXCEPTIONS}",
         dedup_ttl_s=EVENT_CLAIM_TTL_S,
         request_id=event.request_id,
     )
@@ -60,7 +61,7 @@ def slow_alert(event: LlmRequestCompleted, threshold_s: float) -> Alert | None:
     details = request_details(event)
     details["Latency"] = f"{took:.2f}s"
     return Alert(
-        alert_type="llm_too_slow",
+        alert_type=AlertType.LLM_TOO_SLOW,
         level="Low",
         message=(
             f"`Responses are slow - {round(took, 2)}s response time > "
@@ -69,7 +70,7 @@ def slow_alert(event: LlmRequestCompleted, threshold_s: float) -> Alert | None:
         subject=deployment_subject(event),
         occurred_at=event.end_time,
         details=details,
-        dedup_key=f"event/{event.event_id}/llm_too_slow",
+        dedup_key=f"event/{event.event_id}/{AlertType.LLM_TOO_SLOW}",
         dedup_ttl_s=EVENT_CLAIM_TTL_S,
         request_id=event.request_id,
     )
@@ -100,7 +101,7 @@ def hanging_alert(request_id: str, record: str, now: datetime, threshold_s: floa
     data["Request ID"] = request_id
     data["Running For"] = f"{seconds_between(start, now):.1f}s"
     return Alert(
-        alert_type="llm_requests_hanging",
+        alert_type=AlertType.LLM_REQUESTS_HANGING,
         level="Medium",
         message=f"`Requests are hanging - {threshold_s}s+ request time`" + details_text(data),
         subject=subject,

@@ -9,38 +9,39 @@ from typing import Any
 from tollgate_alerter.rules.alert import EVENT_CLAIM_TTL_S, Alert
 from tollgate_alerter.rules.formatting import details_text, safe_api_base
 from tollgate_shared.events import AdminChanged
+from tollgate_shared.vocabulary import AlertType
 
 _SECRET_PARTS = ("secret", "password", "token", "api_key", "apikey", "credential", "private")
 _MANAGEMENT_TYPE = {
-    ("key", "created"): "new_virtual_key_created",
-    ("key", "deleted"): "virtual_key_deleted",
-    ("team", "created"): "new_team_created",
-    ("team", "deleted"): "team_deleted",
-    ("user", "created"): "new_internal_user_created",
-    ("user", "deleted"): "internal_user_deleted",
+    ("key", "created"): AlertType.NEW_VIRTUAL_KEY_CREATED,
+    ("key", "deleted"): AlertType.VIRTUAL_KEY_DELETED,
+    ("team", "created"): AlertType.NEW_TEAM_CREATED,
+    ("team", "deleted"): AlertType.TEAM_DELETED,
+    ("user", "created"): AlertType.NEW_INTERNAL_USER_CREATED,
+    ("user", "deleted"): AlertType.INTERNAL_USER_DELETED,
 }
 _UPDATED_TYPE = {
-    "key": "virtual_key_updated",
-    "team": "team_updated",
-    "user": "internal_user_updated",
+    "key": AlertType.VIRTUAL_KEY_UPDATED,
+    "team": AlertType.TEAM_UPDATED,
+    "user": AlertType.INTERNAL_USER_UPDATED,
 }
 _TITLE = {
-    "new_virtual_key_created": "Virtual Key Created",
-    "virtual_key_updated": "Virtual Key Updated",
-    "virtual_key_deleted": "Virtual Key Deleted",
-    "new_team_created": "New Team Created",
-    "team_updated": "Team Updated",
-    "team_deleted": "Team Deleted",
-    "new_internal_user_created": "New Internal User Created",
-    "internal_user_updated": "Internal User Updated",
-    "internal_user_deleted": "Internal User Deleted",
+    AlertType.NEW_VIRTUAL_KEY_CREATED: "Virtual Key Created",
+    AlertType.VIRTUAL_KEY_UPDATED: "Virtual Key Updated",
+    AlertType.VIRTUAL_KEY_DELETED: "Virtual Key Deleted",
+    AlertType.NEW_TEAM_CREATED: "New Team Created",
+    AlertType.TEAM_UPDATED: "Team Updated",
+    AlertType.TEAM_DELETED: "Team Deleted",
+    AlertType.NEW_INTERNAL_USER_CREATED: "New Internal User Created",
+    AlertType.INTERNAL_USER_UPDATED: "Internal User Updated",
+    AlertType.INTERNAL_USER_DELETED: "Internal User Deleted",
 }
 
 
-def management_type(event: AdminChanged) -> str | None:
+def management_type(event: AdminChanged) -> AlertType | None:
     """The LiteLLM alert type of an admin change, or None when it has none."""
     if event.entity == "model":
-        return "new_model_added" if event.action == "created" else None
+        return AlertType.NEW_MODEL_ADDED if event.action == "created" else None
     found = _MANAGEMENT_TYPE.get((event.entity, event.action))
     if found:
         return found
@@ -64,7 +65,7 @@ def management_alert(event: AdminChanged) -> Alert | None:
     if alert_type is None:
         return None
     values = dict(event.updated_values or {})
-    if alert_type == "new_model_added":
+    if alert_type == AlertType.NEW_MODEL_ADDED:
         return new_model_alert(event, values)
     lines = f"`{_TITLE[alert_type]}`\n*Action Done by:*\nchanged_by: `{event.changed_by or '-'}`\n"
     lines += f"\n*Object:*\n{event.entity}: `{_shown_value('id', event.object_id)}`\n"
@@ -75,8 +76,8 @@ def management_alert(event: AdminChanged) -> Alert | None:
         lines += "".join(f"{k}: `{_shown_value(k, v)}`\n" for k, v in values.items())
     webhook: dict[str, Any] | None = None
     email_to: tuple[str, ...] = ()
-    if alert_type in ("new_virtual_key_created", "new_internal_user_created"):
-        is_key = alert_type == "new_virtual_key_created"
+    if alert_type in (AlertType.NEW_VIRTUAL_KEY_CREATED, AlertType.NEW_INTERNAL_USER_CREATED):
+        is_key = alert_type == AlertType.NEW_VIRTUAL_KEY_CREATED
         webhook = {
             "spend": float(values.get("spend") or 0),
             "max_budget": values.get("max_budget"),
@@ -122,12 +123,12 @@ def new_model_alert(event: AdminChanged, values: Mapping[str, Any]) -> Alert:
     }
     info = {k: v for k, v in info.items() if v}
     return Alert(
-        alert_type="new_model_added",
+        alert_type=AlertType.NEW_MODEL_ADDED,
         level="Low",
         message="*🚅 New Model Added*" + details_text(info),
         subject=event.object_id,
         occurred_at=event.occurred_at,
         details=info,
-        dedup_key=f"event/{event.event_id}/new_model_added",
+        dedup_key=f"event/{event.event_id}/{AlertType.NEW_MODEL_ADDED}",
         dedup_ttl_s=EVENT_CLAIM_TTL_S,
     )

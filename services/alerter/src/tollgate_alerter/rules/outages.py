@@ -11,6 +11,7 @@ from tollgate_alerter.rules.formatting import details_text, safe_api_base
 from tollgate_alerter.rules.llm import is_llm_failure
 from tollgate_shared.events import LlmRequestFailed
 from tollgate_shared.events.llm import LlmRequestBase
+from tollgate_shared.vocabulary import AlertType
 
 OutageLevel = Literal["minor", "major"]
 
@@ -75,7 +76,7 @@ def outage_alert(
     breakdown = error_breakdown(codes)
     errors = "".join(f"\n{kind}: {n}" for kind, n in breakdown.items())
     details["Errors"] = f"{len(codes)} in {window_s:g}s"
-    alert_type = "outage_alerts" if scope == "Model" else "region_outage_alerts"
+    alert_type = AlertType.OUTAGE_ALERTS if scope == "Model" else AlertType.REGION_OUTAGE_ALERTS
     title = "Major" if level == "major" else "Minor"
     subject = event.model_id or name if scope == "Model" else name
     return Alert(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from tollgate_alerter.rules.alert import Alert
+from tollgate_shared.vocabulary import AlertType
 
 SPEND_SECTIONS = (("team", "Team"), ("key", "Key"), ("model", "Model"), ("tag", "Tag"))
 REPORT_ROWS = 10
@@ -38,7 +39,7 @@ def spend_report(sums: Mapping[str, Decimal], start: datetime, end: datetime) ->
         if len(rows) > REPORT_ROWS:
             message += f"… and {len(rows) - REPORT_ROWS} more\n"
     return Alert(
-        alert_type="spend_reports",
+        alert_type=AlertType.SPEND_REPORTS,
         level="Low",
         message=message,
         subject="spend_report",
@@ -95,7 +96,7 @@ def daily_report(
         )
     message += f"\n\nNext Run is at: `{next_run.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S UTC')}`"
     return Alert(
-        alert_type="daily_reports",
+        alert_type=AlertType.DAILY_REPORTS,
         level="Low",
         message=message,
         subject="daily_report",
@@ -111,7 +112,7 @@ def fallback_report(counts: Mapping[str, int], start: datetime, end: datetime) -
     message = f"*🔁 Fallback Report for `{_period(start, end)}`*\n\n"
     message += "".join(f"`{route}`: {n} fallbacks\n" for route, n in rows[: REPORT_ROWS * 2])
     return Alert(
-        alert_type="fallback_reports",
+        alert_type=AlertType.FALLBACK_REPORTS,
         level="Low",
         message=message,
         subject="fallback_report",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tollgate_alerter.rules.alert import EVENT_CLAIM_TTL_S, Alert
 from tollgate_alerter.rules.formatting import details_text, safe_api_base
 from tollgate_shared.events import DeploymentStateChanged
+from tollgate_shared.vocabulary import AlertType
 
 
 def cooldown_alert(event: DeploymentStateChanged) -> Alert | None:
@@ -21,7 +22,7 @@ def cooldown_alert(event: DeploymentStateChanged) -> Alert | None:
     }
     details = {k: v for k, v in details.items() if v}
     return Alert(
-        alert_type="cooldown_deployment",
+        alert_type=AlertType.COOLDOWN_DEPLOYMENT,
         level="Low",
         message=(
             f"Deployment `{event.model_id or event.model_group}` of model group "
@@ -30,7 +31,7 @@ def cooldown_alert(event: DeploymentStateChanged) -> Alert | None:
         subject=event.model_id or event.model_group,
         occurred_at=event.occurred_at,
         details=details,
-        dedup_key=f"event/{event.event_id}/cooldown_deployment",
+        dedup_key=f"event/{event.event_id}/{AlertType.COOLDOWN_DEPLOYMENT}",
         dedup_ttl_s=EVENT_CLAIM_TTL_S,
         request_id=event.request_id,
     )
