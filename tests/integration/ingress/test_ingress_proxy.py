@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import redis.asyncio as aioredis
 from nats.js import JetStreamContext
 
 from support.configs import MASTER_KEY, write_config
@@ -263,6 +264,27 @@ async def test_virtual_keys_and_models_follow_kv_within_a_second(
     await eventually(401)
 
 
+async def _until(read: Callable[[], Awaitable[int]], expected: int, timeout: float = 10) -> None:
+    """Wait until `read()` gives `expected` (a state change became visible), or fail."""
+    deadline = time.monotonic() + timeout
+    while (value := await read()) != expected:
+        assert time.monotonic() < deadline, f"still {value}, expected {expected}"
+        await asyncio.sleep(0.02)
+
+
+async def _teams_known(ingress: Service) -> int:
+    async with httpx.AsyncClient(base_url=ingress.url) as http:
+        return int((await http.get("/health")).json()["dependencies"]["state"]["teams"])
+
+
+async def _slots_in_use(provisioned: StackUrls, digest: str) -> int:
+    r = aioredis.from_url(provisioned.redis_url)
+    try:
+        return int(await r.zcard(f"tollgate:ratelimit:key:{digest}:parallel"))
+    finally:
+        await r.aclose()
+
+
 async def test_rpm_limit_is_enforced_across_requests(
     ingress: Service, js: JetStreamContext
 ) -> None:
@@ -324,8 +346,10 @@ async def test_team_rpm_limit_counts_every_key_of_the_team(
     teams = await js.key_value(names.KV_TEAMS)
     keys = await js.key_value(names.KV_KEYS)
     team = "team-rpm-limited"
+    known = await _teams_known(ingress)
     await teams.put(team, TeamState(team_id=team, rpm_limit=2).to_json())
-    await asyncio.sleep(0.5)  # the team reaches ingress's view before its keys do
+    # The team reaches ingress's view before its keys do (its limit must count from the first).
+    await _until(lambda: _teams_known(ingress), known + 1)
     plaintexts = ["sk-integration-team-rpm-a", "sk-integration-team-rpm-b"]
     for p in plaintexts:
         digest = hash_key(p)
@@ -359,7 +383,7 @@ async def test_team_rpm_limit_counts_every_key_of_the_team(
 
 
 async def test_max_parallel_requests_refuses_the_extra_call_and_gives_slots_back(
-    ingress: Service, js: JetStreamContext, upstream: FakeUpstream
+    ingress: Service, js: JetStreamContext, upstream: FakeUpstream, provisioned: StackUrls
 ) -> None:
     keys = await js.key_value(names.KV_KEYS)
     plaintext = "sk-integration-parallel-limited"
@@ -402,7 +426,8 @@ async def test_max_parallel_requests_refuses_the_extra_call_and_gives_slots_back
             ) as s:
                 async for _chunk in s.aiter_bytes():
                     break
-        await asyncio.sleep(0.3)
+        # Every slot is given back (the abandoned streams' too) before asking for two again.
+        await _until(lambda: _slots_in_use(provisioned, digest), 0)
         again = await asyncio.gather(
             *(http.post("/v1/chat/completions", headers=headers, json=body) for _ in range(2))
         )
