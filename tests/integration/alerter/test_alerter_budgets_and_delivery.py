@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from support.alert_receivers import AlertReceiver, SmtpReceiver
 from tollgate_shared.events import AdminChanged, LedgerSpendUpdated, SpendTotal
 from tollgate_shared.publishing import publish_event
+from tollgate_shared.redaction import mask_value
 
 SLACK = "/slack/T000/B000/default"
 MASTER_KEY = "sk-alerter-test-master-key-0123"
@@ -197,7 +198,7 @@ async def test_management_alerts_are_off_unless_listed_and_redact_secrets(
     assert "Virtual Key Created" in got[0].text
     assert "admin-user" in got[0].text
     assert "sk-plaintext-secret" not in got[0].text
-    assert "<redacted>" in got[0].text
+    assert f"key: `{mask_value('sk-plaintext-secret')}`" in got[0].text  # the shared format
 
 
 async def test_health_services_slack_sends_a_test_message_and_422_without_slack(

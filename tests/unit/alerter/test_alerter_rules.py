@@ -26,6 +26,7 @@ from tollgate_shared.events import (
     LlmRequestFailed,
     SpendTotal,
 )
+from tollgate_shared.redaction import MASKED
 from tollgate_shared.vocabulary import AlertType
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -351,12 +352,25 @@ def test_management_alert_redacts_secrets() -> None:
         action="created",
         object_id="u1",
         changed_by="boss",
-        updated_values={"user_email": "u@x.io", "password": "hunter2", "api_key": "sk-1"},
+        updated_values={
+            "user_email": "u@x.io",
+            "password": "hunter2",
+            "api_key": "sk-1",
+            "metadata": {"note": "sk-" + "n" * 30, "langfuse_secret_key": "lf-secret"},
+            "credentials": {"project": "p"},
+        },
     )
     alert = rules.management_alert(event)
     assert alert is not None
     assert "hunter2" not in alert.message
     assert "sk-1" not in alert.message
+    assert "n" * 30 not in alert.message  # a plaintext key is masked whatever its field
+    assert "lf-secret" not in alert.message
+    assert '"project"' not in alert.message  # an object under a secret name is masked whole
+    # The shared format (tollgate_shared.redaction), as admin and the ledger show it.
+    assert f"password: `{MASKED}`" in alert.message
+    assert f"credentials: `{MASKED}`" in alert.message
+    assert "sk-...nnnn" in alert.message
     assert "u@x.io" in alert.message
     assert alert.webhook_event is not None
     assert alert.webhook_event["event"] == "internal_user_created"

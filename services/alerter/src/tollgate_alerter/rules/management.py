@@ -9,9 +9,9 @@ from typing import Any
 from tollgate_alerter.rules.alert import EVENT_CLAIM_TTL_S, Alert
 from tollgate_alerter.rules.formatting import details_text, safe_api_base
 from tollgate_shared.events import AdminChanged
+from tollgate_shared.redaction import MASKED, is_secret_name, mask_secrets, mask_value
 from tollgate_shared.vocabulary import AlertType
 
-_SECRET_PARTS = ("secret", "password", "token", "api_key", "apikey", "credential", "private")
 _MANAGEMENT_TYPE = {
     ("key", "created"): AlertType.NEW_VIRTUAL_KEY_CREATED,
     ("key", "deleted"): AlertType.VIRTUAL_KEY_DELETED,
@@ -48,15 +48,14 @@ def management_type(event: AdminChanged) -> AlertType | None:
     return _UPDATED_TYPE.get(event.entity)
 
 
-def _is_secret(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in ("key", "token") or any(part in lowered for part in _SECRET_PARTS)
-
-
 def _shown_value(name: str, value: Any) -> str:
-    if _is_secret(name):
-        return "<redacted>"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    """A value as the alert shows it: credentials masked by the shared rule, long ones cut."""
+    if is_secret_name(name):
+        # An object under a credential's name is a credential as a whole: show none of it.
+        shown = MASKED if isinstance(value, Mapping | list) else mask_value(value)
+    else:
+        shown = mask_secrets(value)
+    text = shown if isinstance(shown, str) else json.dumps(shown, default=str)
     return text if len(text) <= 200 else text[:200] + "…"
 
 
