@@ -28,7 +28,7 @@ from tollgate_alerter.delivery import (
 from tollgate_alerter.directory import KvDirectory
 from tollgate_alerter.policy import AlertPolicy, parse_duration, policy_from_settings
 from tollgate_alerter.routes import health_services_router
-from tollgate_alerter.service import Alerter
+from tollgate_alerter.service import Alerter, SelfTest
 from tollgate_alerter.settings import AlerterSettings
 from tollgate_alerter.state import AlertState
 from tollgate_alerter.subscribers import EventConsumer
@@ -121,7 +121,7 @@ def create_app(settings: AlerterSettings, cfg: TollgateConfig) -> Litestar:
         settings.fallback_report_frequency, "fallback_report_frequency"
     )
     deps = Deps()
-    dispatcher_box: list[Dispatcher] = []
+    self_tests: list[SelfTest] = []
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -147,7 +147,7 @@ def create_app(settings: AlerterSettings, cfg: TollgateConfig) -> Litestar:
                 settings.delivery_backoff_max_s,
             ),
         )
-        dispatcher_box.append(dispatcher)
+        self_tests.append(SelfTest(dispatcher))
         directory = KvDirectory()
         await directory.start(js)
         alerter = Alerter(policy, state, dispatcher, directory, fallback_every_s)
@@ -197,7 +197,7 @@ def create_app(settings: AlerterSettings, cfg: TollgateConfig) -> Litestar:
     return Litestar(
         route_handlers=[
             health_router("alerter", checks),
-            health_services_router(lambda: dispatcher_box[-1], settings.effective_master_key(cfg)),
+            health_services_router(lambda: self_tests[-1], settings.effective_master_key(cfg)),
         ],
         lifespan=[lifespan],
     )

@@ -10,12 +10,13 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from tollgate_alerter import rules
+from tollgate_alerter.delivery import Dispatcher, Outcome
 from tollgate_alerter.policy import AlertPolicy
 from tollgate_alerter.rules import Alert, DeploymentStats, EntityInfo
 from tollgate_alerter.state import SPEND_SCALE, WindowCount
@@ -31,11 +32,28 @@ from tollgate_shared.events import (
     LlmRequestFinished,
     LlmRequestStarted,
 )
+from tollgate_shared.state import hash_key
 from tollgate_shared.vocabulary import AlertType
+
+__all__ = [
+    "SLACK_SERVICES",
+    "Alerter",
+    "Directory",
+    "NoDirectory",
+    "NotConfiguredError",
+    "Outcome",
+    "SelfTest",
+    "Sink",
+    "State",
+    "deployment_info",
+    "spend_fields",
+]
 
 log = logging.getLogger(__name__)
 
 REPORT_LOCK_TTL_S = 120.0
+# `/health/services?service=` values that test the Slack-compatible destinations.
+SLACK_SERVICES = ("slack", "slack_budget_alerts")
 
 
 class Sink(Protocol):
@@ -334,3 +352,60 @@ def deployment_info(event: LlmRequestFinished) -> str:
             "api_base": rules.safe_api_base(event.api_base) or "",
         }
     )
+
+
+class NotConfiguredError(Exception):
+    """The alerting service to test is not set up; the message says what is missing."""
+
+
+@dataclass
+class SelfTest:
+    """LiteLLM's alerting self-test (`/health/services`): a test alert through one service."""
+
+    dispatcher: Dispatcher
+    clock: Callable[[], datetime] = _now
+
+    @property
+    def alert_types(self) -> list[str]:
+        return sorted(self.dispatcher.policy.alert_types)
+
+    async def run(self, service: str, presented_key: str | None) -> list[Outcome]:
+        """Send the test alert; raises `NotConfiguredError` when `service` cannot be tested."""
+        policy = self.dispatcher.policy
+        dest = self.dispatcher.destinations
+        now = self.clock()
+        if service in SLACK_SERVICES:
+            if not policy.slack_enabled:
+                raise NotConfiguredError(_not_in_config(service))
+            if not policy.all_slack_urls(dest.slack_default):
+                raise NotConfiguredError(
+                    "slack is in general_settings.alerting but no webhook URL is configured: set "
+                    "SLACK_WEBHOOK_URL or general_settings.alert_to_webhook_url"
+                )
+            return await self.dispatcher.test_slack()
+        if service not in policy.destinations:
+            raise NotConfiguredError(_not_in_config(service))
+        if service == "webhook":
+            if dest.webhook is None:
+                raise NotConfiguredError("webhook alerting needs WEBHOOK_URL")
+            token = hash_key(presented_key) if presented_key else None
+            alert = replace(
+                rules.health_check_alert(AlertType.BUDGET_ALERTS, now),
+                webhook_event=rules.health_check_webhook_event(token),
+            )
+            return await self.dispatcher.deliver(alert, only=("webhook",), record=False)
+        if service == "email":
+            if dest.mailer is None or not dest.email_to:
+                raise NotConfiguredError(
+                    "email alerting needs SMTP_HOST and recipients in TOLLGATE_ALERT_EMAIL_TO"
+                )
+            alert = rules.health_check_alert(AlertType.BUDGET_ALERTS, now)
+            return await self.dispatcher.deliver(alert, only=("email",), record=False)
+        if dest.pagerduty is None:
+            raise NotConfiguredError("pagerduty alerting needs PAGERDUTY_API_KEY")
+        alert = rules.health_check_alert(AlertType.LLM_EXCEPTIONS, now)
+        return await self.dispatcher.deliver(alert, only=("pagerduty",), record=False)
+
+
+def _not_in_config(service: str) -> str:
+    return f'"{service}" not in proxy config: general_settings. Unable to test this.'

@@ -4,11 +4,12 @@ Ack policy (all three consumers, `alerter-llm`, `alerter-admin`, `alerter-ledger
 a message is acked once its state changes are in Redis and any alert it raised
 has been claimed and handed to the dispatcher (delivery then runs on its own,
 with retries; an alert still waiting in an anti-storm window is sent at
-shutdown). A message that cannot be decoded (unknown subject, bad JSON, wrong
-schema), or that a rule cannot evaluate, is terminated at once and counted. A
-Redis failure naks the message with the consumer's backoff (`max_deliver` 8,
-backoff 1-30 s, from `tollgate_shared.names`); redelivery is safe because every
-effect is idempotent (claims, per-event window members, hanging-request ids).
+shutdown). A message that `tollgate_shared.events.decode` refuses (unknown
+subject or version, bad JSON, wrong schema), or that a rule cannot evaluate, is
+terminated at once and counted. A Redis failure naks the message with the
+consumer's backoff (`max_deliver` 8, backoff 1-30 s, from `tollgate_shared.names`);
+redelivery is safe because every effect is idempotent (claims, per-event window
+members, hanging-request ids).
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import logging
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from tollgate_alerter import metrics
 from tollgate_alerter.service import Alerter
 from tollgate_shared import consuming
-from tollgate_shared.events import Event, event_class_for_subject
+from tollgate_shared.events import Event, EventDecodeError, decode
 from tollgate_shared.names import ConsumerSpec
 
 log = logging.getLogger(__name__)
@@ -34,21 +34,6 @@ _STATE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
-
-
-class DecodeError(ValueError):
-    pass
-
-
-def decode(subject: str, data: bytes) -> Event:
-    try:
-        cls = event_class_for_subject(subject)
-        event: Event = cls.from_json(data)
-    except LookupError as exc:
-        raise DecodeError(str(exc)) from exc
-    except ValidationError as exc:
-        raise DecodeError(f"invalid {subject}: {exc.error_count()} schema errors") from exc
-    return event
 
 
 @dataclass
@@ -63,8 +48,8 @@ class EventConsumer:
     async def _one(self, msg: Msg) -> None:
         name = self.spec.name
         try:
-            event = decode(msg.subject, msg.data)
-        except DecodeError as exc:
+            event: Event = decode(msg.subject, msg.data)
+        except EventDecodeError as exc:
             metrics.EVENTS_EVALUATED.labels(name, "term").inc()
             await consuming.terminate(self.spec, msg, str(exc))
             return
