@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import operator
+import re
 import sys
 from collections.abc import Sequence
 from functools import reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.specification import AsyncAPI
 
-from tollgate_shared import names
+from tollgate_shared import names, vocabulary
 from tollgate_shared.events import EVENT_TYPES
 from tollgate_shared.events.registry import (
     CATALOG,
@@ -172,7 +174,74 @@ def asyncapi_document() -> dict[str, Any]:
     ).to_specification()
     doc: dict[str, Any] = json.loads(spec.to_json())
     _wire_schemas(doc)
-    return doc
+    _declare_parameters(doc)
+    return _with_safe_keys(doc)
+
+
+# The values a subject parameter can take, where the set is closed.
+PARAMETER_VALUES: dict[str, tuple[str, ...]] = {
+    "entity": tuple(dict.fromkeys(s.entity for s in names.AdminSubject)),
+    "action": tuple(dict.fromkeys(s.action for s in names.AdminSubject)),
+    "state": vocabulary.DEPLOYMENT_STATES,
+    "alert_type": vocabulary.ALERT_TYPES,
+}
+
+
+def _declare_parameters(doc: dict[str, Any]) -> None:
+    """Declare each `{parameter}` of a channel address, as AsyncAPI 3 requires."""
+    meanings = {name: meaning for e in CATALOG for name, meaning in e.parameters}
+    for channel in doc.get("channels", {}).values():
+        found = re.findall(r"\{([^}]+)\}", channel.get("address") or "")
+        if not found:
+            continue
+        params: dict[str, Any] = {}
+        for name in found:
+            param: dict[str, Any] = {"description": meanings.get(name, name)}
+            if name in PARAMETER_VALUES:
+                param["enum"] = list(PARAMETER_VALUES[name])
+            params[name] = param
+        channel["parameters"] = params
+
+
+# AsyncAPI 3 map keys must match this; FastStream builds keys with `:` and `*` in them.
+_KEY_OK = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def safe_key(key: str) -> str:
+    """A component/channel/operation key the AsyncAPI key pattern accepts."""
+    if _KEY_OK.match(key):
+        return key
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key.replace(":", ".").replace("*", "any"))
+
+
+def _with_safe_keys(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with every channel, operation and component key made safe, and refs to match."""
+
+    def fix_refs(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: "#/" + "/".join(safe_key(unquote(part)) for part in v[2:].split("/"))
+                if k == "$ref" and isinstance(v, str) and v.startswith("#/")
+                else fix_refs(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [fix_refs(v) for v in node]
+        return node
+
+    def rename(mapping: dict[str, Any]) -> dict[str, Any]:
+        out = {safe_key(k): v for k, v in mapping.items()}
+        if len(out) != len(mapping):
+            raise ValueError("two AsyncAPI keys became the same safe key")
+        return out
+
+    fixed: dict[str, Any] = fix_refs(doc)
+    for section in ("channels", "operations"):
+        if section in fixed:
+            fixed[section] = rename(fixed[section])
+    for kind, mapping in fixed.get("components", {}).items():
+        fixed["components"][kind] = rename(mapping)
+    return fixed
 
 
 def render() -> str:
