@@ -251,7 +251,7 @@ async def test_bad_generate_input_names_the_field(
     assert resp.status_code == 400, resp.text
     err = error_of(resp)
     assert (err["param"] or "").startswith(param), err
-    assert err["type"] == "bad_request_error"
+    assert err["type"] == "invalid_request_error"
 
 
 async def test_other_bad_key_requests(admin: httpx.AsyncClient) -> None:

@@ -232,4 +232,4 @@ async def test_bad_team_requests(admin: httpx.AsyncClient) -> None:
     r = await admin.get("/team/info", params={"team_id": "no good"})
     assert r.status_code == 400
     assert error_of(r)["param"] == "team_id"
-    assert json.loads(r.text)["error"]["type"] == "bad_request_error"
+    assert json.loads(r.text)["error"]["type"] == "invalid_request_error"

@@ -20,15 +20,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 from nats.aio.client import Client as NATS
 
 from tollgate_admin import store
-from tollgate_admin.errors import AdminError, error_body
+from tollgate_admin.errors import AdminError
 from tollgate_admin.propagation import KvState, OutboxRelay
 from tollgate_admin.routes import KeyController, ModelController, TeamController, UserController
 from tollgate_admin.routes.deps import DEPENDENCIES, AdminContext
-from tollgate_admin.service import AdminService, db_error
+from tollgate_admin.service import AdminService
 from tollgate_admin.settings import AdminSettings
+from tollgate_admin.uow import UnitOfWork, db_error
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_nats, check_postgres
+from tollgate_shared.errors import error_body
 from tollgate_shared.migrate import apply_migrations
 from tollgate_shared.publishing import connect_nats
 from tollgate_shared.web import health_router
@@ -36,18 +38,6 @@ from tollgate_shared.web import health_router
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-_TYPES = {
-    400: "bad_request_error",
-    401: "auth_error",
-    403: "auth_error",
-    404: "not_found_error",
-    405: "bad_request_error",
-    409: "conflict_error",
-    413: "bad_request_error",
-    415: "bad_request_error",
-    422: "bad_request_error",
-}
 
 
 @dataclass
@@ -57,10 +47,7 @@ class Deps:
 
 
 def _json(status: int, message: str, param: str | None) -> Response[dict[str, Any]]:
-    return Response(
-        error_body(status, message, param, _TYPES.get(status, "internal_server_error")),
-        status_code=status,
-    )
+    return Response(error_body(message, status, param=param), status_code=status)
 
 
 def _admin_error(_: Request[Any, Any, Any], exc: AdminError) -> Response[dict[str, Any]]:
@@ -126,7 +113,7 @@ def openapi_config() -> OpenAPIConfig:
 
 def create_app(settings: AdminSettings, cfg: TollgateConfig) -> Litestar:
     deps = Deps()
-    ctx = AdminContext(master_key=settings.effective_master_key(cfg))
+    ctx = AdminContext()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -144,8 +131,12 @@ def create_app(settings: AdminSettings, cfg: TollgateConfig) -> Litestar:
         relay = OutboxRelay(deps.pool, js)
         await relay.flush()
         await relay.start()
-        ctx.pool = deps.pool
-        ctx.service = AdminService(deps.pool, kv, relay, cfg, settings.sealer(cfg))
+        ctx.service = AdminService(
+            UnitOfWork(deps.pool, kv, relay),
+            cfg,
+            sealer=settings.sealer(cfg),
+            master_key=settings.effective_master_key(cfg),
+        )
         try:
             yield
         finally:

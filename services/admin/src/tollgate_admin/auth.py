@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-import asyncpg
-
-from tollgate_admin import store
 from tollgate_admin.errors import ForbiddenError, UnauthorizedError
 from tollgate_shared.state import hash_key
 
 MASTER_KEY_CALLER = "master_key"
+
+# Finds a stored key row by its hash (None when there is none).
+KeyLookup = Callable[[str], Awaitable[Mapping[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,12 @@ class Caller:
 
 
 async def authenticate(
-    presented: str | None, master_key: str | None, pool: asyncpg.Pool, now: datetime | None = None
+    presented: str | None,
+    master_key: str | None,
+    find_key: KeyLookup,
+    now: datetime | None = None,
 ) -> Caller:
+    """The caller a presented key (`tollgate_shared.credentials.presented_key`) stands for."""
     if not presented:
         raise UnauthorizedError(
             "no API key: send `Authorization: Bearer <master key>` or `x-litellm-api-key`",
@@ -52,8 +58,7 @@ async def authenticate(
     digest = hash_key(presented)
     if master_key and hmac.compare_digest(presented.encode(), master_key.encode()):
         return Caller(api_key_hash=digest, is_master=True)
-    async with pool.acquire() as conn:
-        row = await store.get_key(conn, digest)
+    row = await find_key(digest)
     if row is None:
         raise UnauthorizedError(
             "invalid API key: not the master key and not a known key", "Authorization"

@@ -1,13 +1,14 @@
 """The errors admin answers with: one class per HTTP status, each naming the offending field.
 
-    AdminError                 (base: status, message, param, type)
+    AdminError                 (base: status, message, param)
       ├── BadRequestError      400  bad input the schema could not catch
       ├── UnauthorizedError    401  no key, or an unknown / expired key
       ├── ForbiddenError       403  a key that may not do this
       ├── NotFoundError        404  the named key, team, user or model does not exist
       └── ConflictError        409  a concurrent write took the same unique value
 
-Every one is rendered as LiteLLM's error body:
+Every one is rendered as the OpenAI/LiteLLM error body every service answers with
+(`tollgate_shared.errors.error_body`: the `type` follows the status):
 `{"error": {"message": ..., "type": ..., "param": ..., "code": "<status>"}}`.
 """
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tollgate_shared.errors import error_body
+
 
 class AdminError(Exception):
     status: int = 400
-    error_type: str = "bad_request_error"
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -26,7 +28,7 @@ class AdminError(Exception):
         self.param = param
 
     def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.message, self.param, self.error_type)
+        return error_body(self.message, self.status, param=self.param)
 
 
 class BadRequestError(AdminError):
@@ -35,23 +37,15 @@ class BadRequestError(AdminError):
 
 class UnauthorizedError(AdminError):
     status = 401
-    error_type = "auth_error"
 
 
 class ForbiddenError(AdminError):
     status = 403
-    error_type = "auth_error"
 
 
 class NotFoundError(AdminError):
     status = 404
-    error_type = "not_found_error"
 
 
 class ConflictError(AdminError):
     status = 409
-    error_type = "conflict_error"
-
-
-def error_body(status: int, message: str, param: str | None, error_type: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": str(status)}}

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from tollgate_admin import rules
+from tollgate_admin import validation
 from tollgate_admin.errors import BadRequestError
 from tollgate_shared import names
 
@@ -36,7 +36,7 @@ def _storable_text(value: str) -> str:
 
 def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
     try:
-        rules.check_storable(value, "value")
+        validation.check_storable(value, "value")
     except BadRequestError as exc:
         raise ValueError(exc.message.removeprefix("value")) from None
     return value

@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tollgate_admin import rules
+from tollgate_admin.masking import mask_callback_vars, mask_metadata
 from tollgate_shared import durations
 from tollgate_shared.config import ModelEntry
+from tollgate_shared.redaction import mask_secrets
 from tollgate_shared.state import KeyState, LoggingCallback, ModelState, TeamState, UserState
 
 Row = Mapping[str, Any]
@@ -122,7 +123,7 @@ def key_public(row: Row, spend: float = 0.0) -> dict[str, Any]:
         "user_id": row["user_id"],
         "team_id": row["team_id"],
         "max_parallel_requests": row["max_parallel_requests"],
-        "metadata": rules.mask_metadata(row["metadata"] or {}),
+        "metadata": mask_metadata(row["metadata"] or {}),
         "tpm_limit": row["tpm_limit"],
         "rpm_limit": row["rpm_limit"],
         "budget_duration": row["budget_duration"],
@@ -146,14 +147,14 @@ def callback_public(callback: Row) -> dict[str, Any]:
     return {
         "callback_name": callback["callback_name"],
         "callback_type": callback["callback_type"],
-        "callback_vars": rules.mask_callback_vars(callback["callback_vars"] or {}),
+        "callback_vars": mask_callback_vars(callback["callback_vars"] or {}),
     }
 
 
 def team_public(
     row: Row, members: Sequence[Row], callbacks: Sequence[Row], spend: float = 0.0
 ) -> dict[str, Any]:
-    metadata = rules.mask_metadata(row["metadata"] or {})
+    metadata = mask_metadata(row["metadata"] or {})
     # LiteLLM keeps team callbacks in metadata.logging; show them there (masked) too.
     if callbacks or row["logging_disabled"]:
         metadata["logging"] = [callback_public(c) for c in callbacks]
@@ -185,7 +186,7 @@ def user_public(row: Row, teams: Sequence[str], spend: float = 0.0) -> dict[str,
         "budget_duration": row["budget_duration"],
         "tpm_limit": row["tpm_limit"],
         "rpm_limit": row["rpm_limit"],
-        "metadata": rules.mask_metadata(row["metadata"] or {}),
+        "metadata": mask_metadata(row["metadata"] or {}),
         "teams": list(teams),
         "spend": spend,
         "created_at": row["created_at"],
@@ -196,7 +197,7 @@ def user_public(row: Row, teams: Sequence[str], spend: float = 0.0) -> dict[str,
 def model_public(row: Row) -> dict[str, Any]:
     return {
         "model_name": row["model_name"],
-        "litellm_params": rules.mask_secrets(row["litellm_params"]),
+        "litellm_params": mask_secrets(row["litellm_params"]),
         "model_info": {**dict(row["model_info"] or {}), "id": row["model_id"], "db_model": True},
     }
 
@@ -209,7 +210,7 @@ def config_model_public(entry: ModelEntry, index: int) -> dict[str, Any]:
     info["db_model"] = False
     return {
         "model_name": entry.model_name,
-        "litellm_params": rules.mask_secrets(params),
+        "litellm_params": mask_secrets(params),
         "model_info": info,
     }
 
@@ -223,8 +224,13 @@ def audit_value(public: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def changed_fields(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `after` that differ from `before` (LiteLLM's `updated_values`)."""
+    return {k: v for k, v in after.items() if before.get(k) != v}
+
+
 def audit_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    changed = rules.changed_fields(audit_value(before), audit_value(after))
+    changed = changed_fields(audit_value(before), audit_value(after))
     for k in _VOLATILE:
         changed.pop(k, None)
     return changed

@@ -5,27 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import asyncpg
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter
 
-from tollgate_admin.auth import Caller, authenticate
-from tollgate_admin.rules import bearer_token
+from tollgate_admin.auth import Caller
 from tollgate_admin.schemas import ErrorResponse
-from tollgate_admin.service import Actor, AdminService
+from tollgate_admin.service import AdminService
+from tollgate_admin.uow import Actor
 from tollgate_shared import names
+from tollgate_shared.credentials import presented_key
 
 
 @dataclass
 class AdminContext:
     """What the routes need from the running app (set in the lifespan)."""
 
-    master_key: str | None
     service: AdminService | None = None
-    pool: asyncpg.Pool | None = None
 
 
 def context(state: State) -> AdminContext:
@@ -35,12 +33,9 @@ def context(state: State) -> AdminContext:
 
 async def provide_caller(request: Request[Any, Any, Any], state: State) -> Caller:
     """Any valid key: the master key or a virtual key (which may only read itself)."""
-    ctx = context(state)
-    assert ctx.pool is not None
-    presented = bearer_token(
-        request.headers.get("authorization"), request.headers.get(names.HDR_LITELLM_KEY)
-    )
-    return await authenticate(presented, ctx.master_key, ctx.pool)
+    service = context(state).service
+    assert service is not None
+    return await service.authenticate(presented_key(request.headers.get))
 
 
 async def provide_admin(caller: NamedDependency[Caller]) -> Caller:

@@ -9,8 +9,8 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from tollgate_admin import schemas
 from tollgate_admin.errors import ForbiddenError
+from tollgate_admin.key_material import token_of
 from tollgate_admin.routes.deps import ERRORS, ActorDep, CallerDep, ServiceDep
-from tollgate_admin.rules import token_of
 from tollgate_shared import names
 
 Id = Annotated[str | None, QueryParameter(pattern=names.ID_PATTERN, required=False)]

@@ -1,4 +1,5 @@
-"""Pure rules of the admin service: durations, key material, ids, masking, storable values."""
+"""Pure modules of the admin service: durations, key material, ids, masking, storable values,
+request schemas, views."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tollgate_admin import rules, schemas, views
-from tollgate_admin.errors import BadRequestError, ForbiddenError, error_body
+from tollgate_admin import key_material, masking, schemas, validation, views
+from tollgate_admin.errors import BadRequestError, ForbiddenError
+from tollgate_shared.redaction import MASKED, is_secret_name, mask_secrets
 
 NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -32,12 +34,12 @@ NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
     ],
 )
 def test_durations(duration: str, delta: timedelta) -> None:
-    assert rules.duration_end(duration, NOW) == NOW + delta
+    assert validation.duration_end(duration, NOW) == NOW + delta
 
 
 def test_months_are_calendar_months_clamped_to_month_end() -> None:
-    assert rules.duration_end("1mo", NOW) == datetime(2025, 2, 28, 12, 0, tzinfo=UTC)
-    assert rules.duration_end("12mo", NOW) == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert validation.duration_end("1mo", NOW) == datetime(2025, 2, 28, 12, 0, tzinfo=UTC)
+    assert validation.duration_end("12mo", NOW) == datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -45,56 +47,56 @@ def test_months_are_calendar_months_clamped_to_month_end() -> None:
 )
 def test_bad_durations_name_the_field(bad: str) -> None:
     with pytest.raises(BadRequestError) as info:
-        rules.duration_end(bad, NOW, "budget_duration")
+        validation.duration_end(bad, NOW, "budget_duration")
     assert info.value.param == "budget_duration"
     assert info.value.message.startswith("budget_duration")
 
 
 def test_key_expiry() -> None:
-    assert rules.key_expiry(None, NOW) is None
-    assert rules.key_expiry("-1", NOW) is None  # LiteLLM: never expire
-    assert rules.key_expiry("1h", NOW) == NOW + timedelta(hours=1)
+    assert validation.key_expiry(None, NOW) is None
+    assert validation.key_expiry("-1", NOW) is None  # LiteLLM: never expire
+    assert validation.key_expiry("1h", NOW) == NOW + timedelta(hours=1)
 
 
 @given(st.text(max_size=20))
 def test_duration_parser_never_raises_anything_but_bad_request(text: str) -> None:
     with contextlib.suppress(BadRequestError):
-        rules.duration_end(text, NOW)
+        validation.duration_end(text, NOW)
 
 
 def test_new_keys_are_random_and_named_like_litellm() -> None:
-    keys = {rules.new_key() for _ in range(50)}
+    keys = {key_material.new_key() for _ in range(50)}
     assert len(keys) == 50
     key = keys.pop()
     assert key.startswith("sk-")
     assert len(key) == 35
-    assert rules.key_name(key) == f"sk-...{key[-4:]}"
+    assert key_material.key_name(key) == f"sk-...{key[-4:]}"
 
 
 def test_token_of_accepts_plaintext_or_hash() -> None:
     key = "sk-abcdefgh"
     digest = hashlib.sha256(key.encode()).hexdigest()
-    assert rules.token_of(key) == digest
-    assert rules.token_of(digest) == digest
-    assert rules.token_of(f" {digest} ") == digest
+    assert key_material.token_of(key) == digest
+    assert key_material.token_of(digest) == digest
+    assert key_material.token_of(f" {digest} ") == digest
 
 
 def test_custom_keys_must_look_like_keys() -> None:
-    rules.check_custom_key("sk-my-own-key")
+    key_material.check_custom_key("sk-my-own-key")
     for bad in ("my-key", "sk-1", "0" * 64):
         with pytest.raises(BadRequestError):
-            rules.check_custom_key(bad)
+            key_material.check_custom_key(bad)
 
 
 @pytest.mark.parametrize("good", ["team-a", "T_1", "a" * 128, "0b9c2d1e-uuid"])
 def test_ids_accepted(good: str) -> None:
-    rules.check_id(good, "team_id")
+    validation.check_id(good, "team_id")
 
 
 @pytest.mark.parametrize("bad", ["", "a b", "a.b", "a*", ">", "a" * 129, "ü"])
 def test_ids_refused(bad: str) -> None:
     with pytest.raises(BadRequestError) as info:
-        rules.check_id(bad, "team_id")
+        validation.check_id(bad, "team_id")
     assert info.value.param == "team_id"
 
 
@@ -114,22 +116,23 @@ def test_ids_refused(bad: str) -> None:
     ],
 )
 def test_secret_names(name: str) -> None:
-    assert rules.is_secret_name(name)
+    assert is_secret_name(name)
 
 
 @pytest.mark.parametrize(
     "name", ["langfuse_host", "max_tokens", "model", "api_base", "project", "user", "region_name"]
 )
 def test_plain_names(name: str) -> None:
-    assert not rules.is_secret_name(name)
+    assert not is_secret_name(name)
 
 
 def test_masking_keeps_env_references_and_hides_values() -> None:
     secret = "sk-lf-0123456789abcdef"
-    masked = rules.mask_secrets(
+    masked = mask_secrets(
         {
             "api_key": secret,
             "short_token": "abc",
+            "long_secret": "0123456789abcdefwxyz",
             "password": "os.environ/DB_PASSWORD",
             "api_base": "https://example.com",
             "nested": {"client_secret": secret, "list": [{"token": secret}]},
@@ -137,12 +140,14 @@ def test_masking_keeps_env_references_and_hides_values() -> None:
         }
     )
     assert secret not in repr(masked)
-    assert masked["api_key"] == rules.MASKED + secret[-4:]
-    assert masked["short_token"] == rules.MASKED
+    # A plaintext virtual key keeps LiteLLM's abbreviation (the shared redaction rule).
+    assert masked["api_key"] == "sk-..." + secret[-4:]
+    assert masked["long_secret"] == MASKED + "wxyz"
+    assert masked["short_token"] == MASKED
     assert masked["password"] == "os.environ/DB_PASSWORD"
     assert masked["api_base"] == "https://example.com"
     assert masked["rpm"] == 5
-    assert masked["nested"]["list"][0]["token"].startswith(rules.MASKED)
+    assert masked["nested"]["list"][0]["token"] == "sk-..." + secret[-4:]
 
 
 def test_metadata_logging_callback_vars_are_masked() -> None:
@@ -157,7 +162,7 @@ def test_metadata_logging_callback_vars_are_masked() -> None:
             }
         ],
     }
-    masked = rules.mask_metadata(meta)
+    masked = masking.mask_metadata(meta)
     assert secret not in repr(masked)
     assert masked["logging"][0]["callback_vars"]["langfuse_host"] == "h"
     assert masked["user"] == "a@example.com"
@@ -179,13 +184,13 @@ def test_metadata_logging_callback_vars_are_masked() -> None:
     )
 )
 def test_masking_never_leaks_a_secret_named_string(value: Any) -> None:
-    masked = rules.mask_secrets({"root": value})
+    masked = mask_secrets({"root": value})
 
     def leaked(original: Any, shown: Any) -> bool:
         if isinstance(original, dict):
             for k, v in original.items():
                 if (
-                    rules.is_secret_name(k)
+                    is_secret_name(k)
                     and isinstance(v, str)
                     and len(v) >= 16
                     and not v.startswith("os.environ/")
@@ -213,7 +218,7 @@ def test_masking_never_leaks_a_secret_named_string(value: Any) -> None:
 )
 def test_unstorable_values(value: Any, field: str) -> None:
     with pytest.raises(BadRequestError) as info:
-        rules.check_storable(value, "f")
+        validation.check_storable(value, "f")
     assert info.value.param == field
 
 
@@ -222,27 +227,24 @@ def test_deep_nesting_is_refused() -> None:
     for _ in range(40):
         deep = {"a": deep}
     with pytest.raises(BadRequestError):
-        rules.check_storable(deep, "metadata")
-
-
-def test_bearer_token_sources() -> None:
-    assert rules.bearer_token("Bearer sk-1", None) == "sk-1"
-    assert rules.bearer_token("bearer  sk-2 ", None) == "sk-2"
-    assert rules.bearer_token("sk-3", None) == "sk-3"
-    assert rules.bearer_token("Bearer sk-1", "sk-4") == "sk-4"  # LiteLLM's header wins
-    assert rules.bearer_token(None, None) is None
-    assert rules.bearer_token("Bearer ", "") is None
+        validation.check_storable(deep, "metadata")
 
 
 def test_changed_fields() -> None:
-    assert rules.changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == {"b": 3, "c": 4}
+    assert views.changed_fields({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4}) == {"b": 3, "c": 4}
 
 
 def test_error_body_is_litellm_shaped() -> None:
     assert ForbiddenError("no", "key").body() == {
         "error": {"message": "no", "type": "auth_error", "param": "key", "code": "403"}
     }
-    assert error_body(400, "m", None, "bad_request_error")["error"]["code"] == "400"
+    # The shared rule: a 400 is OpenAI's `invalid_request_error`.
+    assert BadRequestError("bad", "f").body()["error"] == {
+        "message": "bad",
+        "type": "invalid_request_error",
+        "param": "f",
+        "code": "400",
+    }
 
 
 # --- request schemas ------------------------------------------------------------------------
