@@ -9,8 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from support.receivers.samples import completed
-from tollgate_exporter.delivery import Dispatcher
-from tollgate_exporter.routing import Destination, Route
+from tollgate_exporter.destinations import Destination
+from tollgate_exporter.routing import Route
+from tollgate_exporter.service import Dispatcher
 from tollgate_exporter.settings import ExporterSettings
 from tollgate_exporter.sinks.base import (
     BatchResult,

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from tollgate_exporter.routing import Router, parse_headers, resolve_callbacks, route
+from tollgate_exporter import routing
+from tollgate_exporter.destinations import parse_headers
+from tollgate_exporter.routing import Outcome, Resolution, RouteSet, resolve_callbacks
+from tollgate_exporter.sinks import registry
 from tollgate_shared.config import LitellmSettings, parse_config
 from tollgate_shared.state import KeyState, LoggingCallback, TeamState
 
@@ -20,6 +23,12 @@ ENV = {
     "OTEL_SERVICE_NAME": "gateway",
     "WEBHOOK_URL": "http://hooks.example/in",
 }
+
+
+def route(
+    res: Resolution, outcome: Outcome | None, s: LitellmSettings, env: dict[str, str]
+) -> RouteSet:
+    return routing.route(res, outcome, s, env, registry())
 
 
 def settings(**litellm: Any) -> LitellmSettings:
@@ -251,6 +260,6 @@ def test_router_uses_the_keys_team_when_the_event_has_none() -> None:
     s = settings(callbacks=["langfuse"])
     key = KeyState(token="h", team_id="t")
     team = TeamState(team_id="t", logging_disabled=True)
-    router = Router(s, ENV, {"h": key}.get, {"t": team}.get)
+    router = routing.Router(s, ENV, {"h": key}.get, {"t": team}.get, registry())
     assert router.for_call("h", None, "success").routes == ()
     assert len(router.for_call(None, None, "success").routes) == 1

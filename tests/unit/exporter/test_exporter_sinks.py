@@ -14,7 +14,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from support.receivers import attr_value
 from support.receivers.samples import PROMPT, REPLY, completed, failed
 from tollgate_exporter.content import redact
-from tollgate_exporter.routing import Destination
+from tollgate_exporter.destinations import Destination
 from tollgate_exporter.sinks.base import ExportItem, PermanentError, RetryableError
 from tollgate_exporter.sinks.langfuse import LangfuseSink, render
 from tollgate_exporter.sinks.otel import build_request

@@ -1,6 +1,8 @@
-"""Starts the exporter service: `python -m tollgate_exporter`."""
+"""Starts the exporter service (`python -m tollgate_exporter`), or runs `... dlq list|replay`."""
 
 from __future__ import annotations
+
+import sys
 
 from tollgate_exporter.app import create_app
 from tollgate_exporter.settings import ExporterSettings
@@ -9,6 +11,10 @@ from tollgate_shared.settings import check_master_key
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["dlq"]:
+        from tollgate_exporter.dlq import main as dlq
+
+        raise SystemExit(dlq(sys.argv[2:]))
     settings = ExporterSettings()
     setup_logging(settings.log_level, "exporter")
     cfg = settings.load_config()

@@ -12,42 +12,27 @@ Precedence (the first level that is configured decides the whole set):
 5. the global `callbacks` (both outcomes), `success_callback` and `failure_callback`.
 
 A destination is a sink plus its endpoint and credentials, so two teams with two
-Langfuse projects are two destinations, and two teams sharing one project share one.
+projects of one sink are two destinations, and two teams sharing one project share one.
+Which callback names exist, and what each needs, is the sinks' business: routing asks
+the sink registry (`SinkCatalog`) and knows no sink by name.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
+from tollgate_exporter.destinations import Destination, truthy
 from tollgate_shared.config import LitellmSettings
 from tollgate_shared.state import CallbackType, KeyState, LoggingCallback, TeamState
 
 log = logging.getLogger(__name__)
 
-SinkKind = Literal["langfuse", "otel", "webhook"]
 Outcome = Literal["success", "failure"]
 Source = Literal["key", "team", "default_team_settings", "global"]
 
-DEFAULT_LANGFUSE_HOST = "https://cloud.langfuse.com"
-DEFAULT_OTEL_SERVICE_NAME = "tollgate"
-
-_SINK_ALIASES: dict[str, SinkKind] = {
-    "langfuse": "langfuse",
-    "langfuse_otel": "langfuse",
-    "otel": "otel",
-    "opentelemetry": "otel",
-    "webhook": "webhook",
-    "generic_api": "webhook",
-    "generic": "webhook",
-}
-# Callbacks another Tollgate service handles (ingress serves /metrics): not ours, not errors.
-_HANDLED_ELSEWHERE = frozenset({"prometheus"})
 # default_team_settings keys that are not callback variables.
 _TEAM_SETTING_LISTS = ("callbacks", "success_callback", "failure_callback")
 
@@ -71,16 +56,6 @@ class Resolution:
 
     source: Source | Literal["disabled"]
     callbacks: tuple[CallbackSpec, ...]
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where a sink delivers: identified by `key` (sink, endpoint, credentials digest)."""
-
-    sink: SinkKind
-    key: str
-    label: str = field(compare=False)
-    options: Mapping[str, Any] = field(compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -207,186 +182,32 @@ def callback_settings(settings: LitellmSettings) -> Mapping[str, Mapping[str, An
     return {str(k): v for k, v in raw.items() if isinstance(v, Mapping)}
 
 
-def _digest(*parts: Any) -> str:
-    raw = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(raw).hexdigest()[:20]
+class SinkCatalog(Protocol):
+    """What routing asks of the sinks (the registry in `sinks/`): it knows none by name."""
 
-
-def _pick(vars_: Mapping[str, Any], *names: str) -> str | None:
-    for n in names:
-        v = vars_.get(n)
-        if v not in (None, ""):
-            return str(v)
-    return None
-
-
-def _safe_url(url: str) -> str:
-    """A URL without credentials or query string, for labels."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def parse_headers(raw: Any) -> dict[str, str]:
-    """OTLP-style `k=v,k2=v2` (values URL-encoded), or a mapping."""
-    if not raw:
-        return {}
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    out: dict[str, str] = {}
-    for part in str(raw).split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[unquote(k.strip())] = unquote(v.strip())
-    return out
-
-
-def _truthy(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no"):
-        return False
-    return None
-
-
-def _langfuse(vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    public = _pick(vars_, "langfuse_public_key") or env.get("LANGFUSE_PUBLIC_KEY")
-    secret = _pick(vars_, "langfuse_secret_key", "langfuse_secret") or env.get(
-        "LANGFUSE_SECRET_KEY"
-    )
-    host = (
-        _pick(vars_, "langfuse_host")
-        or env.get("LANGFUSE_HOST")
-        or env.get("LANGFUSE_BASE_URL")
-        or DEFAULT_LANGFUSE_HOST
-    ).rstrip("/")
-    if not public or not secret:
-        return "langfuse needs langfuse_public_key and langfuse_secret_key"
-    if not host.startswith(("http://", "https://")):
-        host = f"https://{host}"
-    return Destination(
-        "langfuse",
-        f"langfuse:{_digest(host, public, secret)}",
-        f"langfuse {_safe_url(host)} {public}",
-        {"host": host, "public_key": public, "secret_key": secret},
-    )
-
-
-def _otel(vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    traces_endpoint = _pick(vars_, "otel_traces_endpoint") or env.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    endpoint = (
-        _pick(vars_, "otel_endpoint")
-        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or env.get("OTEL_ENDPOINT")
-    )
-    exporter = (
-        _pick(vars_, "otel_exporter")
-        or env.get("OTEL_EXPORTER")
-        or ("otlp_http" if (traces_endpoint or endpoint) else "console")
-    ).lower()
-    aliases = {
-        "otlp": "otlp_http",
-        "http": "otlp_http",
-        "grpc": "otlp_grpc",
-        "otlp_http": "otlp_http",
-        "otlp_grpc": "otlp_grpc",
-        "console": "console",
-    }
-    if exporter not in aliases:
-        return f"OTEL_EXPORTER {exporter!r} is not one of otlp_http, otlp_grpc, console"
-    exporter = aliases[exporter]
-    headers = parse_headers(
-        vars_.get("otel_headers")
-        or env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        or env.get("OTEL_EXPORTER_OTLP_HEADERS")
-        or env.get("OTEL_HEADERS")
-    )
-    service = (
-        _pick(vars_, "otel_service_name")
-        or env.get("OTEL_SERVICE_NAME")
-        or DEFAULT_OTEL_SERVICE_NAME
-    )
-    capture = _truthy(
-        vars_.get(
-            "otel_capture_message_content",
-            env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
-        )
-    )
-    url: str | None = None
-    if exporter == "otlp_http":
-        if traces_endpoint:
-            url = traces_endpoint
-        elif endpoint:
-            base = endpoint.rstrip("/")
-            url = base if base.endswith("/v1/traces") else f"{base}/v1/traces"
-        else:
-            url = "http://localhost:4318/v1/traces"
-    elif exporter == "otlp_grpc":
-        url = traces_endpoint or endpoint or "http://localhost:4317"
-    options = {
-        "exporter": exporter,
-        "url": url,
-        "headers": headers,
-        "service_name": service,
-        "capture_content": capture is not False,
-    }
-    label_target = _safe_url(url) if url else "stdout"
-    return Destination(
-        "otel",
-        f"otel:{_digest(exporter, url, headers, service, capture)}",
-        f"otel {exporter} {label_target}",
-        options,
-    )
-
-
-def _webhook(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    generic = name in ("generic_api", "generic")
-    url = _pick(vars_, "webhook_url", "url") or (
-        env.get("GENERIC_LOGGER_ENDPOINT") if generic else env.get("WEBHOOK_URL")
-    )
-    if not url:
-        return f"{name} needs a webhook_url (or WEBHOOK_URL in the environment)"
-    if not url.startswith(("http://", "https://")):
-        return f"{name}: webhook_url must be an http(s) URL"
-    secret = _pick(vars_, "webhook_secret", "secret") or env.get("WEBHOOK_SECRET")
-    headers = parse_headers(
-        vars_.get("webhook_headers")
-        or (env.get("GENERIC_LOGGER_HEADERS") if generic else env.get("WEBHOOK_HEADERS"))
-    )
-    return Destination(
-        "webhook",
-        f"webhook:{_digest(name, url, secret, headers)}",
-        f"webhook {name} {_safe_url(url)}",
-        {"name": name, "url": url, "secret": secret, "headers": headers},
-    )
+    def destination_for(
+        self,
+        name: str,
+        vars_: Mapping[str, Any],
+        named: Mapping[str, Any],
+        env: Mapping[str, str],
+    ) -> Destination | str | None:
+        """The destination of callback `name`; why not (a reason); None if it is not ours."""
+        ...
 
 
 def destination_for(
     spec: CallbackSpec,
     env: Mapping[str, str],
     named: Mapping[str, Mapping[str, Any]],
+    sinks: SinkCatalog,
 ) -> Destination | str | None:
-    """The destination of one callback; a reason string when misconfigured; None if not ours."""
+    """The destination of one callback; a reason string when misconfigured; None if not ours.
+
+    A callback's own variables win over `callback_settings.<name>`.
+    """
     extra = named.get(spec.name, {})
-    vars_ = {**extra, **spec.vars}
-    kind = _SINK_ALIASES.get(spec.name)
-    if kind is None and ("webhook_url" in vars_ or "url" in extra):
-        kind = "webhook"
-    if kind is None:
-        if spec.name in _HANDLED_ELSEWHERE:
-            return None
-        return f"{spec.name!r} is not a sink of the exporter (langfuse, otel, webhook)"
-    if kind == "langfuse":
-        return _langfuse(vars_, env)
-    if kind == "otel":
-        return _otel(vars_, env)
-    return _webhook(spec.name, vars_, env)
+    return sinks.destination_for(spec.name, {**extra, **spec.vars}, extra, env)
 
 
 def redaction(
@@ -399,10 +220,10 @@ def redaction(
     (a key's or a team's) wins, so a key may turn content back on for itself only.
     """
     redact = settings.turn_off_message_logging
-    message_logging = _truthy(named.get(spec.name, {}).get("message_logging"))
+    message_logging = truthy(named.get(spec.name, {}).get("message_logging"))
     if message_logging is False:
         redact = True
-    own = _truthy(spec.vars.get("turn_off_message_logging"))
+    own = truthy(spec.vars.get("turn_off_message_logging"))
     if own is not None:
         redact = own
     return redact
@@ -413,6 +234,7 @@ def route(
     outcome: Outcome | None,
     settings: LitellmSettings,
     env: Mapping[str, str],
+    sinks: SinkCatalog,
 ) -> RouteSet:
     """Destinations for one outcome (None: both, as /key/health asks), de-duplicated."""
     named = callback_settings(settings)
@@ -421,7 +243,7 @@ def route(
     for spec in resolution.callbacks:
         if outcome is not None and not spec.fires_on(outcome):
             continue
-        dest = destination_for(spec, env, named)
+        dest = destination_for(spec, env, named, sinks)
         if dest is None:
             continue
         if isinstance(dest, str):
@@ -445,8 +267,10 @@ class Router:
         env: Mapping[str, str],
         key_lookup: Callable[[str], KeyState | None],
         team_lookup: Callable[[str], TeamState | None],
+        sinks: SinkCatalog,
     ) -> None:
         self.settings = settings
+        self._sinks = sinks
         self._env = dict(env)
         self._key = key_lookup
         self._team = team_lookup
@@ -460,4 +284,6 @@ class Router:
     def for_call(
         self, key_hash: str | None, team_id: str | None, outcome: Outcome | None
     ) -> RouteSet:
-        return route(self.resolution(key_hash, team_id), outcome, self.settings, self._env)
+        return route(
+            self.resolution(key_hash, team_id), outcome, self.settings, self._env, self._sinks
+        )

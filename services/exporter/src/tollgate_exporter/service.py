@@ -1,4 +1,9 @@
-"""Per-destination queues and workers: batching, retries with backoff, dead-letters, acks.
+"""The exporter's use cases: export an event, check a key's logging, replay dead letters.
+
+`Exporter.export` routes one decoded event and hands it to the `Dispatcher`:
+per-destination queues and workers with batching, retries with backoff,
+dead-letters and acks. `key_health` answers /key/health; `DeadLetterDesk` lists
+the EXPORT stream's dead letters and re-delivers them (`python -m tollgate_exporter dlq`).
 
 Each destination (a sink plus endpoint and credentials) has its own bounded queue
 and its own worker task, so a dead or slow destination only ever waits on itself.
@@ -28,9 +33,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
 from nats.aio.msg import Msg
-from prometheus_client import Counter, Gauge
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -40,7 +45,19 @@ from tenacity import (
 )
 
 from tollgate_exporter.content import redact
-from tollgate_exporter.routing import Destination, Route
+from tollgate_exporter.dead_letters import DeadLetter
+from tollgate_exporter.destinations import Destination
+from tollgate_exporter.health import DestinationHealth, key_health_report
+from tollgate_exporter.metrics import (
+    DEAD_LETTERED,
+    EXPORTED,
+    FAILED,
+    LAG,
+    QUEUE_DEPTH,
+    RETRIED,
+    UNROUTABLE,
+)
+from tollgate_exporter.routing import Outcome, Route, Router
 from tollgate_exporter.settings import ExporterSettings
 from tollgate_exporter.sinks.base import (
     BatchResult,
@@ -50,35 +67,21 @@ from tollgate_exporter.sinks.base import (
     SinkError,
     stable_id,
 )
-from tollgate_shared.events import ExportDeadLettered, LlmRequestFinished
+from tollgate_shared.events import (
+    EventDecodeError,
+    ExportDeadLettered,
+    LlmRequestCompleted,
+    LlmRequestFailed,
+    LlmRequestFinished,
+    decode,
+)
 from tollgate_shared.retries import wait_retry_after
+from tollgate_shared.state import KeyState, hash_key
 
 log = logging.getLogger(__name__)
 
-_LABELS = ["sink", "destination"]
-EXPORTED = Counter("tollgate_exporter_exported_total", "Events a destination accepted", _LABELS)
-FAILED = Counter(
-    "tollgate_exporter_failed_total", "Delivery attempts (batches) that failed", _LABELS
-)
-RETRIED = Counter(
-    "tollgate_exporter_retried_total", "Batch attempts repeated after a failure", _LABELS
-)
-DEAD_LETTERED = Counter(
-    "tollgate_exporter_dead_lettered_total",
-    "Events given up on for a destination and published to the dead-letter stream",
-    _LABELS,
-)
-LAG = Gauge(
-    "tollgate_exporter_lag_seconds",
-    "Age, when accepted, of the oldest event in a destination's last delivered batch",
-    _LABELS,
-)
-QUEUE_DEPTH = Gauge("tollgate_exporter_queue_depth", "Events waiting for a destination", _LABELS)
-UNROUTABLE = Counter(
-    "tollgate_exporter_unroutable_total",
-    "Events whose configured callback could not be delivered (misconfigured or unknown)",
-    ["callback"],
-)
+# What the exporter reads from the LLM stream.
+EXPORTED_EVENTS = (LlmRequestCompleted, LlmRequestFailed)
 
 DeadLetterPublisher = Callable[[ExportDeadLettered], Awaitable[None]]
 
@@ -113,42 +116,6 @@ class Queued:
     item: ExportItem
     ticket: Ticket
     source: SourceInfo
-
-
-@dataclass
-class DestinationHealth:
-    """Recent delivery outcomes of one destination, for /key/health."""
-
-    sink: str
-    label: str
-    exported: int = 0
-    dead_lettered: int = 0
-    consecutive_failures: int = 0
-    last_success: float | None = None
-    last_failure: float | None = None
-    last_dead_letter: float | None = None
-    last_error: str | None = None
-
-    def problem(self, now: float, window_s: float) -> str | None:
-        """Why this destination is unhealthy now, or None."""
-        found: list[str] = []
-        if (
-            self.consecutive_failures
-            and self.last_failure is not None
-            and now - self.last_failure < window_s
-        ):
-            found.append(
-                f"{self.consecutive_failures} failed attempt(s) in a row, last "
-                f"{now - self.last_failure:.0f}s ago"
-            )
-        if self.last_dead_letter is not None and now - self.last_dead_letter < window_s:
-            found.append(
-                f"dead-lettered {self.dead_lettered} event(s), last "
-                f"{now - self.last_dead_letter:.0f}s ago"
-            )
-        if not found:
-            return None
-        return f"{'; '.join(found)}: {self.last_error}"
 
 
 class DestinationWorker:
@@ -452,3 +419,202 @@ def _stream_seq(msg: Msg) -> int | None:
         return int(msg.metadata.sequence.stream)
     except Exception:
         return None
+
+
+def outcome_of(event: LlmRequestFinished) -> Outcome:
+    return "failure" if isinstance(event, LlmRequestFailed) else "success"
+
+
+# --- export --------------------------------------------------------------------
+
+Hydrator = Callable[[LlmRequestFinished], Awaitable[LlmRequestFinished]]
+
+
+class ContentUnavailableError(Exception):
+    """An event's content (moved to the object store) cannot be read yet: redeliver later."""
+
+
+class Exporter:
+    """Exports decoded LLM events: route each, then queue it for its destinations."""
+
+    def __init__(self, router: Router, dispatcher: Dispatcher, hydrate: Hydrator) -> None:
+        self._router = router
+        self._dispatcher = dispatcher
+        self._hydrate = hydrate
+
+    async def export(self, msg: Msg, event: LlmRequestFinished) -> None:
+        """Route `event` and queue it; `msg` is acked once every destination has settled.
+
+        Raises ContentUnavailableError when the content it must send cannot be read yet.
+        """
+        routes = self._router.for_call(event.api_key_hash, event.team_id, outcome_of(event))
+        for problem in routes.problems:
+            UNROUTABLE.labels(problem.callback).inc()
+            log.warning(
+                "event %s: %s callback %s not delivered: %s",
+                event.event_id,
+                problem.source,
+                problem.callback,
+                problem.reason,
+            )
+        if routes.routes and event.content_ref:
+            try:
+                event = await self._hydrate(event)
+            except Exception as exc:
+                raise ContentUnavailableError(f"content of {event.event_id}: {exc}") from exc
+        await self._dispatcher.submit(msg, event, routes.routes)
+
+
+# --- /key/health ---------------------------------------------------------------
+
+
+class ExporterStartingError(Exception):
+    """The key and team settings are not loaded yet."""
+
+
+class UnknownKeyError(Exception):
+    """The presented key is neither the master key nor a key the exporter knows."""
+
+
+@dataclass
+class KeyHealth:
+    """The /key/health use case: the presented key's callbacks and their delivery health."""
+
+    router: Callable[[], Router | None]
+    key_lookup: Callable[[str], KeyState | None]
+    health: Callable[[Destination], DestinationHealth | None]
+    master_key: str | None
+    window_s: float
+
+    def check(self, presented: str) -> dict[str, Any]:
+        """LiteLLM's KeyHealthResponse; raises ExporterStartingError or UnknownKeyError."""
+        router = self.router()
+        if router is None:
+            raise ExporterStartingError("exporter is starting")
+        if self.master_key and presented == self.master_key:
+            routes = router.for_call(None, None, None)
+        else:
+            key = self.key_lookup(hash_key(presented))
+            if key is None:
+                raise UnknownKeyError("Authentication Error, invalid user key")
+            routes = router.for_call(key.token, key.team_id, None)
+        return key_health_report(routes, self.health, self.window_s)
+
+
+# --- dead letters ----------------------------------------------------------------
+
+
+class DeadLetterStore(Protocol):
+    """Where dead letters are kept (the EXPORT stream) and their sources found (LLM)."""
+
+    async def all(self) -> list[DeadLetter]: ...
+
+    async def source(self, record: ExportDeadLettered) -> tuple[str, bytes] | None: ...
+
+    async def delete(self, seq: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay did with one dead letter."""
+
+    letter: DeadLetter
+    status: Literal["delivered", "failed"]
+    detail: str
+
+
+class DeadLetterDesk:
+    """Lists dead letters and re-delivers them to their destination through its sink.
+
+    A replay routes the source event again with the current routing state and sends
+    it to the destination the letter names (the same destination key when the
+    credentials are unchanged, else the same sink and label), in one attempt. A
+    delivered letter is deleted, so a replay is never repeated; a failed one stays.
+    """
+
+    def __init__(
+        self,
+        letters: DeadLetterStore,
+        router: Router,
+        sinks: Mapping[str, Sink],
+        hydrate: Hydrator,
+    ) -> None:
+        self._letters = letters
+        self._router = router
+        self._sinks = sinks
+        self._hydrate = hydrate
+
+    async def letters(
+        self, *, sink: str | None = None, request_id: str | None = None
+    ) -> list[DeadLetter]:
+        """The dead letters still in the stream, oldest first, narrowed by sink / request."""
+        return [
+            letter
+            for letter in await self._letters.all()
+            if (sink is None or letter.record.sink == sink)
+            and (request_id is None or letter.record.request_id == request_id)
+        ]
+
+    async def replay(
+        self, *, sink: str | None = None, request_id: str | None = None
+    ) -> list[Replayed]:
+        """Re-deliver each dead letter (narrowed as `letters`); what happened to each."""
+        out: list[Replayed] = []
+        for letter in await self.letters(sink=sink, request_id=request_id):
+            try:
+                detail = await self._replay(letter)
+            except _NotReplayedError as exc:
+                out.append(Replayed(letter, "failed", str(exc)))
+                continue
+            try:
+                await self._letters.delete(letter.seq)
+            except Exception as exc:  # delivered; a second replay re-sends under the same ids
+                detail = f"{detail}, but the dead letter could not be deleted: {exc}"
+                out.append(Replayed(letter, "failed", detail))
+                continue
+            out.append(Replayed(letter, "delivered", detail))
+        return out
+
+    def _route(self, event: LlmRequestFinished, record: ExportDeadLettered) -> Route:
+        routes = self._router.for_call(event.api_key_hash, event.team_id, outcome_of(event))
+        for r in routes.routes:
+            if stable_id(event.event_id, r.destination.key, "dead-letter") == record.event_id:
+                return r
+        for r in routes.routes:
+            if (r.destination.sink, r.destination.label) == (record.sink, record.destination):
+                return r
+        raise _NotReplayedError(f"the event is no longer routed to {record.destination}")
+
+    async def _replay(self, letter: DeadLetter) -> str:
+        record = letter.record
+        found = await self._letters.source(record)
+        if found is None:
+            raise _NotReplayedError(
+                f"source event {record.source_event_id} is no longer in the LLM stream"
+            )
+        subject, data = found
+        try:
+            event = decode(subject, data, EXPORTED_EVENTS)
+        except EventDecodeError as exc:
+            raise _NotReplayedError(f"source event unreadable: {exc}") from None
+        route = self._route(event, record)
+        if event.content_ref:
+            try:
+                event = await self._hydrate(event)
+            except Exception as exc:
+                raise _NotReplayedError(f"content not readable: {exc}") from None
+        sink = self._sinks.get(route.destination.sink)
+        if sink is None:
+            raise _NotReplayedError(f"no sink {route.destination.sink!r} in this exporter")
+        item = ExportItem(redact(event) if route.redact else event, route.redact)
+        try:
+            result = await sink.send(route.destination, [item])
+        except SinkError as exc:
+            raise _NotReplayedError(str(exc)) from None
+        if result.rejected:
+            raise _NotReplayedError(result.rejected[0])
+        return f"delivered to {route.destination.label}"
+
+
+class _NotReplayedError(Exception):
+    pass

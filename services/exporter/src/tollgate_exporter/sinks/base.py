@@ -1,4 +1,8 @@
-"""The contract every sink meets, and how a delivery attempt can fail.
+"""The contract every sink meets: what it registers (`SinkType`), how it sends, how it fails.
+
+A sink module defines `SINK = SinkType(...)`: its kind, the callback names it
+serves, how it builds a destination from callback variables and the environment,
+and how it builds its sender from the exporter's shared client and settings.
 
 SinkError
 ├── RetryableError   429, 5xx, timeouts, connection errors: try the batch again
@@ -8,13 +12,15 @@ SinkError
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
-from tollgate_exporter.routing import Destination
+from tollgate_exporter.destinations import Destination
+from tollgate_exporter.settings import ExporterSettings
+from tollgate_shared.config import LitellmSettings
 from tollgate_shared.events import LlmRequestFinished
 from tollgate_shared.retries import retry_after_s
 
@@ -68,6 +74,42 @@ class Sink(Protocol):
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
         """Deliver a batch; raise RetryableError / PermanentError when it was not accepted."""
         ...
+
+
+class ClosableSink(Sink, Protocol):
+    async def close(self) -> None:
+        """Release what the sink holds (channels); the shared HTTP client is not its own."""
+        ...
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink builds its sender from: the shared HTTP client and the configuration."""
+
+    client: httpx.AsyncClient
+    settings: ExporterSettings
+    litellm: LitellmSettings
+    env: Mapping[str, str]
+
+
+# (callback name, callback variables, process environment) -> the destination, or why not.
+DestinationBuilder = Callable[[str, Mapping[str, Any], Mapping[str, str]], "Destination | str"]
+
+
+@dataclass(frozen=True)
+class SinkType:
+    """A sink as the registry knows it.
+
+    `names` are the callback names it serves; `claims(vars, named)` lets it also serve
+    a callback of any other name, given the callback's variables and its
+    `callback_settings.<name>` entry (a named webhook, say).
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    destination: DestinationBuilder
+    create: Callable[[SinkContext], ClosableSink]
+    claims: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:

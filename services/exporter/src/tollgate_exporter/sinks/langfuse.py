@@ -18,12 +18,17 @@ OTLP endpoint (`/api/public/otel/v1/traces`) or the `langfuse` package's client:
   retried by the exporter's own per-destination workers, so a slow project
   never blocks another. The SDK (v5) no longer ships a client for this API, so
   the documented JSON is built here.
+
+Callback names: `langfuse` (and LiteLLM's `langfuse_otel`). Destination: host,
+public key and secret key from the callback variables (`langfuse_public_key`,
+`langfuse_secret_key`/`langfuse_secret`, `langfuse_host`), else `LANGFUSE_*` in
+the environment.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,16 +40,19 @@ from tollgate_exporter.content import (
     standard_metadata,
     user_metadata,
 )
-from tollgate_exporter.routing import Destination
+from tollgate_exporter.destinations import Destination, digest, pick, safe_url
 from tollgate_exporter.sinks.base import (
     BatchResult,
     ExportItem,
     RetryableError,
+    SinkContext,
+    SinkType,
     post,
     stable_id,
 )
 from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
 
+DEFAULT_HOST = "https://cloud.langfuse.com"
 INGESTION_PATH = "/api/public/ingestion"
 # Langfuse limits a batch to 3.5 MB; stay below it.
 MAX_BATCH_BYTES = 3_000_000
@@ -78,6 +86,28 @@ _TRACE_FIELDS = {
     "output": "output",
     "environment": "environment",
 }
+
+
+def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
+    """A Langfuse project: host, public key and secret key (the vars', else the environment's)."""
+    public = pick(vars_, "langfuse_public_key") or env.get("LANGFUSE_PUBLIC_KEY")
+    secret = pick(vars_, "langfuse_secret_key", "langfuse_secret") or env.get("LANGFUSE_SECRET_KEY")
+    host = (
+        pick(vars_, "langfuse_host")
+        or env.get("LANGFUSE_HOST")
+        or env.get("LANGFUSE_BASE_URL")
+        or DEFAULT_HOST
+    ).rstrip("/")
+    if not public or not secret:
+        return "langfuse needs langfuse_public_key and langfuse_secret_key"
+    if not host.startswith(("http://", "https://")):
+        host = f"https://{host}"
+    return Destination(
+        "langfuse",
+        f"langfuse:{digest(host, public, secret)}",
+        f"langfuse {safe_url(host)} {public}",
+        {"host": host, "public_key": public, "secret_key": secret},
+    )
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -321,3 +351,22 @@ class LangfuseSink:
                         f"{e.get('message') or e.get('error')}"
                     )
         return result
+
+    async def close(self) -> None:
+        """Nothing of its own to release (the HTTP client is shared)."""
+
+
+def create(ctx: SinkContext) -> LangfuseSink:
+    return LangfuseSink(
+        ctx.client,
+        ctx.litellm.langfuse_default_tags,
+        ctx.env.get("PROXY_BASE_URL") or ctx.settings.public_url,
+    )
+
+
+SINK = SinkType(
+    kind="langfuse",
+    names=("langfuse", "langfuse_otel"),
+    destination=destination,
+    create=create,
+)

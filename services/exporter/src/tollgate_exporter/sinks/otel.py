@@ -11,6 +11,11 @@ destination has its own worker and the exporter's own retry policy.
 Ids: the trace continues the request's `traceparent` (trace id and parent span)
 when there is one, else it is derived from the event id; the span id is always
 derived from the event id, so a redelivered event is the same span.
+
+Callback names: `otel` (and `opentelemetry`). Destination: exporter, endpoint,
+headers and service name from the callback variables (`otel_exporter`,
+`otel_endpoint`, `otel_traces_endpoint`, `otel_headers`, `otel_service_name`), else
+`OTEL_*` in the environment (the OpenTelemetry SDK's names and LiteLLM's).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,16 +45,26 @@ from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from tollgate_exporter.content import output_message
-from tollgate_exporter.routing import Destination
+from tollgate_exporter.destinations import (
+    Destination,
+    digest,
+    parse_headers,
+    pick,
+    safe_url,
+    truthy,
+)
 from tollgate_exporter.sinks.base import (
     BatchResult,
     ExportItem,
     PermanentError,
     RetryableError,
+    SinkContext,
+    SinkType,
     post,
 )
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed, LlmRequestFinished
 
+DEFAULT_SERVICE_NAME = "tollgate"
 SCOPE = InstrumentationScope("tollgate.exporter", "1")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _OPERATIONS = {
@@ -94,6 +109,76 @@ _RETRYABLE_GRPC = frozenset(
         grpc.StatusCode.CANCELLED,
     }
 )
+
+
+_EXPORTERS = {
+    "otlp": "otlp_http",
+    "http": "otlp_http",
+    "grpc": "otlp_grpc",
+    "otlp_http": "otlp_http",
+    "otlp_grpc": "otlp_grpc",
+    "console": "console",
+}
+
+
+def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
+    """An OTLP collector (HTTP or gRPC) or the console, with headers and service name."""
+    traces_endpoint = pick(vars_, "otel_traces_endpoint") or env.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    endpoint = (
+        pick(vars_, "otel_endpoint")
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_ENDPOINT")
+    )
+    exporter = (
+        pick(vars_, "otel_exporter")
+        or env.get("OTEL_EXPORTER")
+        or ("otlp_http" if (traces_endpoint or endpoint) else "console")
+    ).lower()
+    if exporter not in _EXPORTERS:
+        return f"OTEL_EXPORTER {exporter!r} is not one of otlp_http, otlp_grpc, console"
+    exporter = _EXPORTERS[exporter]
+    headers = parse_headers(
+        vars_.get("otel_headers")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+        or env.get("OTEL_HEADERS")
+    )
+    service = (
+        pick(vars_, "otel_service_name") or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+    )
+    capture = truthy(
+        vars_.get(
+            "otel_capture_message_content",
+            env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+        )
+    )
+    url: str | None = None
+    if exporter == "otlp_http":
+        if traces_endpoint:
+            url = traces_endpoint
+        elif endpoint:
+            base = endpoint.rstrip("/")
+            url = base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+        else:
+            url = "http://localhost:4318/v1/traces"
+    elif exporter == "otlp_grpc":
+        url = traces_endpoint or endpoint or "http://localhost:4317"
+    options = {
+        "exporter": exporter,
+        "url": url,
+        "headers": headers,
+        "service_name": service,
+        "capture_content": capture is not False,
+    }
+    label_target = safe_url(url) if url else "stdout"
+    return Destination(
+        "otel",
+        f"otel:{digest(exporter, url, headers, service, capture)}",
+        f"otel {exporter} {label_target}",
+        options,
+    )
 
 
 def _id_bits(event_id: str, purpose: str, nbytes: int) -> int:
@@ -353,3 +438,15 @@ class OtelSink:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+
+
+def create(ctx: SinkContext) -> OtelSink:
+    return OtelSink(ctx.client, ctx.settings.export_timeout_s)
+
+
+SINK = SinkType(
+    kind="otel",
+    names=("otel", "opentelemetry"),
+    destination=destination,
+    create=create,
+)

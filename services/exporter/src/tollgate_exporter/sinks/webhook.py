@@ -12,6 +12,11 @@ When a secret is configured, `X-Tollgate-Signature: sha256=<hex>` is the
 HMAC-SHA256 of the raw body with that secret, and `X-Tollgate-Timestamp` the
 send time (also inside the body as `sent_at`). A batch may be delivered again
 after a failure; receivers de-duplicate on each event's `event_id`.
+
+Callback names: `webhook` (`WEBHOOK_URL`/`WEBHOOK_SECRET`/`WEBHOOK_HEADERS`),
+`generic_api`/`generic` (`GENERIC_LOGGER_ENDPOINT`/`GENERIC_LOGGER_HEADERS`), and any
+other name whose variables or `callback_settings.<name>` carry a `webhook_url`
+(a named webhook).
 """
 
 from __future__ import annotations
@@ -19,18 +24,49 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from tollgate_exporter.routing import Destination
-from tollgate_exporter.sinks.base import BatchResult, ExportItem, post
+from tollgate_exporter.destinations import Destination, digest, parse_headers, pick, safe_url
+from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType, post
 
 SIGNATURE_HEADER = "X-Tollgate-Signature"
 TIMESTAMP_HEADER = "X-Tollgate-Timestamp"
 PAYLOAD_TYPE = "tollgate.llm_events"
+
+
+_GENERIC_NAMES = ("generic_api", "generic")
+
+
+def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
+    """An http(s) endpoint, with an optional signing secret and extra headers."""
+    generic = name in _GENERIC_NAMES
+    url = pick(vars_, "webhook_url", "url") or (
+        env.get("GENERIC_LOGGER_ENDPOINT") if generic else env.get("WEBHOOK_URL")
+    )
+    if not url:
+        return f"{name} needs a webhook_url (or WEBHOOK_URL in the environment)"
+    if not url.startswith(("http://", "https://")):
+        return f"{name}: webhook_url must be an http(s) URL"
+    secret = pick(vars_, "webhook_secret", "secret") or env.get("WEBHOOK_SECRET")
+    headers = parse_headers(
+        vars_.get("webhook_headers")
+        or (env.get("GENERIC_LOGGER_HEADERS") if generic else env.get("WEBHOOK_HEADERS"))
+    )
+    return Destination(
+        "webhook",
+        f"webhook:{digest(name, url, secret, headers)}",
+        f"webhook {name} {safe_url(url)}",
+        {"name": name, "url": url, "secret": secret, "headers": headers},
+    )
+
+
+def claims(vars_: Mapping[str, Any], named: Mapping[str, Any]) -> bool:
+    """A callback of any name is a named webhook when it is given a URL."""
+    return "webhook_url" in vars_ or "url" in named
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -76,3 +112,19 @@ class WebhookSink:
             self._client, opts["url"], f"webhook {opts['name']}", content=body, headers=headers
         )
         return BatchResult()
+
+    async def close(self) -> None:
+        """Nothing of its own to release (the HTTP client is shared)."""
+
+
+def create(ctx: SinkContext) -> WebhookSink:
+    return WebhookSink(ctx.client)
+
+
+SINK = SinkType(
+    kind="webhook",
+    names=("webhook", *_GENERIC_NAMES),
+    destination=destination,
+    create=create,
+    claims=claims,
+)
