@@ -1,4 +1,4 @@
-"""Helpers for ledger tests: run a consumer until idle, build and publish events."""
+"""Helpers for ledger tests: assemble and run a consumer until idle, build and publish events."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from nats.js import JetStreamContext
 
+from support.builders import completed, failed
+from tollgate_ledger.budgets import SpendMirror
+from tollgate_ledger.policy import LedgerPolicy
+from tollgate_ledger.projections.audit import AuditProjection
+from tollgate_ledger.projections.spend import SpendProjection
+from tollgate_ledger.service import Announcer, AuditService, Publish, SpendService
+from tollgate_ledger.subscribers import AuditSubscriber, SpendSubscriber
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed
 
@@ -56,24 +64,16 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 
 
 def make_completed(team: str, n: int, **kw: Any) -> LlmRequestCompleted:
-    base: dict[str, Any] = {
-        "producer": "test",
+    """Call `n` of a test's team: two keys, one user, one session, spend 0.001 * (n + 1)."""
+    fields: dict[str, Any] = {
         "request_id": f"{team}-req-{n}",
-        "call_type": "acompletion",
         "api_key_hash": f"{team}-key-{n % 2}",
         "key_alias": f"alias-{n % 2}",
         "team_id": team,
         "team_alias": f"{team}-alias",
         "user_id": f"{team}-user",
-        "requested_model": "gpt-4o",
-        "model_group": "gpt-4o",
-        "model": "gpt-4o",
         "start_time": T0 + timedelta(seconds=n),
         "end_time": T0 + timedelta(seconds=n, milliseconds=500),
-        "total_latency_ms": 500.0,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "total_tokens": 15,
         "spend": Decimal("0.001") * (n + 1),
         "session_id": f"{team}-sess",
         "tags": ["tag-a"],
@@ -81,26 +81,63 @@ def make_completed(team: str, n: int, **kw: Any) -> LlmRequestCompleted:
         "response": {"choices": [{"message": {"content": "hi"}}]},
         "proxy_server_request": {"body": {"model": "gpt-4o"}},
     }
-    base.update(kw)
-    return LlmRequestCompleted.model_validate(base)
+    return completed(**{**fields, **kw})
 
 
 def make_failed(team: str, n: int, **kw: Any) -> LlmRequestFailed:
-    data = make_completed(team, n).model_dump()
-    data.pop("status")
-    data.update(
-        {
-            "spend": Decimal(0),
-            "error_class": "APIError",
-            "error_message": "upstream 500",
-            "status_code": 500,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "total_tokens": 0,
-        }
+    """Call `n` of a test's team, failed upstream (500), spending nothing."""
+    ok = make_completed(team, n)
+    fields: dict[str, Any] = {
+        k: getattr(ok, k)
+        for k in (
+            "request_id",
+            "api_key_hash",
+            "key_alias",
+            "team_id",
+            "team_alias",
+            "user_id",
+            "start_time",
+            "end_time",
+            "session_id",
+            "tags",
+            "messages",
+            "proxy_server_request",
+        )
+    }
+    return failed(**{**fields, **kw})
+
+
+def spend_subscriber(
+    spec: names.ConsumerSpec,
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    policy: LedgerPolicy | None = None,
+    *,
+    projection: SpendProjection | None = None,
+    mirror: SpendMirror | None = None,
+    publish: Publish | None = None,
+    announce: bool = True,
+) -> SpendSubscriber:
+    """The spend consumer as the app assembles it (announcer included unless `announce=False`)."""
+    projection = projection or SpendProjection(names.SCHEMA_LEDGER)
+    announcer = Announcer(pool, projection, None, mirror, publish) if announce else None
+    service = SpendService(
+        spec.name,
+        js,
+        pool,
+        projection,
+        policy or LedgerPolicy(store_prompts=True),
+        announcer,
+        publish,
     )
-    data.update(kw)
-    return LlmRequestFailed.model_validate(data)
+    return SpendSubscriber(spec, service)
+
+
+def audit_subscriber(
+    spec: names.ConsumerSpec, pool: asyncpg.Pool, policy: LedgerPolicy
+) -> AuditSubscriber:
+    service = AuditService(spec.name, pool, AuditProjection(names.SCHEMA_LEDGER), policy)
+    return AuditSubscriber(spec, service)
 
 
 async def publish_raw(js: JetStreamContext, subject: str, payload: bytes) -> None:

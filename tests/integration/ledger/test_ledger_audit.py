@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 import asyncpg
 import orjson
 import pytest
-from ledger_support import publish_raw, run_until_idle
+from ledger_support import audit_subscriber, publish_raw, run_until_idle
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from tollgate_ledger.handlers import LedgerPolicy
-from tollgate_ledger.projections.audit import AuditProjection
-from tollgate_ledger.subscribers import AuditConsumer
+from support.builders import admin_change
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_shared import consuming, names
 from tollgate_shared.events import AdminChanged
+from tollgate_shared.names import AdminSubject
 from tollgate_shared.publishing import publish_event
 
 
@@ -50,10 +50,8 @@ async def audit_spec(js: JetStreamContext) -> AsyncIterator[names.ConsumerSpec]:
 
 def changes(obj: str) -> list[AdminChanged]:
     return [
-        AdminChanged(
-            producer="admin",
-            entity="key",
-            action="created",
+        admin_change(
+            AdminSubject.KEY_CREATED,
             object_id=obj,
             changed_by="audit-test@example.com",
             changed_by_api_key="f" * 64,
@@ -67,10 +65,8 @@ def changes(obj: str) -> list[AdminChanged]:
                 },
             },
         ),
-        AdminChanged(
-            producer="admin",
-            entity="key",
-            action="blocked",
+        admin_change(
+            AdminSubject.KEY_BLOCKED,
             object_id=obj,
             changed_by="audit-test@example.com",
             before_value={"blocked": False},
@@ -88,13 +84,11 @@ async def test_admin_changes_become_audit_rows_once(
     events = changes(obj)
     for ev in events:
         await publish_event(js, ev)
-    await publish_raw(js, names.admin_subject("key", "updated"), b"{broken")
+    await publish_raw(js, AdminSubject.KEY_UPDATED, b"{broken")
     for ev in events:  # redelivered beyond the duplicate window
         await publish_raw(js, ev.subject(), ev.to_json())
     terminated = consuming.MESSAGES_TERMINATED.labels(audit_spec.name)._value.get()
-    c = AuditConsumer(
-        audit_spec, pool, AuditProjection(names.SCHEMA_LEDGER), LedgerPolicy(store_audit_logs=True)
-    )
+    c = audit_subscriber(audit_spec, pool, LedgerPolicy(store_audit_logs=True))
     await run_until_idle(js, audit_spec, c.handle)
 
     rows = await pool.fetch(
@@ -121,9 +115,7 @@ async def test_audit_off_records_nothing(
     obj = f"obj-{uuid.uuid4().hex[:8]}"
     for ev in changes(obj):
         await publish_event(js, ev)
-    c = AuditConsumer(
-        audit_spec, pool, AuditProjection(names.SCHEMA_LEDGER), LedgerPolicy(store_audit_logs=False)
-    )
+    c = audit_subscriber(audit_spec, pool, LedgerPolicy(store_audit_logs=False))
     await run_until_idle(js, audit_spec, c.handle)
     assert (
         await pool.fetchval("SELECT count(*) FROM ledger.audit_log WHERE object_id = $1", obj) == 0

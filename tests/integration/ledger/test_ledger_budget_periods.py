@@ -11,7 +11,7 @@ from ledger_support import make_completed
 from nats.js import JetStreamContext
 
 from tollgate_ledger.budgets import BudgetBook, SpendMirror, reset_periods, spend_totals
-from tollgate_ledger.handlers import LedgerPolicy
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.spend import SpendProjection, write_events
 from tollgate_shared import names
 from tollgate_shared.durations import budget_period

@@ -10,36 +10,26 @@ from typing import Any
 
 import asyncpg
 import orjson
-from ledger_support import make_completed, make_failed, publish_raw, run_until_idle
+from ledger_support import (
+    make_completed,
+    make_failed,
+    publish_raw,
+    run_until_idle,
+    spend_subscriber,
+)
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from tollgate_ledger.budgets import SpendMirror
-from tollgate_ledger.handlers import LedgerPolicy
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.spend import SpendProjection
-from tollgate_ledger.subscribers import SpendConsumer, js_publisher, run_spend
+from tollgate_ledger.service import js_publisher
+from tollgate_ledger.subscribers import run_spend
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LedgerSpendUpdated, LedgerTrackingFailed
 from tollgate_shared.publishing import offload_content, publish_event
 from tollgate_shared.state import SpendState, spend_kv_key
-
-
-def consumer(
-    spec: names.ConsumerSpec,
-    js: JetStreamContext,
-    pool: asyncpg.Pool,
-    policy: LedgerPolicy | None = None,
-    **kw: Any,
-) -> SpendConsumer:
-    return SpendConsumer(
-        spec,
-        js,
-        pool,
-        SpendProjection(names.SCHEMA_LEDGER),
-        policy or LedgerPolicy(store_prompts=True),
-        **kw,
-    )
 
 
 async def totals(pool: asyncpg.Pool, team: str) -> dict[tuple[str, str], Decimal]:
@@ -92,7 +82,7 @@ async def test_batch_lands_with_correct_rows_and_totals(
     events = [make_completed(team, n) for n in range(8)] + [make_failed(team, 8)]
     for ev in events:
         await publish_event(js, ev)
-    c = consumer(spend_spec, js, pool, mirror=SpendMirror(js), publish=js_publisher(js))
+    c = spend_subscriber(spend_spec, js, pool, mirror=SpendMirror(js), publish=js_publisher(js))
     await run_until_idle(js, spend_spec, c.handle)
 
     snap = await snapshot(pool, team)
@@ -149,7 +139,7 @@ async def test_redelivered_events_are_not_counted_twice(
     events = [make_completed(team, n) for n in range(6)]
     for ev in events:
         await publish_event(js, ev)
-    inner = consumer(spend_spec, js, pool)
+    inner = spend_subscriber(spend_spec, js, pool)
     crashed: list[int] = []
 
     async def commit_then_lose_the_ack(msgs: list[Msg]) -> None:
@@ -186,7 +176,7 @@ async def test_pipelined_run_lands_every_batch_once_and_a_stop_loses_nothing(
     events = [make_completed(team, n) for n in range(40)]
     for ev in events[:25]:
         await publish_event(js, ev)
-    inner = consumer(spend_spec, js, pool)
+    inner = spend_subscriber(spend_spec, js, pool)
     task = asyncio.create_task(run_spend(js, spend_spec, inner, batch_size=4))
     for _ in range(200):
         if await pool.fetchval("SELECT count(*) FROM ledger.spend_logs WHERE team_id = $1", team):
@@ -247,12 +237,12 @@ async def test_poison_is_terminated_reported_and_good_events_still_land(
     await publish_raw(js, subject, orjson.dumps({"producer": "x", "request_id": f"{team}-bad"}))
     await publish_event(js, make_completed(team, 1))
     await run_until_idle(
-        js, spend_spec, consumer(spend_spec, js, pool, publish=js_publisher(js)).handle
+        js, spend_spec, spend_subscriber(spend_spec, js, pool, publish=js_publisher(js)).handle
     )
     # A NUL-laden and an out-of-range row must not sink their batch either.
     await publish_event(js, make_completed(team, 2, end_user="nul\x00here"))
     await publish_event(js, make_completed(team, 3))
-    await run_until_idle(js, spend_spec, consumer(spend_spec, js, pool).handle)
+    await run_until_idle(js, spend_spec, spend_subscriber(spend_spec, js, pool).handle)
 
     assert consuming.MESSAGES_TERMINATED.labels(spend_spec.name)._value.get() == terminated + 2
     info = await js.consumer_info(spend_spec.stream, spend_spec.name)
@@ -287,7 +277,7 @@ async def test_data_error_row_is_isolated(
     # database; only that message is terminated, the rest of the batch commits.
     await publish_event(js, make_completed(team, 1, total_latency_ms=1e12))
     await publish_event(js, make_completed(team, 2))
-    await run_until_idle(js, spend_spec, consumer(spend_spec, js, pool).handle)
+    await run_until_idle(js, spend_spec, spend_subscriber(spend_spec, js, pool).handle)
     ids = {
         r["request_id"]
         for r in await pool.fetch(
@@ -315,12 +305,12 @@ async def test_database_down_naks_and_reports_then_recovers(
     sub = await nc.subscribe(names.LEDGER_DB_ERROR, cb=on_error)
     await publish_event(js, make_completed(team, 1))
     # A projection pointing at a schema that does not exist fails like a broken database.
-    broken = SpendConsumer(
+    broken = spend_subscriber(
         spend_spec,
         js,
         pool,
-        SpendProjection(f"missing_{uuid.uuid4().hex}"),
         LedgerPolicy(),
+        projection=SpendProjection(f"missing_{uuid.uuid4().hex}"),
         publish=js_publisher(js),
     )
     psub = await js.pull_subscribe_bind(durable=spend_spec.name, stream=spend_spec.stream)
@@ -334,7 +324,7 @@ async def test_database_down_naks_and_reports_then_recovers(
     assert errors
     assert b'"batch_size":1' in errors[0]
     # Nak'd with the consumer's backoff: it comes back and lands with a healthy writer.
-    await run_until_idle(js, spend_spec, consumer(spend_spec, js, pool).handle)
+    await run_until_idle(js, spend_spec, spend_subscriber(spend_spec, js, pool).handle)
     assert (
         await pool.fetchval("SELECT count(*) FROM ledger.spend_logs WHERE team_id = $1", team) == 1
     )
@@ -348,7 +338,7 @@ async def test_offloaded_content_is_hydrated_when_stored(
 ) -> None:
     big = make_completed(team, 1, messages=[{"role": "user", "content": "x" * 2000}])
     await publish_event(js, await offload_content(js, big))
-    await run_until_idle(js, spend_spec, consumer(spend_spec, js, pool).handle)
+    await run_until_idle(js, spend_spec, spend_subscriber(spend_spec, js, pool).handle)
     row = await pool.fetchrow(
         "SELECT messages FROM ledger.spend_logs WHERE request_id = $1", big.request_id
     )

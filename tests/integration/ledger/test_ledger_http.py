@@ -12,15 +12,18 @@ import pytest
 from ledger_support import T0, make_completed, make_failed
 from litestar.testing import AsyncTestClient
 
+from support.builders import admin_change
 from tollgate_devstack.embedded import StackUrls
 from tollgate_ledger.app import create_app
-from tollgate_ledger.handlers import LedgerPolicy, audit_row, spend_row
+from tollgate_ledger.audit import audit_row
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.spend import SpendProjection
+from tollgate_ledger.rows import spend_row
 from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import names
 from tollgate_shared.config import parse_config
-from tollgate_shared.events import AdminChanged
+from tollgate_shared.names import AdminSubject
 from tollgate_shared.state import hash_key
 
 MASTER = "sk-ledger-test-master-key"
@@ -70,29 +73,24 @@ async def seeded(pool: asyncpg.Pool, team: str) -> dict[str, Any]:
             conn, [spend_row(e, LedgerPolicy(store_prompts=True)) for e in events]
         )
     audits = [
-        AdminChanged(
-            producer="admin",
-            entity="key",
-            action="created",
+        admin_change(
+            AdminSubject.KEY_CREATED,
             object_id=f"{team}-o1",
             changed_by="alice",
             updated_values={"api_key": "sk-secret-value-123456"},
         ),
-        AdminChanged(
-            producer="admin",
-            entity="team",
-            action="updated",
+        admin_change(
+            AdminSubject.TEAM_UPDATED,
             object_id=team,
             changed_by="bob",
             before_value={"max_budget": 1},
             updated_values={"max_budget": 2},
         ),
-        AdminChanged(
-            producer="admin",
-            entity="key",
-            action="deleted",
+        admin_change(
+            AdminSubject.KEY_DELETED,
             object_id=f"{team}-o1",
             changed_by="alice",
+            updated_values=None,
         ),
     ]
     async with pool.acquire() as conn, conn.transaction():
@@ -112,6 +110,11 @@ async def test_auth_is_required_and_errors_are_openai_shaped(
     assert r.status_code == 401
     r = await client.get("/audit", headers={names.HDR_LITELLM_KEY: MASTER})
     assert r.status_code == 200
+    # One rule in every service: x-litellm-api-key is read before Authorization.
+    both = {names.HDR_LITELLM_KEY: MASTER, "Authorization": "Bearer sk-wrong"}
+    assert (await client.get("/audit", headers=both)).status_code == 200
+    both = {names.HDR_LITELLM_KEY: "sk-wrong", "Authorization": f"Bearer {MASTER}"}
+    assert (await client.get("/audit", headers=both)).status_code == 401
     health = await client.get("/health")
     assert health.status_code == 200
     assert health.json()["dependencies"]["postgres"]["status"] == "healthy"

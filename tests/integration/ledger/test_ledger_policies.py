@@ -11,16 +11,22 @@ from decimal import Decimal
 import asyncpg
 import orjson
 import pytest
-from ledger_support import make_completed, make_failed, publish_raw, run_until_idle
+from ledger_support import (
+    make_completed,
+    make_failed,
+    publish_raw,
+    run_until_idle,
+    spend_subscriber,
+)
 from nats.js import JetStreamContext
 
 from tollgate_devstack.embedded import StackUrls
 from tollgate_ledger.app import MIGRATIONS
-from tollgate_ledger.handlers import LedgerPolicy, spend_row
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.spend import SpendProjection
 from tollgate_ledger.rebuild import rebuild
-from tollgate_ledger.retention import maintain
-from tollgate_ledger.subscribers import SpendConsumer
+from tollgate_ledger.rows import spend_row
+from tollgate_ledger.service import maintain_partitions
 from tollgate_shared import names
 from tollgate_shared.events import LlmRequestFinished
 from tollgate_shared.publishing import publish_event
@@ -91,7 +97,9 @@ async def test_retention_drops_whole_partitions(pool: asyncpg.Pool, team: str) -
     async with pool.acquire() as conn:
         assert old_part in await projection.existing_partitions(conn, "spend_logs")
 
-    dropped = await maintain(pool, projection, LedgerPolicy(retention=timedelta(days=7)), now)
+    dropped = await maintain_partitions(
+        pool, projection, LedgerPolicy(retention=timedelta(days=7)), now
+    )
     assert old_part in dropped
     assert f"processed_requests_p{(now - timedelta(days=10)):%Y%m%d}" in dropped
     ids = [
@@ -122,7 +130,7 @@ async def test_rebuild_gives_equal_totals(
     await publish_raw(js, f"{names.LLM_REQUEST_COMPLETED}.{team}", b"not json")
     await publish_raw(js, events[0].subject(), events[0].to_json())  # a duplicate
     policy = LedgerPolicy(store_prompts=True)
-    live = SpendConsumer(spend_spec, js, pool, SpendProjection(names.SCHEMA_LEDGER), policy)
+    live = spend_subscriber(spend_spec, js, pool, policy)
     await run_until_idle(js, spend_spec, live.handle)
 
     async with pool.acquire() as conn:

@@ -9,7 +9,7 @@ import sys
 import asyncpg
 
 from tollgate_ledger.app import MIGRATIONS, create_app, migrate
-from tollgate_ledger.handlers import LedgerPolicy
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.rebuild import rebuild
 from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import names

@@ -16,15 +16,24 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client as NATS
 
-from tollgate_ledger import retention, subscribers
+from tollgate_ledger import subscribers
 from tollgate_ledger.budgets import BudgetBook, SpendMirror, reset_forever
-from tollgate_ledger.handlers import LedgerPolicy
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.reads import LedgerReader
 from tollgate_ledger.projections.spend import SpendProjection
 from tollgate_ledger.routes.audit import audit_router
-from tollgate_ledger.routes.common import EXCEPTION_HANDLERS, ReadDeps
+from tollgate_ledger.routes.guards import ReadDeps
+from tollgate_ledger.routes.responses import EXCEPTION_HANDLERS
 from tollgate_ledger.routes.spend import spend_router
+from tollgate_ledger.service import (
+    Announcer,
+    AuditService,
+    ReadService,
+    SpendService,
+    js_publisher,
+    partitions_forever,
+)
 from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import durations, names
 from tollgate_shared.config import TollgateConfig
@@ -65,7 +74,9 @@ def create_app(
     deps = Deps()
     policy = LedgerPolicy.from_config(cfg)
     spend_projection = SpendProjection(schema)
-    read = ReadDeps(reader=LedgerReader(schema), master_key=settings.effective_master_key(cfg))
+    read = ReadDeps(
+        reads=ReadService(LedgerReader(schema)), master_key=settings.effective_master_key(cfg)
+    )
     if read.master_key is None:
         log.warning("no master key configured: the ledger's read API is open")
 
@@ -78,27 +89,25 @@ def create_app(
         deps.pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=settings.db_pool_size
         )
-        read.pool = deps.pool
+        read.reads.pool = deps.pool
         budgets = BudgetBook(durations.budget_timezone(cfg.litellm_settings.timezone))
-        spend: subscribers.SpendConsumer | None = None
+        announcer: Announcer | None = None
         if settings.consumers_enabled:
             try:
                 await asyncio.wait_for(budgets.start(js), 10)
             except TimeoutError:
                 log.warning("KV buckets of keys/teams/users not readable yet; budgets unknown")
-            publish = subscribers.js_publisher(js)
-            spend = subscribers.SpendConsumer(
+            publish = js_publisher(js)
+            announcer = Announcer(deps.pool, spend_projection, budgets, SpendMirror(js), publish)
+            spend = subscribers.SpendSubscriber(
                 spend_spec,
-                js,
-                deps.pool,
-                spend_projection,
-                policy,
-                budgets,
-                SpendMirror(js),
-                publish,
+                SpendService(
+                    spend_spec.name, js, deps.pool, spend_projection, policy, announcer, publish
+                ),
             )
-            audit = subscribers.AuditConsumer(
-                audit_spec, deps.pool, AuditProjection(schema), policy, publish
+            audit = subscribers.AuditSubscriber(
+                audit_spec,
+                AuditService(audit_spec.name, deps.pool, AuditProjection(schema), policy, publish),
             )
             deps.tasks = [
                 asyncio.create_task(
@@ -107,16 +116,18 @@ def create_app(
                 asyncio.create_task(
                     subscribers.run(js, audit_spec, audit.handle, settings.audit_batch_size)
                 ),
-                asyncio.create_task(retention.run_forever(deps.pool, spend_projection, policy)),
+                asyncio.create_task(partitions_forever(deps.pool, spend_projection, policy)),
                 asyncio.create_task(
                     reset_forever(
                         deps.pool,
                         spend_projection,
                         budgets,
-                        spend.announce_totals,
+                        announcer.queue_totals,
                         settings.budget_reset_interval_s,
                     )
                 ),
+                # What a ledger that stopped between commit and announcement left behind.
+                asyncio.create_task(announcer.relay_forever()),
             ]
         try:
             yield
@@ -126,8 +137,8 @@ def create_app(
             for task in deps.tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if spend is not None:
-                await spend.stop()
+            if announcer is not None:
+                await announcer.stop()
             await budgets.stop()
             await deps.pool.close()
             await deps.nc.drain()

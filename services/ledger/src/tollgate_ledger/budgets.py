@@ -139,14 +139,19 @@ class SpendMirror:
         self._js = js
         self._attempts = attempts
 
-    async def write(self, totals: Iterable[SpendTotal]) -> None:
+    async def write(self, totals: Iterable[SpendTotal]) -> list[SpendTotal]:
+        """Mirror each total; returns those that could not be written (to try again)."""
+        todo = list(totals)
         kv = await self._js.key_value(names.KV_SPEND)
         results = await asyncio.gather(
-            *(self._write_one(kv, t) for t in totals), return_exceptions=True
+            *(self._write_one(kv, t) for t in todo), return_exceptions=True
         )
-        for res in results:
+        missed = []
+        for total, res in zip(todo, results, strict=True):
             if isinstance(res, BaseException):
                 log.warning("could not mirror a spend total to %s: %s", names.KV_SPEND, res)
+                missed.append(total)
+        return missed
 
     async def _write_one(self, kv: object, total: SpendTotal) -> None:
         key = spend_kv_key(total.entity, total.entity_id)

@@ -1,55 +1,47 @@
-"""Keeps the daily partitions ahead of time and drops the ones past retention."""
+"""Daily partitions of the spend tables: their names, bounds, and which retention drops."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from datetime import UTC, datetime, timedelta
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
 
-import asyncpg
+# Partitioned by day on "startTime"; retention drops whole partitions of both.
+PARTITIONED_TABLES = ("spend_logs", "processed_requests")
 
-from tollgate_ledger import metrics
-from tollgate_ledger.handlers import LedgerPolicy, partitions_to_drop
-from tollgate_ledger.projections.spend import PARTITIONED_TABLES, SpendProjection
-
-log = logging.getLogger(__name__)
+_PARTITION_DAY = re.compile(r"_p(\d{8})$")
 
 
-async def maintain(
-    pool: asyncpg.Pool,
-    projection: SpendProjection,
-    policy: LedgerPolicy,
-    now: datetime | None = None,
-) -> list[str]:
-    """Create today's and tomorrow's partitions; drop whole days past retention."""
-    now = now or datetime.now(UTC)
+def partition_name(table: str, day: date) -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+def partition_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def partitions_ahead(now: datetime) -> list[date]:
+    """The days whose partitions must exist before traffic reaches them: today, tomorrow."""
     today = now.date()
-    async with pool.acquire() as conn, conn.transaction():
-        await projection.ensure_partitions(conn, [today, today + timedelta(days=1)])
-    if policy.retention is None:
-        return []
-    dropped: list[str] = []
-    async with pool.acquire() as conn, conn.transaction():
-        for table in PARTITIONED_TABLES:
-            names = await projection.existing_partitions(conn, table)
-            old = partitions_to_drop(names, now, policy.retention)
-            dropped += await projection.drop_partitions(conn, old)
-    if dropped:
-        metrics.PARTITIONS_DROPPED.inc(len(dropped))
-        log.info("retention %s: dropped partitions %s", policy.retention, ", ".join(dropped))
-    return dropped
+    return [today, today + timedelta(days=1)]
 
 
-async def run_forever(
-    pool: asyncpg.Pool, projection: SpendProjection, policy: LedgerPolicy
-) -> None:
-    # Partitions must exist before midnight; retention runs at its own interval.
-    every = min(policy.retention_interval, timedelta(hours=1)).total_seconds()
-    while True:
-        try:
-            await maintain(pool, projection, policy)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("partition maintenance failed: %s", exc)
-        await asyncio.sleep(max(every, 1.0))
+def partitions_to_drop(names: Iterable[str], now: datetime, retention: timedelta) -> list[str]:
+    """Partitions whose whole day ended before `now - retention` (never a partial day)."""
+    cutoff = now - retention
+    out = []
+    for name in names:
+        m = _PARTITION_DAY.search(name)
+        if not m:
+            continue
+        day = datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=UTC).date()
+        if partition_bounds(day)[1] <= cutoff:
+            out.append(name)
+    return sorted(out)
+
+
+def maintenance_interval_s(retention_interval: timedelta) -> float:
+    """How often partitions are checked: retention's interval, at least hourly (partitions
+    must exist before midnight), never more than once a second."""
+    return max(min(retention_interval, timedelta(hours=1)).total_seconds(), 1.0)

@@ -20,18 +20,15 @@ import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from tollgate_ledger.handlers import (
-    DecodeError,
-    LedgerPolicy,
-    audit_row,
-    decode_admin,
-    decode_finished,
-    spend_row,
-)
+from tollgate_ledger.audit import audit_row
+from tollgate_ledger.decoding import ADMIN_CHANGE, FINISHED
+from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.reads import LedgerReader
 from tollgate_ledger.projections.spend import SpendProjection
+from tollgate_ledger.rows import spend_row
 from tollgate_shared import names
+from tollgate_shared.events import EventDecodeError, decode
 from tollgate_shared.migrate import apply_migrations
 
 log = logging.getLogger(__name__)
@@ -154,11 +151,11 @@ async def rebuild(
         rows = []
         for msg in msgs:
             try:
-                rows.append(
-                    spend_row(decode_finished(msg.subject, msg.data, content=False), replay_policy)
-                )
-            except DecodeError:
+                event = decode(msg.subject, msg.data, FINISHED, content=False)
+            except EventDecodeError:
                 report.skipped += 1
+                continue
+            rows.append(spend_row(event, replay_policy))
         async with conn.transaction():
             await spend.write(conn, rows)
         report.events += len(rows)
@@ -173,8 +170,8 @@ async def rebuild(
                 rows = []
                 for msg in msgs:
                     try:
-                        rows.append(audit_row(decode_admin(msg.subject, msg.data)))
-                    except DecodeError:
+                        rows.append(audit_row(decode(msg.subject, msg.data, ADMIN_CHANGE)))
+                    except EventDecodeError:
                         report.skipped += 1
                 async with conn.transaction():
                     await audit.write(conn, rows)

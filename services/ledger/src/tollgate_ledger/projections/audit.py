@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from tollgate_ledger.handlers import AuditRow
+from tollgate_ledger.audit import AuditRow
 
 
 class AuditProjection:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import orjson
+
+from tollgate_ledger.filters import AuditFilter, SpendLogFilter
 
 _SPEND_JSON = ("metadata", "request_tags", "messages", "response", "proxy_server_request")
 _AUDIT_JSON = ("before_value", "updated_values")
@@ -44,60 +45,34 @@ class _Where:
         return f"${len(self.args)}"
 
 
-@dataclass(frozen=True)
-class SpendLogFilter:
-    request_id: str | None = None
-    api_key: str | None = None
-    user_id: str | None = None
-    team_id: str | None = None
-    session_id: str | None = None
-    status: str | None = None
-    model: str | None = None
-    key_alias: str | None = None
-    end_user: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    min_spend: Decimal | None = None
-    max_spend: Decimal | None = None
-
-    def where(self) -> _Where:
-        w = _Where()
-        w.add("request_id = {}", self.request_id)
-        w.add("api_key = {}", self.api_key)
-        w.add('"user" = {}', self.user_id)
-        w.add("team_id = {}", self.team_id)
-        w.add("session_id = {}", self.session_id)
-        w.add("status = {}", self.status)
-        w.add("(model = {0} OR model_group = {0})", self.model)
-        w.add("key_alias = {}", self.key_alias)
-        w.add("end_user = {}", self.end_user)
-        w.add('"startTime" >= {}', self.start)
-        w.add('"startTime" <= {}', self.end)
-        w.add("spend >= {}", self.min_spend)
-        w.add("spend <= {}", self.max_spend)
-        return w
+def _spend_where(f: SpendLogFilter) -> _Where:
+    w = _Where()
+    w.add("request_id = {}", f.request_id)
+    w.add("api_key = {}", f.api_key)
+    w.add('"user" = {}', f.user_id)
+    w.add("team_id = {}", f.team_id)
+    w.add("session_id = {}", f.session_id)
+    w.add("status = {}", f.status)
+    w.add("(model = {0} OR model_group = {0})", f.model)
+    w.add("key_alias = {}", f.key_alias)
+    w.add("end_user = {}", f.end_user)
+    w.add('"startTime" >= {}', f.start)
+    w.add('"startTime" <= {}', f.end)
+    w.add("spend >= {}", f.min_spend)
+    w.add("spend <= {}", f.max_spend)
+    return w
 
 
-@dataclass(frozen=True)
-class AuditFilter:
-    object_id: str | None = None
-    table_name: str | None = None
-    action: str | None = None
-    changed_by: str | None = None
-    changed_by_api_key: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-
-    def where(self) -> _Where:
-        w = _Where()
-        w.add("object_id = {}", self.object_id)
-        w.add("table_name = {}", self.table_name)
-        w.add("action = {}", self.action)
-        w.add("changed_by = {}", self.changed_by)
-        w.add("changed_by_api_key = {}", self.changed_by_api_key)
-        w.add("updated_at >= {}", self.start)
-        w.add("updated_at <= {}", self.end)
-        return w
+def _audit_where(f: AuditFilter) -> _Where:
+    w = _Where()
+    w.add("object_id = {}", f.object_id)
+    w.add("table_name = {}", f.table_name)
+    w.add("action = {}", f.action)
+    w.add("changed_by = {}", f.changed_by)
+    w.add("changed_by_api_key = {}", f.changed_by_api_key)
+    w.add("updated_at >= {}", f.start)
+    w.add("updated_at <= {}", f.end)
+    return w
 
 
 class LedgerReader:
@@ -114,7 +89,7 @@ class LedgerReader:
         ascending: bool = False,
         count: bool = True,
     ) -> tuple[list[dict[str, Any]], int]:
-        w = f.where()
+        w = _spend_where(f)
         order = "ASC" if ascending else "DESC"
         lim, off = w.param(limit), w.param(offset)
         rows = await conn.fetch(
@@ -124,7 +99,7 @@ class LedgerReader:
         )
         total = len(rows) + offset
         if count:
-            wc = f.where()
+            wc = _spend_where(f)
             total = await conn.fetchval(
                 f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}", *wc.args
             )
@@ -134,7 +109,7 @@ class LedgerReader:
         self, conn: asyncpg.Connection, f: SpendLogFilter
     ) -> list[dict[str, Any]]:
         """LiteLLM's summarized /spend/logs: spend per day, per key, user and model."""
-        w = f.where()
+        w = _spend_where(f)
         rows = await conn.fetch(
             f"""SELECT ("startTime" AT TIME ZONE 'UTC')::date AS day, api_key, "user", model,
                        sum(spend) AS spend
@@ -187,7 +162,7 @@ class LedgerReader:
         offset: int,
         ascending: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
-        w = f.where()
+        w = _audit_where(f)
         total = await conn.fetchval(
             f"SELECT count(*) FROM {self.s}.audit_log {w.clause()}", *w.args
         )

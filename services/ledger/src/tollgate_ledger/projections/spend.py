@@ -4,7 +4,9 @@ Idempotency lives in `processed_requests`: the statement inserts the batch's
 request ids there with ON CONFLICT DO NOTHING, and only the rows that insert
 returns feed spend_logs, sessions, daily_spend and spend_totals. A redelivered
 batch therefore adds nothing, and the whole effect commits in the caller's
-transaction, before any message is acknowledged.
+transaction, before any message is acknowledged. The same statement queues each
+touched total in `spend_announcements` (the outbox the announcer relays), so what a
+committed batch must announce survives a crash.
 """
 
 from __future__ import annotations
@@ -17,20 +19,11 @@ from decimal import Decimal
 import asyncpg
 import orjson
 
-from tollgate_ledger.handlers import (
-    SPEND_COLUMNS,
-    LedgerPolicy,
-    SpendRow,
-    days_of,
-    dedupe,
-    partition_bounds,
-    partition_name,
-    spend_row,
-)
+from tollgate_ledger.partitions import PARTITIONED_TABLES, partition_bounds, partition_name
+from tollgate_ledger.policy import LedgerPolicy
+from tollgate_ledger.rows import SPEND_COLUMNS, SpendRow, days_of, dedupe, spend_row
 from tollgate_shared import names
 from tollgate_shared.events import LlmRequestFinished
-
-PARTITIONED_TABLES = ("spend_logs", "processed_requests")
 
 _TEMP_TABLE = "ledger_batch_spend"
 _TEMP_DDL = f"""
@@ -134,6 +127,12 @@ WITH new AS (
         last_alias = COALESCE(EXCLUDED.last_alias, t.last_alias),
         updated_at = now()
     RETURNING entity, entity_id, spend - period_base AS spend, period_start
+), queued AS (
+    INSERT INTO {s}.spend_announcements AS a (entity, entity_id, spend, period_start)
+    SELECT entity, entity_id, spend, period_start FROM totals ORDER BY entity, entity_id
+    ON CONFLICT (entity, entity_id) DO UPDATE SET
+        spend = EXCLUDED.spend, period_start = EXCLUDED.period_start, queued_at = now()
+    RETURNING 1
 )
 SELECT
     (SELECT count(*) FROM new) AS inserted,
@@ -236,14 +235,27 @@ class SpendProjection:
             return []
         rows = await conn.fetch(
             f"""
-            UPDATE "{self.schema}".spend_totals AS t SET
-                period_base = CASE WHEN t.period_start IS NULL AND t.created_at >= p.start
-                                   THEN t.period_base ELSE t.spend END,
-                period_start = p.start
-            FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS p(entity, entity_id, start)
-            WHERE t.entity = p.entity AND t.entity_id = p.entity_id
-              AND (t.period_start IS NULL OR t.period_start < p.start)
-            RETURNING t.entity, t.entity_id, t.spend - t.period_base AS spend, t.period_start
+            WITH reset AS (
+                UPDATE "{self.schema}".spend_totals AS t SET
+                    period_base = CASE WHEN t.period_start IS NULL AND t.created_at >= p.start
+                                       THEN t.period_base ELSE t.spend END,
+                    period_start = p.start
+                FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+                    AS p(entity, entity_id, start)
+                WHERE t.entity = p.entity AND t.entity_id = p.entity_id
+                  AND (t.period_start IS NULL OR t.period_start < p.start)
+                RETURNING t.entity, t.entity_id, t.spend - t.period_base AS spend, t.period_start
+            ), queued AS (
+                INSERT INTO "{self.schema}".spend_announcements AS a
+                    (entity, entity_id, spend, period_start)
+                SELECT entity, entity_id, spend, period_start FROM reset
+                ORDER BY entity, entity_id
+                ON CONFLICT (entity, entity_id) DO UPDATE SET
+                    spend = EXCLUDED.spend, period_start = EXCLUDED.period_start,
+                    queued_at = now()
+                RETURNING 1
+            )
+            SELECT * FROM reset
             """,
             [p[0] for p in periods],
             [p[1] for p in periods],
@@ -252,6 +264,50 @@ class SpendProjection:
         return [
             TotalAfter(r["entity"], r["entity_id"], r["spend"], r["period_start"]) for r in rows
         ]
+
+    async def queued_totals(
+        self, conn: asyncpg.Connection, *, older_than_s: float = 0.0, limit: int = 1000
+    ) -> list[TotalAfter]:
+        """Totals committed and not yet announced (the outbox), oldest first."""
+        rows = await conn.fetch(
+            f"""
+            SELECT entity, entity_id, spend, period_start FROM "{self.schema}".spend_announcements
+            WHERE queued_at <= now() - make_interval(secs => $1)
+            ORDER BY queued_at LIMIT $2
+            """,
+            older_than_s,
+            limit,
+        )
+        return [
+            TotalAfter(r["entity"], r["entity_id"], r["spend"], r["period_start"]) for r in rows
+        ]
+
+    async def forget_announced(self, conn: asyncpg.Connection, totals: Sequence[TotalAfter]) -> int:
+        """Take announced totals out of the outbox; a newer total queued meanwhile stays."""
+        if not totals:
+            return 0
+        done = sorted(totals, key=lambda t: (t.entity, t.entity_id))
+        rows = await conn.fetch(
+            f"""
+            WITH done AS (
+                SELECT a.entity, a.entity_id FROM "{self.schema}".spend_announcements a
+                JOIN unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[])
+                    AS p(entity, entity_id, spend, period_start)
+                  ON a.entity = p.entity AND a.entity_id = p.entity_id AND a.spend = p.spend
+                 AND a.period_start IS NOT DISTINCT FROM p.period_start
+                ORDER BY a.entity, a.entity_id
+                FOR UPDATE OF a
+            )
+            DELETE FROM "{self.schema}".spend_announcements a USING done
+            WHERE a.entity = done.entity AND a.entity_id = done.entity_id
+            RETURNING 1
+            """,
+            [t.entity for t in done],
+            [t.entity_id for t in done],
+            [t.spend for t in done],
+            [t.period_start for t in done],
+        )
+        return len(rows)
 
     async def existing_partitions(self, conn: asyncpg.Connection, table: str) -> list[str]:
         rows = await conn.fetch(

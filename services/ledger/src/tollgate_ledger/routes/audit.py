@@ -8,15 +8,10 @@ from litestar import Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from tollgate_ledger.handlers import FilterError, audit_table_filter, parse_when
-from tollgate_ledger.projections.reads import AuditFilter
-from tollgate_ledger.routes.common import (
-    ReadDeps,
-    json_response,
-    master_key_guard,
-    operation_ids,
-    page_envelope,
-)
+from tollgate_ledger.audit import audit_table_filter
+from tollgate_ledger.filters import AuditFilter, date_range, page_envelope, sort_ascending
+from tollgate_ledger.routes.guards import ReadDeps, master_key_guard
+from tollgate_ledger.routes.responses import json_response, operation_ids
 
 Str = Annotated[str | None, QueryParameter(max_length=512)]
 
@@ -47,12 +42,8 @@ def audit_router(deps: ReadDeps) -> Router:
         an alias), `action` (created, updated, deleted, ...), `changed_by`,
         `changed_by_api_key`, `start_date`/`end_date` on updated_at.
         """
-        if sort_order not in ("asc", "desc"):
-            raise FilterError("sort_order", "sort_order must be asc or desc")
-        start = parse_when(start_date, "start_date")
-        end = parse_when(end_date, "end_date", end_of_day=True)
-        if start and end and start > end:
-            raise FilterError("end_date", "end_date must not be before start_date")
+        ascending = sort_ascending(sort_order)
+        start, end = date_range(start_date, end_date)
         table = table_name or entity
         f = AuditFilter(
             object_id=object_id or None,
@@ -63,22 +54,16 @@ def audit_router(deps: ReadDeps) -> Router:
             start=start,
             end=end,
         )
-        async with deps.require_pool().acquire() as conn:
-            rows, total = await deps.reader.audit_logs(
-                conn,
-                f,
-                limit=page_size,
-                offset=(page - 1) * page_size,
-                ascending=sort_order == "asc",
-            )
+        rows, total = await deps.reads.audit_logs(
+            f, limit=page_size, offset=(page - 1) * page_size, ascending=ascending
+        )
         return json_response(page_envelope(rows, total, page, page_size, key="audit_logs"))
 
     @get("/audit/{audit_id:str}", operation_id="audit_log_get", summary="One audit log entry")
     async def audit_log_get(audit_id: FromPath[str]) -> Response[bytes]:
         """One audit entry by id: id, updated_at, changed_by, changed_by_api_key, action,
         table_name, object_id, before_value, updated_values. 404 when unknown."""
-        async with deps.require_pool().acquire() as conn:
-            row = await deps.reader.audit_log(conn, audit_id)
+        row = await deps.reads.audit_log(audit_id)
         if row is None:
             raise NotFoundException(f"Audit log with ID {audit_id} not found")
         return json_response(row)

@@ -3,56 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from litestar import Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from tollgate_ledger.handlers import FilterError, key_filter, parse_when, total_pages
-from tollgate_ledger.projections.reads import SpendLogFilter
-from tollgate_ledger.routes.common import (
-    ReadDeps,
-    json_response,
-    master_key_guard,
-    operation_ids,
+from tollgate_ledger.filters import (
+    SpendLogFilter,
+    date_range,
+    key_filter,
+    money_filter,
     page_envelope,
+    sort_ascending,
+    status_filter,
+    total_entity_filter,
+    total_pages,
 )
-
-_STATUSES = ("success", "failure")
-_ENTITIES = ("key", "team", "user", "end_user")
+from tollgate_ledger.routes.guards import ReadDeps, master_key_guard
+from tollgate_ledger.routes.responses import json_response, operation_ids
 
 Page = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="page number, from 1")]
 Str = Annotated[str | None, QueryParameter(max_length=512)]
-
-
-def _status(value: str | None, param: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if value not in _STATUSES:
-        raise FilterError(param, f"{param} must be one of {', '.join(_STATUSES)}, got {value!r}")
-    return value
-
-
-def _money(value: str | None, param: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        out = Decimal(value)
-    except InvalidOperation:
-        raise FilterError(param, f"{param} must be a number, got {value!r}") from None
-    if not out.is_finite():
-        raise FilterError(param, f"{param} must be a finite number")
-    return out
-
-
-def _range(start_date: str | None, end_date: str | None) -> tuple[datetime | None, datetime | None]:
-    start = parse_when(start_date, "start_date")
-    end = parse_when(end_date, "end_date", end_of_day=True)
-    if start and end and start > end:
-        raise FilterError("end_date", "end_date must not be before start_date")
-    return start, end
 
 
 def spend_router(deps: ReadDeps) -> Router:
@@ -73,21 +46,21 @@ def spend_router(deps: ReadDeps) -> Router:
         max_spend: str | None = None,
         status_param: str = "status",
     ) -> SpendLogFilter:
-        start, end = _range(start_date, end_date)
+        start, end = date_range(start_date, end_date)
         return SpendLogFilter(
             request_id=request_id or None,
             api_key=key_filter(api_key),
             user_id=user_id or None,
             team_id=team_id or None,
             session_id=session_id or None,
-            status=_status(status, status_param),
+            status=status_filter(status, status_param),
             model=model or None,
             key_alias=key_alias or None,
             end_user=end_user or None,
             start=start,
             end=end,
-            min_spend=_money(min_spend, "min_spend"),
-            max_spend=_money(max_spend, "max_spend"),
+            min_spend=money_filter(min_spend, "min_spend"),
+            max_spend=money_filter(max_spend, "max_spend"),
         )
 
     @get("/spend/logs", operation_id="spend_logs", summary="Spend logs (LiteLLM /spend/logs)")
@@ -124,12 +97,9 @@ def spend_router(deps: ReadDeps) -> Router:
             start_date=start_date,
             end_date=end_date,
         )
-        async with deps.require_pool().acquire() as conn:
-            if start_date and end_date and summarize:
-                return json_response(await deps.reader.spend_summary(conn, f))
-            rows, total = await deps.reader.spend_logs(
-                conn, f, limit=page_size, offset=(page - 1) * page_size
-            )
+        if start_date and end_date and summarize:
+            return json_response(await deps.reads.spend_summary(f))
+        rows, total = await deps.reads.spend_logs(f, limit=page_size, offset=(page - 1) * page_size)
         return json_response(
             rows,
             headers={
@@ -157,8 +127,7 @@ def spend_router(deps: ReadDeps) -> Router:
         page: int,
         page_size: int,
     ) -> Response[bytes]:
-        if sort_order not in ("asc", "desc"):
-            raise FilterError("sort_order", "sort_order must be asc or desc")
+        ascending = sort_ascending(sort_order)
         f = spend_filter(
             request_id=request_id,
             api_key=api_key,
@@ -174,14 +143,9 @@ def spend_router(deps: ReadDeps) -> Router:
             max_spend=max_spend,
             status_param="status_filter",
         )
-        async with deps.require_pool().acquire() as conn:
-            rows, total = await deps.reader.spend_logs(
-                conn,
-                f,
-                limit=page_size,
-                offset=(page - 1) * page_size,
-                ascending=sort_order == "asc",
-            )
+        rows, total = await deps.reads.spend_logs(
+            f, limit=page_size, offset=(page - 1) * page_size, ascending=ascending
+        )
         return json_response(page_envelope(rows, total, page, page_size))
 
     @get(
@@ -244,11 +208,10 @@ def spend_router(deps: ReadDeps) -> Router:
         Each session: session_id, first_seen, last_seen, request_count, success_count,
         failure_count, spend and token counts.
         """
-        start, end = _range(start_date, end_date)
-        async with deps.require_pool().acquire() as conn:
-            rows, total = await deps.reader.sessions(
-                conn, limit=page_size, offset=(page - 1) * page_size, start=start, end=end
-            )
+        start, end = date_range(start_date, end_date)
+        rows, total = await deps.reads.sessions(
+            limit=page_size, offset=(page - 1) * page_size, start=start, end=end
+        )
         return json_response(page_envelope(rows, total, page, page_size))
 
     @get(
@@ -265,17 +228,12 @@ def spend_router(deps: ReadDeps) -> Router:
 
         404 when no request carried this session id.
         """
-        async with deps.require_pool().acquire() as conn:
-            session = await deps.reader.session(conn, session_id)
-            if session is None:
-                raise NotFoundException(f"session {session_id!r} not found")
-            rows, total = await deps.reader.spend_logs(
-                conn,
-                SpendLogFilter(session_id=session_id),
-                limit=page_size,
-                offset=(page - 1) * page_size,
-                ascending=True,
-            )
+        found = await deps.reads.session_with_requests(
+            session_id, limit=page_size, offset=(page - 1) * page_size
+        )
+        if found is None:
+            raise NotFoundException(f"session {session_id!r} not found")
+        session, rows, total = found
         return json_response(
             {
                 **session,
@@ -302,16 +260,12 @@ def spend_router(deps: ReadDeps) -> Router:
 
         `entity` is one of key (the key hash), team, user, end_user.
         """
-        if entity and entity not in _ENTITIES:
-            raise FilterError("entity", f"entity must be one of {', '.join(_ENTITIES)}")
-        async with deps.require_pool().acquire() as conn:
-            rows, total = await deps.reader.totals(
-                conn,
-                entity or None,
-                entity_id or None,
-                limit=page_size,
-                offset=(page - 1) * page_size,
-            )
+        rows, total = await deps.reads.totals(
+            total_entity_filter(entity),
+            entity_id or None,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+        )
         return json_response(page_envelope(rows, total, page, page_size))
 
     def since_days(days: int) -> Any:
@@ -320,8 +274,7 @@ def spend_router(deps: ReadDeps) -> Router:
     @get("/global/spend", operation_id="global_spend", summary="Total spend, last 30 days")
     async def global_spend() -> Response[bytes]:
         """`{spend, max_budget}`: spend across all keys over the last 30 days (LiteLLM)."""
-        async with deps.require_pool().acquire() as conn:
-            spend = await deps.reader.total_spend(conn, since_days(30))
+        spend = await deps.reads.total_spend(since_days(30))
         return json_response({"spend": spend, "max_budget": None})
 
     @get(
@@ -333,11 +286,7 @@ def spend_router(deps: ReadDeps) -> Router:
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
     ) -> Response[bytes]:
         """`[{api_key, total_spend, key_alias, key_name}]`, highest spend first (LiteLLM)."""
-        async with deps.require_pool().acquire() as conn:
-            rows = await deps.reader.top_by_dimension(
-                conn, "key", since=since_days(30), until=None, limit=limit
-            )
-            aliases = await deps.reader.aliases(conn, "key", [r["dimension_id"] for r in rows])
+        rows, aliases = await deps.reads.top_with_aliases("key", since=since_days(30), limit=limit)
         return json_response(
             [
                 {
@@ -359,10 +308,9 @@ def spend_router(deps: ReadDeps) -> Router:
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 10,
     ) -> Response[bytes]:
         """`[{model, total_spend, total_tokens}]`, highest spend first (LiteLLM)."""
-        async with deps.require_pool().acquire() as conn:
-            rows = await deps.reader.top_by_dimension(
-                conn, "model", since=since_days(30), until=None, limit=limit
-            )
+        rows = await deps.reads.top_by_dimension(
+            "model", since=since_days(30), until=None, limit=limit
+        )
         return json_response(
             [
                 {
@@ -380,15 +328,11 @@ def spend_router(deps: ReadDeps) -> Router:
         end_date: Str = None,
     ) -> Response[bytes]:
         """`{daily_spend, teams, total_spend_per_team}` (LiteLLM's shape); default last 30 days."""
-        start, end = _range(start_date, end_date)
+        start, end = date_range(start_date, end_date)
         since = start.date() if start else since_days(30)
-        async with deps.require_pool().acquire() as conn:
-            rows = await deps.reader.daily_by_dimension(
-                conn, "team", since=since, until=end.date() if end else None
-            )
-            aliases = await deps.reader.aliases(
-                conn, "team", sorted({r["dimension_id"] for r in rows})
-            )
+        rows, aliases = await deps.reads.daily_with_aliases(
+            "team", since=since, until=end.date() if end else None
+        )
         by_day: dict[str, dict[str, Any]] = {}
         per_team: dict[str, Decimal] = {}
         for r in rows:
@@ -408,15 +352,13 @@ def spend_router(deps: ReadDeps) -> Router:
     @get("/spend/tags", operation_id="spend_tags", summary="Spend per request tag")
     async def spend_tags(start_date: Str = None, end_date: Str = None) -> Response[bytes]:
         """`[{individual_request_tag, log_count, total_spend}]` (LiteLLM's shape)."""
-        start, end = _range(start_date, end_date)
-        async with deps.require_pool().acquire() as conn:
-            rows = await deps.reader.top_by_dimension(
-                conn,
-                "tag",
-                since=start.date() if start else datetime(1970, 1, 1).date(),
-                until=end.date() if end else None,
-                limit=None,
-            )
+        start, end = date_range(start_date, end_date)
+        rows = await deps.reads.top_by_dimension(
+            "tag",
+            since=start.date() if start else datetime(1970, 1, 1).date(),
+            until=end.date() if end else None,
+            limit=None,
+        )
         return json_response(
             [
                 {

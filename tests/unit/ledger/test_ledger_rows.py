@@ -1,4 +1,4 @@
-"""Pure ledger logic: decoding, row mapping, policies, masking, durations, filters."""
+"""The ledger's pure modules: decoding, rows, policy, audit rows, partitions, filters."""
 
 from __future__ import annotations
 
@@ -9,83 +9,68 @@ from typing import Any
 import orjson
 import pytest
 
-from tollgate_ledger.handlers import (
-    AUDIT_TABLE_NAMES,
-    SPEND_COLUMNS,
-    DecodeError,
-    FilterError,
-    LedgerPolicy,
-    audit_row,
-    audit_table_filter,
-    decode_admin,
-    decode_finished,
-    dedupe,
-    key_filter,
-    mask_secrets,
-    parse_duration,
-    parse_when,
-    partition_name,
-    partitions_to_drop,
-    request_id_hint,
-    spend_row,
-)
+from support.builders import admin_change
+from support.builders import completed as build_completed
+from support.builders import failed as build_failed
+from tollgate_ledger.audit import AUDIT_TABLE_NAMES, audit_row, audit_table_filter
+from tollgate_ledger.decoding import ADMIN_CHANGE, FINISHED, request_id_hint
+from tollgate_ledger.filters import FilterError, key_filter, parse_when
+from tollgate_ledger.partitions import partition_name, partitions_to_drop
+from tollgate_ledger.policy import LedgerPolicy, parse_duration
+from tollgate_ledger.rows import SPEND_COLUMNS, dedupe, spend_row
 from tollgate_shared import names
 from tollgate_shared.config import parse_config
-from tollgate_shared.events import AdminChanged, LlmRequestCompleted, LlmRequestFailed
+from tollgate_shared.events import (
+    EventDecodeError,
+    LlmRequestCompleted,
+    LlmRequestFailed,
+    LlmRequestFinished,
+    UnknownEventVersionError,
+    decode,
+)
+from tollgate_shared.names import AdminSubject
+from tollgate_shared.redaction import MASKED, mask_secrets
 from tollgate_shared.state import hash_key
 
 T0 = datetime(2025, 3, 4, 23, 59, 59, tzinfo=UTC)
 
 
+# The fields these tests assert on; everything else is the builders' default.
+FIELDS: dict[str, object] = {
+    "request_id": "req-1",
+    "api_key_hash": "ab" * 32,
+    "key_alias": "alias-1",
+    "team_id": "team-1",
+    "team_alias": "Team One",
+    "user_id": "user-1",
+    "end_user": "cust-1",
+    "model": "gpt-4o-2024",
+    "model_id": "dep-1",
+    "api_base": "http://up",
+    "start_time": T0,
+    "end_time": T0 + timedelta(seconds=2),
+    "total_latency_ms": 2000.4,
+    "spend": Decimal("0.000123"),
+    "session_id": "sess-1",
+    "tags": ["a", "b"],
+    "metadata": {"generation_name": "g", "spend_logs_metadata": {"x": 1}},
+    "messages": [{"role": "user", "content": "hi"}],
+    "response": {"choices": []},
+    "proxy_server_request": {"body": {}},
+}
+
+
 def completed(**kw: object) -> LlmRequestCompleted:
-    base: dict[str, object] = {
-        "producer": "test",
-        "request_id": "req-1",
-        "call_type": "acompletion",
-        "api_key_hash": "ab" * 32,
-        "key_alias": "alias-1",
-        "team_id": "team-1",
-        "team_alias": "Team One",
-        "user_id": "user-1",
-        "end_user": "cust-1",
-        "requested_model": "gpt-4o",
-        "model_group": "gpt-4o",
-        "model": "gpt-4o-2024",
-        "model_id": "dep-1",
-        "custom_llm_provider": "openai",
-        "api_base": "http://up",
-        "start_time": T0,
-        "end_time": T0 + timedelta(seconds=2),
-        "total_latency_ms": 2000.4,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "total_tokens": 15,
-        "spend": Decimal("0.000123"),
-        "session_id": "sess-1",
-        "tags": ["a", "b"],
-        "metadata": {"generation_name": "g", "spend_logs_metadata": {"x": 1}},
-        "messages": [{"role": "user", "content": "hi"}],
-        "response": {"choices": []},
-        "proxy_server_request": {"body": {}},
-    }
-    base.update(kw)
-    return LlmRequestCompleted.model_validate(base)
+    return build_completed(**{**FIELDS, **kw})
 
 
 def failed(**kw: object) -> LlmRequestFailed:
-    ev = completed()
-    data = ev.model_dump()
-    data.update(
-        {
-            "error_class": "RateLimitError",
-            "error_message": "slow down",
-            "status_code": 429,
-            "spend": Decimal(0),
-        }
-    )
-    data.pop("status", None)
-    data.update(kw)
-    return LlmRequestFailed.model_validate(data)
+    fields = {**FIELDS, "error_class": "RateLimitError", "error_message": "slow down"}
+    return build_failed(**{**fields, "status_code": 429, "spend": Decimal(0), **kw})
+
+
+def decode_finished(subject: str, data: bytes, *, content: bool = True) -> LlmRequestFinished:
+    return decode(subject, data, FINISHED, content=content)
 
 
 def col(row_values: tuple[object, ...], name: str) -> object:
@@ -106,12 +91,13 @@ def test_decode_finished_accepts_completed_and_failed() -> None:
     [
         (f"{names.LLM_REQUEST_COMPLETED}.t", b"{not json", "Invalid JSON"),
         (f"{names.LLM_REQUEST_COMPLETED}.t", b'{"producer": "x"}', "request_id"),
-        (f"{names.LLM_REQUEST_STARTED}.t", completed().to_json(), "does not carry"),
-        ("nothing.here", b"{}", "no event class"),
+        (f"{names.LLM_REQUEST_STARTED}.t", completed().to_json(), "not what this consumer"),
+        ("nothing.here", b"{}", "no event is published"),
+        ("llm.request.completed.v2.t", completed().to_json(), "version v2"),
     ],
 )
 def test_decode_finished_rejects(subject: str, payload: bytes, needle: str) -> None:
-    with pytest.raises(DecodeError, match=needle):
+    with pytest.raises(EventDecodeError, match=needle):
         decode_finished(subject, payload)
 
 
@@ -127,8 +113,13 @@ def test_decode_without_content_reads_everything_a_row_needs(make: Any) -> None:
     full = decode_finished(ev.subject(), ev.to_json())
     policy = LedgerPolicy()
     assert spend_row(lean, policy) == spend_row(full, policy)
-    with pytest.raises(DecodeError, match="request_id"):
+    with pytest.raises(EventDecodeError, match="request_id"):
         decode_finished(ev.subject(), b'{"producer": "x"}', content=False)
+
+
+def test_an_unknown_version_is_refused_by_its_own_error() -> None:
+    with pytest.raises(UnknownEventVersionError):
+        decode_finished("llm.request.failed.v9._", failed().to_json())
 
 
 def test_request_id_hint() -> None:
@@ -255,38 +246,42 @@ def test_partitions_to_drop_keeps_partial_days() -> None:
     ]
 
 
-def test_mask_secrets() -> None:
-    value = {
-        "token": "ab" * 32,
-        "key_alias": "fine",
-        "metadata": {
-            "logging": [
-                {
-                    "callback_vars": {
-                        "langfuse_secret_key": "sk-lf-1234567890abcdef",
-                        "langfuse_public_key": "os.environ/LF_PUBLIC",
-                        "langfuse_host": "https://cloud",
+def test_audit_values_are_masked_by_the_shared_rule() -> None:
+    ev = admin_change(
+        AdminSubject.KEY_CREATED,
+        updated_values={
+            "token": "ab" * 32,
+            "key_alias": "fine",
+            "metadata": {
+                "logging": [
+                    {
+                        "callback_vars": {
+                            "langfuse_secret_key": "sk-lf-1234567890abcdef",
+                            "langfuse_public_key": "os.environ/LF_PUBLIC",
+                            "langfuse_host": "https://cloud",
+                        }
                     }
-                }
-            ]
+                ]
+            },
+            "key": "sk-" + "x" * 30,
+            "webhook_url": "https://hooks.slack.com/services/T0/B0/abcdefgh",
         },
-        "key": "sk-" + "x" * 30,
-    }
-    masked = mask_secrets(value)
-    assert masked["token"] == "ab" * 32
+    )
+    masked = orjson.loads(audit_row(ev).updated_values or "null")
+    assert masked == mask_secrets(ev.updated_values)
+    assert masked["token"] == MASKED + "abab"
     assert masked["key_alias"] == "fine"
     cb = masked["metadata"]["logging"][0]["callback_vars"]
     assert cb["langfuse_secret_key"] == "sk-...cdef"
     assert cb["langfuse_public_key"] == "os.environ/LF_PUBLIC"
     assert cb["langfuse_host"] == "https://cloud"
     assert masked["key"] == "sk-...xxxx"
+    assert masked["webhook_url"] == MASKED + "efgh"
 
 
 def test_audit_row_maps_litellm_columns() -> None:
-    ev = AdminChanged(
-        producer="admin",
-        entity="team",
-        action="updated",
+    ev = admin_change(
+        AdminSubject.TEAM_UPDATED,
         object_id="t1",
         changed_by="krrish@berri.ai",
         changed_by_api_key="h" * 64,
@@ -298,9 +293,9 @@ def test_audit_row_maps_litellm_columns() -> None:
     assert row.table_name == "LiteLLM_TeamTable"
     assert row.action == "updated"
     assert orjson.loads(row.updated_values or "null") == {"max_budget": 2000}
-    assert decode_admin(ev.subject(), ev.to_json()) == ev
-    with pytest.raises(DecodeError):
-        decode_admin(ev.subject(), b'{"entity": "key"}')
+    assert decode(ev.subject(), ev.to_json(), ADMIN_CHANGE) == ev
+    with pytest.raises(EventDecodeError):
+        decode(ev.subject(), b'{"entity": "key"}', ADMIN_CHANGE)
 
 
 def test_audit_table_filter() -> None:

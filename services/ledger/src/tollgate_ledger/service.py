@@ -1,0 +1,591 @@
+"""The ledger's use cases: record spend batches and admin changes, announce totals, keep
+partitions, and answer the read API.
+
+A spend batch is written in one transaction (`SpendProjection.write`); a batch the
+database rejects for its data is retried one row at a time, so a single bad row is
+refused and the rest still land. The service says what became of each message
+(`Verdict`); the transport edge (`subscribers.py`) acks, naks or terminates it.
+Committed totals are queued in the outbox in the batch's own transaction and
+announced from memory at once; what an announcement missed (a crash, NATS away) is
+relayed from the outbox later, also by the next ledger to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from asyncpg.exceptions._base import DataError as ClientDataError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from tollgate_ledger import metrics
+from tollgate_ledger.audit import audit_row
+from tollgate_ledger.budgets import BudgetBook, SpendMirror, spend_totals
+from tollgate_ledger.filters import AuditFilter, SpendLogFilter
+from tollgate_ledger.partitions import (
+    PARTITIONED_TABLES,
+    maintenance_interval_s,
+    partitions_ahead,
+    partitions_to_drop,
+)
+from tollgate_ledger.policy import LedgerPolicy
+from tollgate_ledger.projections.audit import AuditProjection
+from tollgate_ledger.projections.reads import LedgerReader
+from tollgate_ledger.projections.spend import BatchResult, SpendProjection, TotalAfter
+from tollgate_ledger.rows import SpendRow, spend_row
+from tollgate_shared.events import (
+    AdminChanged,
+    Event,
+    LedgerDbError,
+    LedgerSpendUpdated,
+    LedgerTrackingFailed,
+    LlmRequestFinished,
+)
+from tollgate_shared.publishing import hydrate_content, publish_event
+from tollgate_shared.vocabulary import Producer
+
+log = logging.getLogger(__name__)
+
+PRODUCER: Producer = "ledger"
+
+# Errors that say "this data can never be written" rather than "the database is unwell".
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ClientDataError,  # a value asyncpg cannot encode for its column
+    OverflowError,  # ... or one too large for it
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.UntranslatableCharacterError,
+)
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+# What the read API answers with 503 "database unavailable" rather than 500.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    OSError,
+    asyncpg.InterfaceError,
+)
+# How often the outbox is swept for totals an announcement missed, and how old such a
+# total must be (younger ones are still on their way from memory).
+RELAY_EVERY_S = 5.0
+
+Publish = Callable[[Event], Awaitable[None]]
+M = TypeVar("M")  # the transport's message handle, carried through untouched
+
+
+def js_publisher(js: JetStreamContext) -> Publish:
+    """Publishes an event to JetStream; raises when it could not."""
+
+    async def publish(event: Event) -> None:
+        await publish_event(js, event)
+
+    return publish
+
+
+async def _tell(publish: Publish | None, event: Event) -> None:
+    """Publish a report (tracking failure, db error); failing to is logged, never raised."""
+    if publish is None:
+        return
+    try:
+        await publish(event)
+    except Exception as exc:
+        log.warning("could not publish %s: %s", event.event_type, exc)
+
+
+class Fate(enum.Enum):
+    RECORDED = "recorded"  # committed (or skipped by policy): ack
+    REFUSED = "refused"  # can never be recorded: terminate
+    RETRY = "retry"  # not now (database unwell, content unreachable): nak with backoff
+
+
+@dataclass(frozen=True)
+class Verdict:
+    fate: Fate
+    reason: str = ""
+    request_id: str | None = None
+
+
+RECORDED = Verdict(Fate.RECORDED)
+RETRY = Verdict(Fate.RETRY)
+
+
+# --- announcing totals ------------------------------------------------------------------
+
+
+@dataclass
+class Announcer:
+    """Publishes `ledger.spend.updated.v1` and mirrors totals to KV for ingress's budgets.
+
+    Committed totals are announced from memory right after the commit; each one
+    announced is then taken out of the outbox (`spend_announcements`), where the batch
+    queued it. `relay_forever` announces what is left there: a total whose
+    announcement failed, or that a ledger which died after its commit never sent.
+    """
+
+    pool: asyncpg.Pool | None
+    projection: SpendProjection
+    budgets: BudgetBook | None = None
+    mirror: SpendMirror | None = None
+    publish: Publish | None = None
+
+    def __post_init__(self) -> None:
+        # Totals committed but not yet announced, newest per entity (totals are absolute,
+        # so a newer one supersedes an older one and the backlog stays bounded).
+        self._pending: dict[tuple[str, str], TotalAfter] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def queue(self, totals: Sequence[TotalAfter]) -> None:
+        """Hand committed totals to the announcer; the caller does not wait for it."""
+        if not totals:
+            return
+        for t in totals:
+            self._pending[(t.entity, t.entity_id)] = t
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._announce_forever())
+        self._wake.set()
+
+    async def queue_totals(self, totals: list[TotalAfter]) -> None:
+        """`queue`, for callers that await (the budget-period reset job)."""
+        self.queue(totals)
+
+    async def _announce_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.announce()
+
+    async def announce(self) -> None:
+        """Announce what is pending in memory."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        await self._announce(list(pending.values()))
+
+    async def relay(self, older_than_s: float = 0.0, batch: int = 1000) -> int:
+        """Announce the outbox's totals queued at least `older_than_s` ago; returns how many."""
+        if self.pool is None:
+            return 0
+        relayed = 0
+        while True:
+            async with self.pool.acquire() as conn:
+                queued = await self.projection.queued_totals(
+                    conn, older_than_s=older_than_s, limit=batch
+                )
+            if not queued:
+                return relayed
+            done = await self._announce(queued)
+            relayed += len(done)
+            if len(queued) < batch or len(done) < len(queued):
+                return relayed
+
+    async def relay_forever(self, every_s: float = RELAY_EVERY_S) -> None:
+        """At start, everything the outbox holds; then what announcements missed."""
+        older_than = 0.0
+        while True:
+            try:
+                relayed = await self.relay(older_than)
+                if relayed:
+                    log.info("relayed %d spend totals from the outbox", relayed)
+            except Exception as exc:
+                log.warning("relaying spend totals failed: %s", exc)
+            older_than = every_s
+            await asyncio.sleep(every_s)
+
+    async def _announce(self, committed: list[TotalAfter]) -> list[TotalAfter]:
+        """Publish and mirror `committed`; forget from the outbox what went out."""
+        totals = spend_totals(committed, self.budgets)
+        try:
+            if self.publish is not None:
+                await self.publish(LedgerSpendUpdated(producer=PRODUCER, totals=totals))
+            missed = set()
+            if self.mirror is not None:
+                missed = {(t.entity, t.entity_id) for t in await self.mirror.write(totals)}
+        except Exception:
+            log.exception("announcing %d spend totals failed; they stay queued", len(totals))
+            return []
+        done = [t for t in committed if (t.entity, t.entity_id) not in missed]
+        if self.pool is not None and done:
+            try:
+                async with self.pool.acquire() as conn:
+                    await self.projection.forget_announced(conn, done)
+            except Exception as exc:  # they are announced again later: harmless
+                log.warning("could not clear %d announced totals: %s", len(done), exc)
+        return done
+
+    async def stop(self) -> None:
+        """Announce what is pending, then stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.announce()
+
+
+# --- spend ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpendBatch(Generic[M]):
+    """A prepared batch waiting for its transaction: each live message with its row."""
+
+    ready: list[tuple[M, SpendRow]]
+    later: list[M]
+    prepare_s: float
+
+
+@dataclass
+class SpendService:
+    """Completed/failed LLM calls into spend logs, sessions, aggregates and totals."""
+
+    consumer: str  # the durable's name, for metrics
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    projection: SpendProjection
+    policy: LedgerPolicy
+    announcer: Announcer | None = None
+    publish: Publish | None = None
+
+    @property
+    def reads_content(self) -> bool:
+        """Whether events must be decoded with their content (only when it is stored)."""
+        return self.policy.store_prompts
+
+    async def prepare(
+        self, events: list[tuple[M, LlmRequestFinished]], *, received: int, started: float
+    ) -> SpendBatch[M]:
+        """Rows of a decoded batch, fetching offloaded content where it will be stored."""
+        metrics.BATCH_SIZE.labels(self.consumer).observe(received)
+        ready: list[tuple[M, SpendRow]] = []
+        later: list[M] = []
+        for tag, event in events:
+            hydrated = await self._hydrate(event)
+            if hydrated is None:
+                later.append(tag)
+            else:
+                ready.append((tag, spend_row(hydrated, self.policy)))
+        return SpendBatch(ready, later, time.perf_counter() - started)
+
+    async def commit(self, batch: SpendBatch[M]) -> list[tuple[M, Verdict]]:
+        """Write a prepared batch in one transaction; what became of each message."""
+        t0 = time.perf_counter()
+        ready = batch.ready
+        if not ready:
+            metrics.BATCHES.labels(self.consumer, "empty").inc()
+            return []
+        try:
+            result = await self._write([row for _, row in ready])
+        except DATA_ERRORS as exc:
+            log.warning(
+                "batch of %d rejected for its data (%s); writing one by one", len(ready), exc
+            )
+            result, verdicts = await self._write_one_by_one(ready)
+        except DB_ERRORS as exc:
+            await self._db_error(exc, len(ready))
+            return [(tag, RETRY) for tag, _ in ready]
+        else:
+            verdicts = [(tag, RECORDED) for tag, _ in ready]
+        metrics.BATCHES.labels(self.consumer, "committed").inc()
+        metrics.BATCH_SECONDS.labels(self.consumer).observe(
+            batch.prepare_s + time.perf_counter() - t0
+        )
+        self._count(result, len(ready))
+        if self.announcer is not None:
+            self.announcer.queue(result.totals)
+        return verdicts
+
+    async def untracked(self, subject: str, reason: str, request_id: str | None) -> None:
+        """Report a message the ledger terminated: counted, and `ledger.tracking.failed.v1`."""
+        metrics.TRACKING_FAILED.labels(self.consumer).inc()
+        await _tell(
+            self.publish,
+            LedgerTrackingFailed(
+                producer=PRODUCER, request_id=request_id, subject_name=subject, error=reason[:2000]
+            ),
+        )
+
+    async def _write(self, rows: list[SpendRow]) -> BatchResult:
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                return await self.projection.write(conn, rows)
+            except BaseException:
+                self.projection.forget_partitions()
+                raise
+
+    async def _write_one_by_one(
+        self, ready: list[tuple[M, SpendRow]]
+    ) -> tuple[BatchResult, list[tuple[M, Verdict]]]:
+        """Isolate the rows the database refuses; everything else still lands."""
+        inserted = logs = sessions = daily = 0
+        totals: dict[tuple[str, str], TotalAfter] = {}
+        verdicts: list[tuple[M, Verdict]] = []
+        for tag, row in ready:
+            try:
+                res = await self._write([row])
+            except DATA_ERRORS as exc:
+                reason = f"database rejected the row: {exc}"
+                verdicts.append((tag, Verdict(Fate.REFUSED, reason, row.request_id)))
+                continue
+            except DB_ERRORS as exc:
+                await self._db_error(exc, 1)
+                verdicts.append((tag, RETRY))
+                continue
+            verdicts.append((tag, RECORDED))
+            inserted += res.inserted
+            logs += res.logs
+            sessions += res.sessions
+            daily += res.daily
+            for t in res.totals:
+                totals[(t.entity, t.entity_id)] = t
+        return BatchResult(inserted, logs, sessions, daily, list(totals.values())), verdicts
+
+    async def _hydrate(self, event: LlmRequestFinished) -> LlmRequestFinished | None:
+        if not self.policy.needs_content(event):
+            return event
+        try:
+            return await hydrate_content(self.js, event)
+        except NotFoundError:
+            log.warning(
+                "content %s of %s is gone from the object store; stored without it",
+                event.content_ref,
+                event.request_id,
+            )
+            return event.model_copy(update={"content_ref": None})
+        except Exception as exc:
+            log.warning("could not fetch content of %s (%s); will retry", event.request_id, exc)
+            return None
+
+    def _count(self, result: BatchResult, received: int) -> None:
+        metrics.ROWS_WRITTEN.labels("processed_requests").inc(result.inserted)
+        metrics.ROWS_WRITTEN.labels("spend_logs").inc(result.logs)
+        metrics.ROWS_WRITTEN.labels("sessions").inc(result.sessions)
+        metrics.ROWS_WRITTEN.labels("daily_spend").inc(result.daily)
+        metrics.ROWS_WRITTEN.labels("spend_totals").inc(len(result.totals))
+        metrics.DUPLICATES.labels(self.consumer).inc(max(0, received - result.inserted))
+
+    async def _db_error(self, exc: BaseException, size: int) -> None:
+        metrics.DB_ERRORS.labels(self.consumer).inc()
+        metrics.BATCHES.labels(self.consumer, "db_error").inc()
+        log.error("writing %d spend events failed: %s", size, exc)
+        await _tell(
+            self.publish,
+            LedgerDbError(
+                producer=PRODUCER, error=f"{type(exc).__name__}: {exc}"[:2000], batch_size=size
+            ),
+        )
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditService:
+    """Admin changes into the audit log (when `store_audit_logs`)."""
+
+    consumer: str
+    pool: asyncpg.Pool
+    projection: AuditProjection
+    policy: LedgerPolicy
+    publish: Publish | None = None
+
+    async def record(self, events: list[AdminChanged], *, received: int, started: float) -> Verdict:
+        """Write a decoded batch in one transaction; the one verdict for all of it."""
+        name = self.consumer
+        metrics.BATCH_SIZE.labels(name).observe(received)
+        if not events:
+            metrics.BATCHES.labels(name, "empty").inc()
+            return RECORDED
+        if not self.policy.store_audit_logs:
+            # Audit logging is off: the change is not recorded, by configuration.
+            metrics.BATCHES.labels(name, "skipped").inc()
+            return RECORDED
+        rows = [audit_row(e) for e in events]
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                inserted = await self.projection.write(conn, rows)
+        except DB_ERRORS as exc:
+            metrics.DB_ERRORS.labels(name).inc()
+            metrics.BATCHES.labels(name, "db_error").inc()
+            log.error("writing %d audit rows failed: %s", len(rows), exc)
+            await _tell(
+                self.publish,
+                LedgerDbError(
+                    producer=PRODUCER,
+                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    batch_size=len(rows),
+                ),
+            )
+            return RETRY
+        metrics.ROWS_WRITTEN.labels("audit_log").inc(inserted)
+        metrics.DUPLICATES.labels(name).inc(len(rows) - inserted)
+        metrics.BATCHES.labels(name, "committed").inc()
+        metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+        return RECORDED
+
+    def untracked(self) -> None:
+        """Count a message the audit consumer terminated."""
+        metrics.TRACKING_FAILED.labels(self.consumer).inc()
+
+
+# --- partitions and retention ---------------------------------------------------------
+
+
+async def maintain_partitions(
+    pool: asyncpg.Pool,
+    projection: SpendProjection,
+    policy: LedgerPolicy,
+    now: datetime | None = None,
+) -> list[str]:
+    """Create today's and tomorrow's partitions; drop whole days past retention."""
+    now = now or datetime.now(UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        await projection.ensure_partitions(conn, partitions_ahead(now))
+    if policy.retention is None:
+        return []
+    dropped: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        for table in PARTITIONED_TABLES:
+            existing = await projection.existing_partitions(conn, table)
+            old = partitions_to_drop(existing, now, policy.retention)
+            dropped += await projection.drop_partitions(conn, old)
+    if dropped:
+        metrics.PARTITIONS_DROPPED.inc(len(dropped))
+        log.info("retention %s: dropped partitions %s", policy.retention, ", ".join(dropped))
+    return dropped
+
+
+async def partitions_forever(
+    pool: asyncpg.Pool, projection: SpendProjection, policy: LedgerPolicy
+) -> None:
+    """Partition maintenance and retention, at `maintenance_interval_s`."""
+    every = maintenance_interval_s(policy.retention_interval)
+    while True:
+        try:
+            await maintain_partitions(pool, projection, policy)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("partition maintenance failed: %s", exc)
+        await asyncio.sleep(every)
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+class NotReadyError(RuntimeError):
+    """The read API was asked before the database was connected."""
+
+
+@dataclass
+class ReadService:
+    """The read API's queries, each on a pooled connection; `pool` is set at start."""
+
+    reader: LedgerReader
+    pool: asyncpg.Pool | None = field(default=None)
+
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise NotReadyError("database not connected")
+        return self.pool
+
+    async def spend_logs(
+        self, f: SpendLogFilter, *, limit: int, offset: int, ascending: bool = False
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.spend_logs(
+                conn, f, limit=limit, offset=offset, ascending=ascending
+            )
+
+    async def spend_summary(self, f: SpendLogFilter) -> list[dict[str, Any]]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.spend_summary(conn, f)
+
+    async def sessions(
+        self, *, limit: int, offset: int, start: datetime | None, end: datetime | None
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.sessions(
+                conn, limit=limit, offset=offset, start=start, end=end
+            )
+
+    async def session_with_requests(
+        self, session_id: str, *, limit: int, offset: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], int] | None:
+        """A session's totals and its spend-log rows in call order; None when unknown."""
+        async with self._pool().acquire() as conn:
+            session = await self.reader.session(conn, session_id)
+            if session is None:
+                return None
+            rows, total = await self.reader.spend_logs(
+                conn,
+                SpendLogFilter(session_id=session_id),
+                limit=limit,
+                offset=offset,
+                ascending=True,
+            )
+        return session, rows, total
+
+    async def totals(
+        self, entity: str | None, entity_id: str | None, *, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.totals(conn, entity, entity_id, limit=limit, offset=offset)
+
+    async def total_spend(self, since: date) -> Decimal:
+        async with self._pool().acquire() as conn:
+            return await self.reader.total_spend(conn, since)
+
+    async def top_by_dimension(
+        self, dimension: str, *, since: date, until: date | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.top_by_dimension(
+                conn, dimension, since=since, until=until, limit=limit
+            )
+
+    async def top_with_aliases(
+        self, dimension: str, *, since: date, limit: int | None
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+        """Top ids of a dimension by spend, with each id's last alias."""
+        async with self._pool().acquire() as conn:
+            rows = await self.reader.top_by_dimension(
+                conn, dimension, since=since, until=None, limit=limit
+            )
+            aliases = await self.reader.aliases(conn, dimension, [r["dimension_id"] for r in rows])
+        return rows, aliases
+
+    async def daily_with_aliases(
+        self, dimension: str, *, since: date, until: date | None
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+        """Spend per day and id of a dimension, with each id's last alias."""
+        async with self._pool().acquire() as conn:
+            rows = await self.reader.daily_by_dimension(conn, dimension, since=since, until=until)
+            aliases = await self.reader.aliases(
+                conn, dimension, sorted({r["dimension_id"] for r in rows})
+            )
+        return rows, aliases
+
+    async def audit_logs(
+        self, f: AuditFilter, *, limit: int, offset: int, ascending: bool
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._pool().acquire() as conn:
+            return await self.reader.audit_logs(
+                conn, f, limit=limit, offset=offset, ascending=ascending
+            )
+
+    async def audit_log(self, audit_id: str) -> dict[str, Any] | None:
+        async with self._pool().acquire() as conn:
+            return await self.reader.audit_log(conn, audit_id)
