@@ -11,7 +11,8 @@ from nats.js import JetStreamContext, api
 
 from tollgate_admin.settings import AdminSettings
 from tollgate_devstack.embedded import StackUrls
-from tollgate_shared.events import AdminChanged
+from tollgate_shared import names
+from tollgate_shared.events import AdminChanged, decode
 
 MASTER = "sk-admin-test-master-key-0123456789"
 
@@ -31,23 +32,29 @@ def admin_settings(stack: StackUrls, database_url: str) -> AdminSettings:
 async def admin_events(
     js: JetStreamContext, since: datetime, object_id: str | None = None
 ) -> list[AdminChanged]:
-    """AdminChanged events on the ADMIN stream since `since` (optionally for one object)."""
+    """AdminChanged events on the ADMIN stream since `since` (optionally for one object).
+
+    Reads up to the stream's last message at the time of the call (admin publishes before
+    it answers), so "nothing else arrived" needs no idle timeout."""
+    stream = names.STREAM_ADMIN
+    last = (await js.stream_info(stream.name)).state.last_seq
     config = api.ConsumerConfig(
         deliver_policy=api.DeliverPolicy.BY_START_TIME,
         opt_start_time=since.isoformat().replace("+00:00", "Z"),
         ack_policy=api.AckPolicy.NONE,
         inactive_threshold=30.0,
     )
-    sub = await js.pull_subscribe("admin.>", stream="ADMIN", config=config)
+    sub = await js.pull_subscribe(stream.subjects[0], stream=stream.name, config=config)
     found: list[AdminChanged] = []
     try:
-        while True:
-            try:
-                msgs = await sub.fetch(100, timeout=0.5)
-            except TimeoutError:
-                break
-            for m in msgs:
-                event = AdminChanged.from_json(m.data)
+        pending = (await sub.consumer_info()).num_pending
+        seen = 0
+        while pending and seen < last:
+            for m in await sub.fetch(100, timeout=5):
+                seen = m.metadata.sequence.stream
+                if seen > last:
+                    break
+                event = decode(m.subject, m.data, AdminChanged)
                 if object_id is None or event.object_id == object_id:
                     found.append(event)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 
@@ -187,9 +188,7 @@ async def test_virtual_key_reads_only_itself(admin: httpx.AsyncClient) -> None:
     await admin.post("/key/block", json={"key": mine})
     assert (await admin.get("/key/info", headers=as_mine)).status_code == 403
     short = (await admin.post("/key/generate", json={"duration": "1s"})).json()["key"]
-    import asyncio
-
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.2)  # the key's one-second lifetime runs out
     expired = await admin.get("/key/info", headers={"Authorization": f"Bearer {short}"})
     assert expired.status_code == 401
     assert "expired" in error_of(expired)["message"]
