@@ -15,7 +15,10 @@ from typing import Any
 
 from tollgate_shared.events import (
     AdminChanged,
+    DeploymentStateChanged,
+    LedgerDbError,
     LedgerSpendUpdated,
+    LedgerTrackingFailed,
     LlmRequestCompleted,
     LlmRequestFailed,
     LlmRequestStarted,
@@ -135,3 +138,28 @@ def model_state(**kw: Any) -> ModelState:
 def spend_state(**kw: Any) -> SpendState:
     fields: dict[str, Any] = {"entity": "key", "entity_id": f"{next(_SEQ):064x}"}
     return SpendState.model_validate({**fields, **kw})
+
+
+def deployment_changed(**kw: Any) -> DeploymentStateChanged:
+    fields: dict[str, Any] = {
+        "producer": "ingress",
+        "state": "cooled_down",
+        "model_group": "gpt-4o",
+        "model_id": f"dep-{next(_SEQ)}",
+    }
+    return DeploymentStateChanged.model_validate({**fields, **kw})
+
+
+def db_error(**kw: Any) -> LedgerDbError:
+    fields: dict[str, Any] = {"producer": "ledger", "error": "connection refused", "batch_size": 1}
+    return LedgerDbError.model_validate({**fields, **kw})
+
+
+def tracking_failed(**kw: Any) -> LedgerTrackingFailed:
+    fields: dict[str, Any] = {
+        "producer": "ledger",
+        "request_id": f"req-{next(_SEQ)}",
+        "subject_name": "llm.request.completed.v1._",
+        "error": "invalid spend",
+    }
+    return LedgerTrackingFailed.model_validate({**fields, **kw})
