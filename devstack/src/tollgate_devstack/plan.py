@@ -74,9 +74,9 @@ def service_env(
     return env
 
 
-def service_command(python: str, spec: ServiceSpec) -> str:
-    """The shell command honcho runs for one service."""
-    return f"exec {shlex.quote(python)} -m {spec.module}"
+def service_command(python: str, spec: ServiceSpec) -> list[str]:
+    """The command the supervisor runs for one service."""
+    return [python, "-m", spec.module]
 
 
 def migrate_command(python: str, service: str) -> list[str]:

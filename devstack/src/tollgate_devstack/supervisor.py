@@ -6,26 +6,32 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-import honcho.manager
 import httpx
-from honcho.manager import Manager
 
 from tollgate_devstack import plan
-from tollgate_devstack.embedded import EmbeddedStack, port_is_free
+from tollgate_devstack.datadir import DataDir, newer_data_message, tollgate_version
+from tollgate_devstack.embedded import (
+    PREFERRED_NATS_PORT,
+    PREFERRED_REDIS_PORT,
+    EmbeddedStack,
+    free_port,
+    nats_argv,
+    port_is_free,
+    redis_argv,
+    write_nats_config,
+)
+from tollgate_devstack.supervision import Supervised, Supervisor
+from tollgate_devstack.units import Console, PostgresUnit, ProcessUnit, Unit
 from tollgate_shared.provision import provision_url
-
-# uvicorn drains for up to 10 s on SIGTERM; honcho's default 5 s grace would
-# SIGKILL a service that is still flushing its spool.
-honcho.manager.KILL_WAIT = 15
 
 _SERVER_NAMES = {
     "TOLLGATE_NATS_URL": "NATS",
@@ -38,8 +44,23 @@ class StartError(RuntimeError):
     """Something a person must fix before the system can start; the message says what."""
 
 
+# Where `say` writes: stderr, or the rotating supervisor log of a detached stack.
+_CONSOLE: list[Console] = [Console()]
+
+
 def say(msg: str) -> None:
-    print(f"==> {msg}", file=sys.stderr, flush=True)
+    _CONSOLE[0].say(msg)
+
+
+def wait_for_port(port: int, unit: Unit, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not unit.alive():
+            raise RuntimeError(f"{what} exited with code {unit.exit_code()} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
 def find_repo_root(start: Path) -> Path | None:
@@ -153,7 +174,14 @@ def _health(port: int) -> tuple[bool, str]:
 class HealthWatch:
     """Polls every service's /health until all answer 200, then prints the banner."""
 
-    def __init__(self, base_port: int, timeout: float, banner: str) -> None:
+    def __init__(
+        self,
+        base_port: int,
+        timeout: float,
+        banner: str,
+        on_ready: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.on_ready = on_ready
         self.base_port = base_port
         self.timeout = timeout
         self.banner = banner
@@ -183,7 +211,8 @@ class HealthWatch:
                         )
                     last[spec.name] = detail
             if len(self.healthy) == len(plan.SERVICES):
-                print(self.banner, file=sys.stderr, flush=True)
+                _CONSOLE[0].line(self.banner)
+                self.on_ready()
                 return
             if time.monotonic() > deadline:
                 waiting = [s.name for s in plan.SERVICES if s.name not in self.healthy]
@@ -197,88 +226,190 @@ class HealthWatch:
             self.done.wait(0.5)
 
 
-class _Manager(Manager):  # type: ignore[misc]
-    """honcho's Manager, starting the health watch once the processes are forked."""
+def start_embedded(
+    sup: Supervisor, data: DataDir, env: Mapping[str, str], console: Console
+) -> dict[str, str]:
+    """Start, under supervision, an embedded server for every URL not given in `env`."""
+    urls: dict[str, str] = {}
+    for var, name in _SERVER_NAMES.items():
+        if env.get(var):
+            say(f"using {name} at {env[var]} ({var})")
+            urls[var] = env[var]
+    try:
+        if "TOLLGATE_NATS_URL" not in urls:
+            d = data.root / "nats"
+            port, monitor = free_port(PREFERRED_NATS_PORT), free_port()
+            conf = write_nats_config(d, port, monitor)
+            say(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
+            nats = ProcessUnit("nats", nats_argv(conf))
+            sup.add(Supervised(nats, "server", port, stop_phase=3))
+            wait_for_port(port, nats, "nats-server")
+            urls["TOLLGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+            sup.info["nats_monitor_url"] = f"http://127.0.0.1:{monitor}"
+        if "TOLLGATE_DATABASE_URL" not in urls:
+            d = data.root / "pg"
+            d.mkdir(parents=True, exist_ok=True)
+            if not (d / "PG_VERSION").exists():
+                say("first start: creating the PostgreSQL data folder (a few seconds)")
+            say(f"starting PostgreSQL (unix socket, data in {d})")
+            pg = PostgresUnit(d)
+            sup.add(Supervised(pg, "server", None, stop_phase=4))
+            if not pg.alive():
+                raise RuntimeError(f"PostgreSQL did not start (see {data.log_file('postgres')})")
+            urls["TOLLGATE_DATABASE_URL"] = pg.url
+        if "TOLLGATE_REDIS_URL" not in urls:
+            d = data.root / "redis"
+            d.mkdir(parents=True, exist_ok=True)
+            port = free_port(PREFERRED_REDIS_PORT)
+            say(f"starting Redis on 127.0.0.1:{port} (data in {d})")
+            redis = ProcessUnit("redis", redis_argv(d, port))
+            sup.add(Supervised(redis, "server", port, stop_phase=2))
+            wait_for_port(port, redis, "redis-server")
+            urls["TOLLGATE_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    except Exception as exc:  # pgserver and subprocess failures have no common type
+        raise StartError(
+            f"could not start the embedded servers: {exc} (logs under {data.root})"
+        ) from exc
+    return urls
 
-    def __init__(self, watch: HealthWatch, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._watch = watch
 
-    def _start(self) -> None:
-        super()._start()
-        self._watch.start()
+def check_data_version(data: DataDir) -> None:
+    written = data.written_by()
+    if written is not None:
+        refusal = newer_data_message(data.root, written, tollgate_version())
+        if refusal:
+            raise StartError(refusal)
+
+
+def check_not_running(data: DataDir) -> None:
+    pid = data.running_pid()
+    if pid is not None:
+        raise StartError(
+            f"Tollgate is already running on the data folder {data.root} (supervisor pid {pid}); "
+            "`./just status` shows it, `./just down` stops it"
+        )
+
+
+def up(
+    data_dir: Path,
+    base_port: int = plan.BASE_PORT,
+    health_timeout: float = 180.0,
+    detached_child: bool = False,
+) -> int:
+    env = dict(os.environ)
+    cwd = find_repo_root(Path.cwd()) or Path.cwd()
+    python = sys.executable
+    data = DataDir(data_dir)
+    console = Console(data.log_file("supervisor") if detached_child else None)
+    _CONSOLE[0] = console
+    sup = Supervisor(console, data)
+    sup.info.update({"base_port": base_port, "data_dir": str(data_dir)})
+    claimed = False
+    with sigterm_as_interrupt():
+        try:
+            say(f"data folder: {data_dir}")
+            check_not_running(data)
+            check_data_version(data)
+            check_ports(base_port, env.get("TOLLGATE_HOST") or "127.0.0.1")
+            data.claim()
+            claimed = True
+            sup.write_status()
+            server_urls = start_embedded(sup, data, env, console)
+            sup.info["servers"] = server_urls
+            provision(server_urls["TOLLGATE_NATS_URL"])
+            migrate(python, {**env, **server_urls}, cwd)
+            data.mark()
+        except StartError as exc:
+            say(str(exc))
+            sup.shutdown()
+            if claimed:
+                data.release()
+            return 1
+        except KeyboardInterrupt:
+            say("interrupted while starting; stopping the servers")
+            sup.shutdown()
+            data.release()
+            return 130
+        except BaseException:
+            sup.shutdown()
+            if claimed:
+                data.release()
+            raise
+    try:
+        return run_services(sup, python, env, server_urls, data, cwd, base_port, health_timeout)
+    finally:
+        say("stopping the servers")
+        sup.shutdown()
+        data.release()
+        say(f"stopped; data kept in {data_dir}")
 
 
 def run_services(
+    sup: Supervisor,
     python: str,
     env: Mapping[str, str],
     server_urls: Mapping[str, str],
-    data_dir: Path,
+    data: DataDir,
     cwd: Path,
     base_port: int,
     health_timeout: float,
 ) -> int:
-    """Run the five services until Ctrl-C/SIGTERM or until one of them exits."""
+    """Supervise the five services until Ctrl-C/SIGTERM (or they never became healthy)."""
     custom = bool(env.get("TOLLGATE_CONFIG"))
-    watch = HealthWatch(base_port, health_timeout, plan.banner(server_urls, base_port, custom))
-    manager = _Manager(watch)
-    for spec in plan.SERVICES:
-        manager.add_process(
-            spec.name,
-            plan.service_command(python, spec),
-            env=plan.service_env(spec, env, server_urls, data_dir, base_port),
-            cwd=str(cwd),
-        )
+
+    def ready() -> None:
+        sup.info["ready_at"] = time.time()
+        sup.write_status()
+
+    banner = plan.banner(server_urls, base_port, custom)
+    watch = HealthWatch(base_port, health_timeout, banner, ready)
+    width = max(len(s.name) for s in plan.SERVICES)
     last = base_port + len(plan.SERVICES) - 1
     say(f"starting {', '.join(s.name for s in plan.SERVICES)} on ports {base_port}-{last}")
+    for spec in plan.SERVICES:
+        unit = ProcessUnit(
+            spec.name,
+            plan.service_command(python, spec),
+            env=plan.service_env(spec, env, server_urls, data.root, base_port),
+            cwd=cwd,
+            log_path=data.log_file(spec.name),
+            console=sup.console,
+            prefix_width=width,
+        )
+        sup.add(
+            Supervised(
+                unit, "service", spec.port(base_port), stop_phase=0 if spec.name == "ingress" else 1
+            )
+        )
     say("waiting for every /health to answer")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            say(
+                f"{signal.Signals(signum).name}: stopping ingress, then the consumers, "
+                "then the servers"
+            )
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    watch.start()
     try:
-        manager.loop()
+        sup.run(stop)
     finally:
         watch.stop()
+        say("stopping the services")
+        # Another Ctrl-C while stopping changes nothing: every phase is bounded.
+        for s in previous:
+            signal.signal(s, lambda *_: None)
+        sup.shutdown("service")
+        say("services stopped")
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if watch.failure:
         say(f"stopped: {watch.failure}")
         return 1
-    if manager.returncode in (130, 143):
-        say("services stopped")
-        return 0
-    down = [s.name for s in plan.SERVICES if s.name not in watch.healthy]
-    when = f"before {', '.join(down)} became healthy" if down else "after start"
-    say(f"a service exited (code {manager.returncode}) {when}; see its output above")
-    return 1
-
-
-def up(data_dir: Path, base_port: int = plan.BASE_PORT, health_timeout: float = 180.0) -> int:
-    env = dict(os.environ)
-    cwd = find_repo_root(Path.cwd()) or Path.cwd()
-    python = sys.executable
-    stack = EmbeddedStack(data_dir=data_dir, say=True)
-    with sigterm_as_interrupt():
-        try:
-            say(f"data folder: {data_dir}")
-            check_ports(base_port, env.get("TOLLGATE_HOST") or "127.0.0.1")
-            server_urls = start_servers(stack, env)
-            provision(server_urls["TOLLGATE_NATS_URL"])
-            migrate(python, {**env, **server_urls}, cwd)
-        except StartError as exc:
-            say(str(exc))
-            stack.stop()
-            return 1
-        except KeyboardInterrupt:
-            say("interrupted while starting; stopping the servers")
-            stack.stop()
-            return 130
-        except BaseException:
-            stack.stop()
-            raise
-    try:
-        return run_services(python, env, server_urls, data_dir, cwd, base_port, health_timeout)
-    finally:
-        # honcho's signal handlers are still installed: another Ctrl-C here
-        # does not interrupt stopping the servers.
-        say("stopping the servers")
-        stack.stop()
-        say(f"stopped; data kept in {data_dir}")
+    return 0
 
 
 def servers(data_dir: Path, also_provision: bool) -> int:
