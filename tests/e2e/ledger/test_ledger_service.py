@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 from nats.js import JetStreamContext
 
+from support.builders import admin_change, completed, failed
 from support.processes import start_service, stop_service
 from tollgate_devstack.embedded import StackUrls, free_port
 from tollgate_shared import names
-from tollgate_shared.events import AdminChanged, LlmRequestCompleted, LlmRequestFailed
+from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed
+from tollgate_shared.names import AdminSubject
 from tollgate_shared.publishing import publish_event
 from tollgate_shared.state import SpendState, spend_kv_key
 
@@ -28,9 +30,7 @@ MASTER = "sk-ledger-e2e-master-key"
 def event(team: str, n: int, *, fail: bool = False) -> LlmRequestCompleted | LlmRequestFailed:
     start = datetime.now(UTC) - timedelta(seconds=10 - n)
     common: dict[str, Any] = {
-        "producer": "e2e",
         "request_id": f"{team}-r{n}",
-        "call_type": "acompletion",
         "api_key_hash": f"{team}-key",
         "key_alias": "e2e-alias",
         "team_id": team,
@@ -42,10 +42,8 @@ def event(team: str, n: int, *, fail: bool = False) -> LlmRequestCompleted | Llm
         "messages": [{"role": "user", "content": "hi"}],
     }
     if fail:
-        return LlmRequestFailed(
-            **common, error_class="APIError", error_message="boom", status_code=503
-        )
-    return LlmRequestCompleted(
+        return failed(**common, error_class="APIError", error_message="boom", status_code=503)
+    return completed(
         **common, prompt_tokens=3, completion_tokens=4, total_tokens=7, spend=Decimal("0.25")
     )
 
@@ -95,10 +93,8 @@ async def test_ledger_process_records_spend_and_audit(
         team = f"e2e-{uuid.uuid4().hex[:8]}"
         for ev in (event(team, 1), event(team, 2), event(team, 3, fail=True)):
             await publish_event(js, ev)
-        change = AdminChanged(
-            producer="e2e",
-            entity="team",
-            action="created",
+        change = admin_change(
+            AdminSubject.TEAM_CREATED,
             object_id=team,
             changed_by="e2e@example.com",
             updated_values={"team_id": team},
