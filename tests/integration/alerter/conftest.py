@@ -1,9 +1,10 @@
-"""Fixtures for the alerter's integration tests: in-process alerters, receivers, event builders."""
+"""Fixtures for the alerter's integration tests: in-process alerters, receivers, events, markers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,13 +14,18 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from litestar import Litestar
+from nats.js import JetStreamContext
 
+from support import builders
 from support.alert_receivers import AlertReceiver, SmtpReceiver, alert_receiver, smtp_receiver
 from tollgate_alerter.app import create_app
 from tollgate_alerter.settings import AlerterSettings
 from tollgate_devstack.embedded import StackUrls
+from tollgate_shared import names
 from tollgate_shared.config import parse_config
-from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed, LlmRequestStarted
+from tollgate_shared.events import Event, LlmRequestCompleted, LlmRequestFailed, LlmRequestStarted
+from tollgate_shared.events.registry import subject_matches
+from tollgate_shared.publishing import msg_headers
 
 MASTER_KEY = "sk-alerter-test-master-key-0123"
 
@@ -75,59 +81,25 @@ def run_alerter(provisioned: StackUrls, uid: str) -> RunAlerter:
     return run
 
 
-def _times(seconds: float) -> tuple[datetime, datetime]:
+def _times(seconds: float) -> dict[str, datetime]:
     end = datetime.now(UTC)
-    return end - timedelta(seconds=seconds), end
+    return {"start_time": end - timedelta(seconds=seconds), "end_time": end}
 
 
-def _base(uid: str, **kw: Any) -> dict[str, Any]:
+def _call(uid: str) -> dict[str, Any]:
+    """The fields that place a call on this test's deployment and team, with a unique id
+    (tests look request ids up as substrings of alert texts)."""
     return {
-        "producer": "ingress",
-        "request_id": kw.pop("request_id", f"req-{uuid.uuid4().hex[:12]}"),
-        "call_type": "acompletion",
+        "request_id": f"req-{uuid.uuid4().hex[:12]}",
         "requested_model": "fake",
         "model_group": "fake",
-        "model_id": kw.pop("model_id", f"dep-{uid}"),
+        "model_id": f"dep-{uid}",
         "model": "fake-model",
-        "custom_llm_provider": "openai",
         "api_base": "http://upstream.test:9/v1?api-key=hidden",
         "key_alias": "ops-key",
         "team_id": f"team-{uid}",
         "team_alias": "Ops",
-        **kw,
     }
-
-
-def failed_event(uid: str, status: int = 503, seconds: float = 0.05, **kw: Any) -> LlmRequestFailed:
-    start, end = _times(seconds)
-    return LlmRequestFailed(
-        **_base(uid, **kw),
-        start_time=start,
-        end_time=end,
-        total_latency_ms=seconds * 1000,
-        error_class="APIError",
-        error_message="upstream said no",
-        status_code=status,
-        upstream_status_code=status,
-        messages=[{"role": "user", "content": "TOP SECRET PROMPT"}],
-    )
-
-
-def completed_event(uid: str, seconds: float = 0.05, **kw: Any) -> LlmRequestCompleted:
-    start, end = _times(seconds)
-    return LlmRequestCompleted(
-        **_base(uid, **kw),
-        start_time=start,
-        end_time=end,
-        total_latency_ms=seconds * 1000,
-        completion_tokens=5,
-        messages=[{"role": "user", "content": "TOP SECRET PROMPT"}],
-        response={"choices": [{"message": {"content": "TOP SECRET ANSWER"}}]},
-    )
-
-
-def started_event(uid: str, **kw: Any) -> LlmRequestStarted:
-    return LlmRequestStarted(**_base(uid, **kw), start_time=datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -145,15 +117,70 @@ class EventFactory:
         return f"team-{self.uid}"
 
     def failed(self, status: int = 503, seconds: float = 0.05, **kw: Any) -> LlmRequestFailed:
-        return failed_event(self.uid, status, seconds, **kw)
+        return builders.failed(
+            **{
+                **_call(self.uid),
+                **_times(seconds),
+                "total_latency_ms": seconds * 1000,
+                "error_message": "upstream said no",
+                "status_code": status,
+                "upstream_status_code": status,
+                "messages": [{"role": "user", "content": "TOP SECRET PROMPT"}],
+                **kw,
+            }
+        )
 
     def completed(self, seconds: float = 0.05, **kw: Any) -> LlmRequestCompleted:
-        return completed_event(self.uid, seconds, **kw)
+        return builders.completed(
+            **{
+                **_call(self.uid),
+                **_times(seconds),
+                "total_latency_ms": seconds * 1000,
+                "messages": [{"role": "user", "content": "TOP SECRET PROMPT"}],
+                "response": {"choices": [{"message": {"content": "TOP SECRET ANSWER"}}]},
+                **kw,
+            }
+        )
 
     def started(self, **kw: Any) -> LlmRequestStarted:
-        return started_event(self.uid, **kw)
+        return builders.started(**{**_call(self.uid), "start_time": datetime.now(UTC), **kw})
 
 
 @pytest.fixture
 def events(uid: str) -> EventFactory:
     return EventFactory(uid)
+
+
+Settle = Callable[..., Awaitable[None]]
+ALERTER_CONSUMERS = (names.ALERTER_LLM, names.ALERTER_ADMIN, names.ALERTER_LEDGER)
+
+
+@pytest.fixture
+def settle(js: JetStreamContext) -> Settle:
+    """`await settle(marker)`: publish `marker`, then wait until the alerter consumer that
+    reads it has acked (or terminated) it and every message before it.
+
+    Use before asserting that nothing arrived: once the marker is acked, every earlier
+    event has been evaluated and its alerts handed to the dispatcher; leaving the
+    `run_alerter` block then sends whatever waits in an anti-storm window.
+    """
+
+    async def wait(marker: Event, timeout: float = 15.0) -> None:
+        subject = marker.subject()
+        spec = next(
+            s
+            for s in ALERTER_CONSUMERS
+            if any(subject_matches(f, subject) for f in s.filter_subjects)
+        )
+        ack = await js.publish(subject, marker.to_json(), headers=msg_headers(marker))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            info = await js.consumer_info(spec.stream, spec.name)
+            if info.ack_floor.stream_seq >= ack.seq:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{spec.name} did not ack past seq {ack.seq}: {info}")
+            await asyncio.sleep(0.05)
+
+    return wait

@@ -7,8 +7,10 @@ from decimal import Decimal
 
 from nats.js import JetStreamContext
 
+from support import builders
 from support.alert_receivers import AlertReceiver, SmtpReceiver
-from tollgate_shared.events import AdminChanged, LedgerSpendUpdated, SpendTotal
+from tollgate_shared.events import AdminChanged, LedgerSpendUpdated
+from tollgate_shared.names import AdminSubject
 from tollgate_shared.publishing import publish_event
 from tollgate_shared.redaction import mask_value
 
@@ -17,16 +19,18 @@ MASTER_KEY = "sk-alerter-test-master-key-0123"
 
 
 def spend(team: str, amount: str, keys: tuple[str, ...] = ()) -> LedgerSpendUpdated:
-    totals = [
-        SpendTotal(entity="team", entity_id=team, spend=Decimal(amount), max_budget=Decimal(100))
-    ]
+    team_total = builders.spend_total(
+        entity="team", entity_id=team, spend=Decimal(amount), max_budget=Decimal(100)
+    )
     # Keys of the team carry no budget of their own: they must not alert for the team's.
-    totals += [SpendTotal(entity="key", entity_id=k, spend=Decimal(amount)) for k in keys]
-    return LedgerSpendUpdated(producer="ledger", totals=totals)
+    key_totals = [
+        builders.spend_total(entity="key", entity_id=k, spend=Decimal(amount)) for k in keys
+    ]
+    return builders.spend_updated(team_total, *key_totals)
 
 
 async def test_budget_crossings_alert_once_per_level_with_two_replicas(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, uid: str
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, uid: str, settle
 ) -> None:
     team = f"team-{uid}"
     keys = (f"{uid}aaaa" * 4, f"{uid}bbbb" * 4)
@@ -44,7 +48,7 @@ async def test_budget_crossings_alert_once_per_level_with_two_replicas(
         same = spend(team, "140", keys)
         await asyncio.gather(app_a.state.alerter.handle(same), app_b.state.alerter.handle(same))
         await receiver.wait_for(SLACK, lambda r: team in r.text, count=3, timeout=10)
-        await asyncio.sleep(1.5)
+        await settle(spend(f"marker-{uid}", "0"))
     mine = receiver.texts(SLACK, team)
     assert len(mine) == 3, mine
     assert sum("85% of budget used" in t for t in mine) == 1
@@ -54,7 +58,7 @@ async def test_budget_crossings_alert_once_per_level_with_two_replicas(
 
 
 async def test_alert_to_webhook_url_list_reaches_every_url_and_discord_gets_slack_payload(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, monkeypatch
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, settle, monkeypatch
 ) -> None:
     discord = "/api/webhooks/1240030362193760286/tokenTOKEN/slack"
     teams = "/webhookb2/abc/IncomingWebhook/def/ghi"
@@ -76,7 +80,7 @@ async def test_alert_to_webhook_url_list_reaches_every_url_and_discord_gets_slac
         await publish_event(js, failed)
         paths = ("/slack/first", "/slack/second", discord, teams)
         got = [await receiver.wait_for(p, lambda r: failed.request_id in r.text) for p in paths]
-        await asyncio.sleep(0.5)
+        await settle(events.completed())
     bodies = [g[0].body for g in got]
     assert all(len(g) == 1 for g in got)
     assert all(b == bodies[0] for b in bodies)  # the same Slack payload everywhere
@@ -131,7 +135,7 @@ async def test_pagerduty_webhook_and_email_receive_a_budget_alert(
 
 
 async def test_retries_on_5xx_and_a_dead_destination_does_not_delay_the_others(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, settle
 ) -> None:
     receiver.fail_with["/slack/flaky"] = [503, 429]
     receiver.fail_with["/slack/dead"] = [500] * 20
@@ -153,7 +157,8 @@ async def test_retries_on_5xx_and_a_dead_destination_does_not_delay_the_others(
         await publish_event(js, failed)
         healthy = await receiver.wait_for("/slack/healthy", lambda r: failed.request_id in r.text)
         flaky = await receiver.wait_for("/slack/flaky", lambda r: failed.request_id in r.text)
-        await asyncio.sleep(2.5)
+        # Leaving the block waits for deliveries in flight: the dead URL's last retry included.
+        await settle(events.completed())
     assert len(healthy) == 1
     assert len(flaky) == 1
     assert receiver.attempts["/slack/flaky"] == 3
@@ -163,23 +168,20 @@ async def test_retries_on_5xx_and_a_dead_destination_does_not_delay_the_others(
 
 
 async def test_management_alerts_are_off_unless_listed_and_redact_secrets(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, uid: str
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, uid: str, settle
 ) -> None:
     def key_created(alias: str) -> AdminChanged:
-        return AdminChanged(
-            producer="admin",
-            entity="key",
-            action="created",
+        return builders.admin_change(
+            AdminSubject.KEY_CREATED,
             object_id=f"{uid}" + "0" * 54,
             changed_by="admin-user",
             updated_values={"key_alias": alias, "key": "sk-plaintext-secret", "max_budget": 5},
         )
 
-    model_added = AdminChanged(
-        producer="admin",
-        entity="model",
-        action="created",
+    model_added = builders.admin_change(
+        AdminSubject.MODEL_CREATED,
         object_id=f"model-{uid}",
+        changed_by=None,
         updated_values={"model_name": f"gpt-{uid}", "litellm_params": {"model": "openai/gpt-4o"}},
     )
     url = receiver.url(SLACK)
@@ -187,7 +189,8 @@ async def test_management_alerts_are_off_unless_listed_and_redact_secrets(
         await publish_event(js, key_created(f"default-{uid}"))
         await publish_event(js, model_added)
         added = await receiver.wait_for(SLACK, lambda r: f"gpt-{uid}" in r.text)
-        await asyncio.sleep(1.2)
+        # team_updated is a management type too (off): a marker that alerts nowhere.
+        await settle(builders.admin_change(AdminSubject.TEAM_UPDATED, object_id=f"team-{uid}"))
     assert "New Model Added" in added[0].text
     assert receiver.texts(SLACK, f"default-{uid}") == []  # management types are opt-in
     general = {"alerting": ["slack"], "alert_types": ["new_virtual_key_created"]}

@@ -6,6 +6,7 @@ import asyncio
 
 from nats.js import JetStreamContext
 
+from support import builders
 from support.alert_receivers import AlertReceiver
 from support.events import wait_for_events
 from tollgate_shared import names
@@ -48,7 +49,7 @@ async def test_failed_event_raises_llm_exception_alert_within_seconds(
 
 
 async def test_burst_of_503s_gives_one_exception_alert_and_one_outage_alert_per_level(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, settle
 ) -> None:
     burst = [events.failed(status=503) for _ in range(12)]
     async with run_alerter(
@@ -61,7 +62,8 @@ async def test_burst_of_503s_gives_one_exception_alert_and_one_outage_alert_per_
         exceptions = await receiver.wait_for(
             SLACK, lambda r: "LLM API call failed" in r.text and dep in r.text, timeout=8
         )
-        await asyncio.sleep(1.0)  # anything else that was going to arrive has arrived
+        # Every failure has been evaluated; leaving the block sends what is still folding.
+        await settle(events.completed())
     mine = [t for t in receiver.texts(SLACK) if dep in t]
     minor = [t for t in mine if "Minor Service Outage" in t]
     major = [t for t in mine if "Major Service Outage" in t]
@@ -77,7 +79,7 @@ async def test_burst_of_503s_gives_one_exception_alert_and_one_outage_alert_per_
 
 
 async def test_client_errors_do_not_count_towards_an_outage(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, settle
 ) -> None:
     async with run_alerter(
         settings_for(receiver, alert_types=["outage_alerts"]),
@@ -85,15 +87,14 @@ async def test_client_errors_do_not_count_towards_an_outage(
     ):
         for _ in range(12):
             await publish_event(js, events.failed(status=429))
-        marker = events.failed(status=500)
-        await publish_event(js, marker)
-        # The 500 is processed after the 429s: one error in the window, below the minor threshold.
-        await asyncio.sleep(1.5)
+        # Once the 500 is acked, the 429s before it were evaluated: one error in the window,
+        # below the minor threshold.
+        await settle(events.failed(status=500))
     assert [t for t in receiver.texts(SLACK) if events.deployment in t] == []
 
 
 async def test_slow_completion_raises_llm_too_slow_and_fast_one_does_not(
-    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events
+    js: JetStreamContext, run_alerter, receiver: AlertReceiver, events, settle
 ) -> None:
     slow = events.completed(seconds=2.5)
     fast = events.completed(seconds=0.2)
@@ -101,7 +102,7 @@ async def test_slow_completion_raises_llm_too_slow_and_fast_one_does_not(
         await publish_event(js, fast)
         await publish_event(js, slow)
         got = await receiver.wait_for(SLACK, lambda r: slow.request_id in r.text)
-        await asyncio.sleep(1.2)
+        await settle(events.completed())
     assert len(got) == 1
     assert "Responses are slow - 2.5s response time > Alerting threshold: 1.0s" in got[0].text
     assert "Level: `Low`" in got[0].text
@@ -122,6 +123,7 @@ async def test_started_without_finish_is_hanging_and_fast_failure_is_not(
         for event in (hanging, finished_start, finished):
             await publish_event(js, event)
         got = await receiver.wait_for(SLACK, lambda r: hanging.request_id in r.text, timeout=8)
+        # About time, not processing: more hanging sweeps (every 0.2 s) past the 1 s threshold.
         await asyncio.sleep(1.5)
     assert len(got) == 1
     assert "Requests are hanging - 1.0s+ request time" in got[0].text
@@ -133,24 +135,15 @@ async def test_started_without_finish_is_hanging_and_fast_failure_is_not(
 async def test_cooldown_and_db_and_tracking_alerts(
     js: JetStreamContext, run_alerter, receiver: AlertReceiver, uid: str
 ) -> None:
-    from tollgate_shared.events import DeploymentStateChanged, LedgerDbError, LedgerTrackingFailed
-
-    cooldown = DeploymentStateChanged(
-        producer="ingress",
-        state="cooled_down",
+    cooldown = builders.deployment_changed(
         model_group="fake",
         model_id=f"dep-{uid}",
         api_base="http://upstream.test/v1",
         reason="3 failures in 60s",
         cooldown_s=5,
     )
-    db = LedgerDbError(producer="ledger", error=f"connection refused {uid}", batch_size=42)
-    tracking = LedgerTrackingFailed(
-        producer="ledger",
-        request_id=f"req-{uid}",
-        subject_name="llm.request.completed.v1._",
-        error="invalid spend",
-    )
+    db = builders.db_error(error=f"connection refused {uid}", batch_size=42)
+    tracking = builders.tracking_failed(request_id=f"req-{uid}")
     async with run_alerter(settings_for(receiver), slack_webhook_url=receiver.url(SLACK)):
         for event in (cooldown, db, tracking):
             await publish_event(js, event)

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from nats.js import JetStreamContext
 
+from support import builders
 from support.alert_receivers import AlertReceiver
-from tollgate_shared.events import DeploymentStateChanged
 from tollgate_shared.publishing import publish_event
 
 SLACK = "/slack/T000/B000/reports"
@@ -24,8 +24,7 @@ async def test_spend_daily_and_fallback_reports_are_sent_once_by_two_replicas(
         "alerting_args": {"daily_report_frequency": 3, "report_check_interval": 0.3},
     }
     overrides = {"slack_webhook_url": receiver.url(SLACK), "fallback_report_frequency": "3s"}
-    fallback = DeploymentStateChanged(
-        producer="ingress",
+    fallback = builders.deployment_changed(
         state="fallback",
         model_group=f"group-{uid}",
         model_id="dep-b",
