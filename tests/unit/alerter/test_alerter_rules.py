@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from support import builders
 from tollgate_alerter import rules
 from tollgate_alerter.policy import (
     ALL_ALERT_TYPES,
@@ -20,12 +21,10 @@ from tollgate_alerter.policy import (
 )
 from tollgate_shared.config import ConfigError, parse_config
 from tollgate_shared.events import (
-    AdminChanged,
-    DeploymentStateChanged,
     LlmRequestCompleted,
     LlmRequestFailed,
-    SpendTotal,
 )
+from tollgate_shared.names import AdminSubject, admin_subject
 from tollgate_shared.redaction import MASKED
 from tollgate_shared.vocabulary import AlertType
 
@@ -33,42 +32,39 @@ T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def failed(**kw: Any) -> LlmRequestFailed:
-    values: dict[str, Any] = {
-        "producer": "ingress",
-        "request_id": "req-1",
-        "call_type": "acompletion",
-        "requested_model": "gpt",
-        "model_group": "gpt",
-        "model_id": "dep-1",
-        "model": "gpt-4o",
-        "api_base": "https://user:pw@api.example.com/v1?key=secret",
-        "key_alias": "prod",
-        "team_id": "t1",
-        "start_time": T0,
-        "end_time": T0 + timedelta(seconds=1),
-        "total_latency_ms": 1000,
-        "error_class": "APIError",
-        "error_message": "boom",
-        "status_code": 503,
-        "upstream_status_code": 503,
-        "messages": [{"role": "user", "content": "PRIVATE"}],
-    }
-    values.update(kw)
-    return LlmRequestFailed(**values)
+    return builders.failed(
+        **{
+            "request_id": "req-1",
+            "requested_model": "gpt",
+            "model_group": "gpt",
+            "model_id": "dep-1",
+            "api_base": "https://user:pw@api.example.com/v1?key=secret",
+            "key_alias": "prod",
+            "team_id": "t1",
+            "start_time": T0,
+            "end_time": T0 + timedelta(seconds=1),
+            "error_message": "boom",
+            "status_code": 503,
+            "upstream_status_code": 503,
+            "messages": [{"role": "user", "content": "PRIVATE"}],
+            **kw,
+        }
+    )
 
 
 def completed(seconds: float, **kw: Any) -> LlmRequestCompleted:
-    return LlmRequestCompleted(
-        producer="ingress",
-        request_id="req-2",
-        call_type="acompletion",
-        requested_model="gpt",
-        model_id="dep-1",
-        start_time=T0,
-        end_time=T0 + timedelta(seconds=seconds),
-        total_latency_ms=seconds * 1000,
-        messages=[{"role": "user", "content": "PRIVATE"}],
-        **kw,
+    return builders.completed(
+        **{
+            "request_id": "req-2",
+            "requested_model": "gpt",
+            "model_group": None,
+            "model": None,
+            "model_id": "dep-1",
+            "start_time": T0,
+            "end_time": T0 + timedelta(seconds=seconds),
+            "messages": [{"role": "user", "content": "PRIVATE"}],
+            **kw,
+        }
     )
 
 
@@ -281,7 +277,7 @@ def test_each_budget_period_may_cross_a_level_again() -> None:
     info = rules.EntityInfo()
     keys = set()
     for start in (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)):
-        total = SpendTotal(
+        total = builders.spend_total(
             entity="team",
             entity_id="t1",
             spend=Decimal("100"),
@@ -297,7 +293,7 @@ def test_each_budget_period_may_cross_a_level_again() -> None:
 
 
 def test_budget_alert_webhook_event_has_litellm_shape() -> None:
-    total = SpendTotal(
+    total = builders.spend_total(
         entity="key", entity_id="ab" * 32, spend=Decimal("96"), max_budget=Decimal(100)
     )
     info = rules.EntityInfo(key_alias="prod", team_id="t1", user_id="u1", user_email="u@x.io")
@@ -318,7 +314,9 @@ def test_budget_alert_webhook_event_has_litellm_shape() -> None:
 
 
 def test_tag_and_model_totals_never_raise_budget_alerts() -> None:
-    total = SpendTotal(entity="tag", entity_id="x", spend=Decimal(5), max_budget=Decimal(1))
+    total = builders.spend_total(
+        entity="tag", entity_id="x", spend=Decimal(5), max_budget=Decimal(1)
+    )
     assert rules.budget_alert(total, rules.EntityInfo(), 60) is None
 
 
@@ -341,15 +339,13 @@ def test_tag_and_model_totals_never_raise_budget_alerts() -> None:
     ],
 )
 def test_management_types(entity: str, action: str, alert_type: str | None) -> None:
-    event = AdminChanged(producer="admin", entity=entity, action=action, object_id="x")  # type: ignore[arg-type]
+    event = builders.admin_change(AdminSubject(admin_subject(entity, action)), object_id="x")
     assert rules.management_type(event) == alert_type
 
 
 def test_management_alert_redacts_secrets() -> None:
-    event = AdminChanged(
-        producer="admin",
-        entity="user",
-        action="created",
+    event = builders.admin_change(
+        AdminSubject.USER_CREATED,
         object_id="u1",
         changed_by="boss",
         updated_values={
@@ -378,9 +374,7 @@ def test_management_alert_redacts_secrets() -> None:
 
 
 def test_cooldown_and_fallback() -> None:
-    cooled = DeploymentStateChanged(
-        producer="ingress", state="cooled_down", model_group="gpt", model_id="d1", cooldown_s=5
-    )
+    cooled = builders.deployment_changed(model_group="gpt", model_id="d1", cooldown_s=5)
     alert = rules.cooldown_alert(cooled)
     assert alert is not None
     assert "is in cooldown" in alert.message
