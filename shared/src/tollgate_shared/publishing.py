@@ -1,27 +1,40 @@
 """Publishes events off the response path: an in-memory queue, JetStream, and a disk spool.
 
-`EventPublisher.emit()` never blocks and never raises. A background task
-publishes in order with `Nats-Msg-Id` set to the event id (so JetStream drops
-duplicates). While NATS is unreachable, events go to the on-disk spool; when it
-returns, the spool is replayed in order before anything newer is published.
+`EventPublisher.emit()` never blocks and never raises: it serialises the event
+where it is emitted, so an event that cannot become JSON is handled there. A
+background task publishes in order with `Nats-Msg-Id` set to the event id (so
+JetStream drops duplicates). While NATS is unreachable, events go to the on-disk
+spool; when it returns, the spool is replayed in order before anything newer.
+
+Nothing that can be costed is dropped: an event too large for one message has
+its content moved to the object store (live and at replay); one that still does
+not fit, or cannot be serialised, is published without its content and metadata
+(the cost, tokens and who made the call survive, marked `tollgate_dropped`). Only
+an event that fails even then is dead-lettered, into the spool's `dead` table,
+counted and logged. A permanent failure never stops the spool: replay moves on.
+The publishing task is supervised: if it fails it is restarted with backoff, the
+batch it held is kept, and `check()` (for `/health`) fails while it is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
+from nats.errors import BadSubjectError, MaxPayloadError
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError
 from prometheus_client import Counter, Gauge
 
 from tollgate_shared import names
-from tollgate_shared.events import Event, LlmRequestFinished
-from tollgate_shared.spool import Spool
+from tollgate_shared.events import Event, EventDecodeError, LlmRequestFinished, decode
+from tollgate_shared.spool import DeadLetter, Spool, SpoolRow
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +46,54 @@ EVENTS_SPOOLED = Counter(
 )
 SPOOL_DEPTH = Gauge("tollgate_spool_depth", "Events waiting in the disk spool")
 QUEUE_DEPTH = Gauge("tollgate_publish_queue_depth", "Events waiting in memory to be published")
+EVENTS_SALVAGED = Counter(
+    "tollgate_events_salvaged_total",
+    "Events published without content and metadata (unserialisable or too large)",
+    ["event_type"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "tollgate_events_dead_lettered_total",
+    "Events that could never be published (kept in the spool's dead table)",
+    ["event_type"],
+)
+PUBLISHER_RESTARTS = Counter(
+    "tollgate_publisher_restarts_total", "Times the publishing task failed and was restarted"
+)
 
 _HEADROOM = 4096  # room for headers and protocol framing within max_payload
+
+
+# What a failed publish means: these never succeed however often they are retried.
+_PERMANENT: tuple[type[BaseException], ...] = (
+    MaxPayloadError,
+    BadSubjectError,
+    BadRequestError,
+    ValueError,
+    TypeError,
+)
+
+Item = tuple[Event, bytes]
+
+
+def is_permanent(exc: BaseException) -> bool:
+    return isinstance(exc, _PERMANENT)
+
+
+def without_content(event: Event, reason: str) -> Event | None:
+    """The completed/failed event stripped to what costing needs, marked with why; None for
+    other events (they carry nothing that could be dropped)."""
+    if not isinstance(event, LlmRequestFinished):
+        return None
+    return event.model_copy(
+        update={
+            "messages": None,
+            "response": None,
+            "proxy_server_request": None,
+            "model_parameters": {},
+            "metadata": {"tollgate_dropped": reason[:300]},
+            "content_ref": None,
+        }
+    )
 
 
 def msg_headers(event: Event) -> dict[str, str]:
@@ -65,11 +124,19 @@ async def publish_event(
     await js.publish(event.subject(), data, timeout=timeout, headers=msg_headers(event))
 
 
-async def offload_content(js: JetStreamContext, event: LlmRequestFinished) -> LlmRequestFinished:
+# The object store's own default chunk (128 KiB), unless the server's max payload is smaller.
+_CHUNK = 128 * 1024
+
+
+async def offload_content(
+    js: JetStreamContext, event: LlmRequestFinished, max_payload: int | None = None
+) -> LlmRequestFinished:
     """Move an oversized event's content to the object store and carry a reference."""
     obj = await js.object_store(names.OBJ_BODIES)
     body = event.model_dump_json(include={"messages", "response", "proxy_server_request"})
-    await obj.put(event.event_id, body.encode())
+    chunk = _CHUNK if max_payload is None else min(_CHUNK, max_payload - _HEADROOM)
+    meta = api.ObjectMeta(name=event.event_id, options=api.ObjectMetaOptions(max_chunk_size=chunk))
+    await obj.put(event.event_id, body.encode(), meta=meta)
     return event.model_copy(
         update={
             "messages": None,
@@ -84,8 +151,6 @@ async def hydrate_content(js: JetStreamContext, event: LlmRequestFinished) -> Ll
     """The inverse of `offload_content`, for consumers that need the content."""
     if not event.content_ref:
         return event
-    import json
-
     obj = await js.object_store(names.OBJ_BODIES)
     res = await obj.get(event.content_ref)
     content = json.loads(res.data or b"{}")
@@ -108,7 +173,7 @@ class EventPublisher:
         self._url = nats_url
         self._name = client_name
         self._spool = Spool(spool_path)
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(max_queue)
         self._batch = batch
         self._ack_timeout = ack_timeout
         self._nc: NATS | None = None
@@ -116,6 +181,11 @@ class EventPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        # The batch the publishing task holds; kept if the task fails.
+        self._inflight: list[Item] = []
+        self._running = False
+        self._restarts = 0
+        self._last_error: str | None = None
         SPOOL_DEPTH.set(len(self._spool))
 
     @property
@@ -130,21 +200,50 @@ class EventPublisher:
     def spooled(self) -> int:
         return len(self._spool)
 
+    @property
+    def running(self) -> bool:
+        """Whether the publishing task is running (not failed and waiting to restart)."""
+        return self._running
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._spool.dead_letters()
+
+    def state(self) -> dict[str, object]:
+        return {
+            "running": self._running,
+            "connected": self.connected,
+            "spooled": self.spooled,
+            "queued": self._queue.qsize(),
+            "restarts": self._restarts,
+            "last_error": self._last_error,
+        }
+
+    async def check(self) -> dict[str, object]:
+        """For `/health`: raises while the task is down or NATS is unreachable."""
+        if not self._running:
+            raise RuntimeError(f"event publisher is down ({self._last_error}); restarting")
+        if not self.connected:
+            raise ConnectionError(f"NATS unreachable; {self.spooled} events spooled")
+        return self.state()
+
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._connect_forever(), name="publisher-connect"),
-            asyncio.create_task(self._run(), name="publisher-run"),
+            asyncio.create_task(self._supervise(), name="publisher-run"),
         ]
 
     def emit(self, event: Event) -> None:
         """Queue an event for publishing; never blocks the caller, never loses it."""
         self._idle.clear()
+        item = self._serialised(event)
+        if item is None:
+            return
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             # Memory is bounded: past it, go straight to disk (still in order,
             # because the worker drains the spool before the queue).
-            self._spool_events([event])
+            self._spool_items([item])
         QUEUE_DEPTH.set(self._queue.qsize())
 
     async def flush(self, timeout: float = 10.0) -> bool:
@@ -162,18 +261,83 @@ class EventPublisher:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        # Whatever is still in memory is kept on disk for the next start.
-        leftover: list[Event] = []
+        # Whatever is still in memory, the batch in flight included, is kept on disk
+        # for the next start (a re-sent copy is dropped by JetStream's de-duplication).
+        leftover = self._take_inflight()
         while not self._queue.empty():
             leftover.append(self._queue.get_nowait())
         if leftover:
-            self._spool_events(leftover)
+            self._spool_items(leftover)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         self._spool.close()
 
-    # -- internals ---------------------------------------------------------
+    # -- serialising, fitting, dead-lettering -------------------------------
+    def _serialised(self, event: Event) -> Item | None:
+        try:
+            return event, event.to_json()
+        except Exception as exc:
+            return self._salvage(event, f"not serialisable: {type(exc).__name__}: {exc}")
+
+    def _salvage(self, event: Event, reason: str, limit: int | None = None) -> Item | None:
+        """The event without content and metadata, if that serialises (and fits); else it is
+        dead-lettered and None returned."""
+        lean = without_content(event, reason)
+        if lean is not None:
+            try:
+                data = lean.to_json()
+            except Exception as exc:
+                reason = f"{reason}; without content: {type(exc).__name__}: {exc}"
+            else:
+                if limit is None or len(data) <= limit:
+                    log.error("event %s published without its content: %s", event.event_id, reason)
+                    EVENTS_SALVAGED.labels(event.event_type).inc()
+                    return lean, data
+                reason = f"{reason}; {len(data)} bytes even without content"
+        self._bury(event, b"", reason)
+        return None
+
+    def _bury(self, event: Event, payload: bytes, reason: str) -> None:
+        try:
+            subject = event.subject()
+        except Exception:
+            subject = event.event_type
+        self._bury_row((subject, event.event_id, payload, event.event_type), reason)
+
+    def _bury_row(self, row: SpoolRow, reason: str) -> None:
+        log.error("dead-lettering event %s (%s): %s", row[1], row[3], reason)
+        self._spool.bury(row, reason)
+        EVENTS_DEAD_LETTERED.labels(row[3]).inc()
+
+    def _limit(self) -> int:
+        assert self._nc is not None
+        return int(self._nc.max_payload) - _HEADROOM
+
+    async def _fit(self, js: JetStreamContext, event: Event, data: bytes) -> Item | None:
+        """The event and its JSON within the payload limit: content offloaded when too large,
+        then stripped; None when it was dead-lettered. Object-store errors propagate (transient)."""
+        limit = self._limit()
+        if len(data) <= limit:
+            return event, data
+        if isinstance(event, LlmRequestFinished) and not event.content_ref:
+            lean = await offload_content(js, event, limit + _HEADROOM)
+            lean_data = lean.to_json()
+            if len(lean_data) <= limit:
+                return lean, lean_data
+        return self._salvage(event, f"{len(data)} bytes, over the {limit}-byte limit", limit)
+
+    def _spool_items(self, items: list[Item]) -> None:
+        self._spool.append([(e.subject(), e.event_id, data, e.event_type) for e, data in items])
+        for e, _ in items:
+            EVENTS_SPOOLED.labels(e.event_type).inc()
+        SPOOL_DEPTH.set(len(self._spool))
+
+    def _take_inflight(self) -> list[Item]:
+        items, self._inflight = self._inflight, []
+        return items
+
+    # -- the publishing task -------------------------------------------------
     async def _connect_forever(self) -> None:
         delay = 0.2
         while self._nc is None:
@@ -188,88 +352,144 @@ class EventPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _spool_events(self, events: list[Event]) -> None:
-        self._spool.append([(e.subject(), e.event_id, e.to_json(), e.event_type) for e in events])
-        for e in events:
-            EVENTS_SPOOLED.labels(e.event_type).inc()
-        SPOOL_DEPTH.set(len(self._spool))
+    async def _supervise(self) -> None:
+        """Run the publishing loop; when it fails, keep its batch and restart it with backoff."""
+        delay = 0.1
+        while True:
+            self._running = True
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._running = False
+                self._restarts += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+                PUBLISHER_RESTARTS.inc()
+                log.exception("event publisher failed; restarting in %.1f s", delay)
+                held = self._take_inflight()
+                if held:
+                    with contextlib.suppress(Exception):
+                        self._spool_items(held)
+                        held = []
+                self._inflight = held  # kept in memory when even the disk refused them
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _run(self) -> None:
         while True:
-            if len(self._spool) and self.connected:
+            if self._inflight:
+                events = self._inflight
+            elif len(self._spool) and self.connected:
                 if not await self._replay_spool():
                     await asyncio.sleep(0.5)
                 continue
-            try:
-                first = await asyncio.wait_for(self._queue.get(), 0.5)
-            except TimeoutError:
-                if self._queue.empty() and not len(self._spool):
-                    self._idle.set()
-                continue
-            events = [first]
-            while len(events) < self._batch and not self._queue.empty():
-                events.append(self._queue.get_nowait())
-            QUEUE_DEPTH.set(self._queue.qsize())
+            else:
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), 0.5)
+                except TimeoutError:
+                    if self._queue.empty() and not len(self._spool):
+                        self._idle.set()
+                    continue
+                events = [first]
+                while len(events) < self._batch and not self._queue.empty():
+                    events.append(self._queue.get_nowait())
+                QUEUE_DEPTH.set(self._queue.qsize())
+                self._inflight = events
             if len(self._spool) or not self.connected:
-                self._spool_events(events)
+                self._spool_items(events)
             else:
                 await self._publish_in_order(events)
+            self._inflight = []
             if self._queue.empty() and not len(self._spool):
                 self._idle.set()
 
-    async def _publish_in_order(self, events: list[Event]) -> None:
-        """Publish a batch pipelined; on the first failure spool it and everything after."""
+    async def _publish_in_order(self, items: list[Item]) -> None:
+        """Publish a batch pipelined. A permanent failure dead-letters that one event; a
+        transient one spools it and everything after it."""
         assert self._js is not None
         js = self._js
-        prepared: list[tuple[Event, bytes]] = []
-        for e in events:
-            prepared.append(await self._fit(js, e))
+        prepared: list[Item] = []
+        for i, (event, data) in enumerate(items):
+            try:
+                fitted = await self._fit(js, event, data)
+            except Exception as exc:
+                log.warning("could not offload content (%s); spooling %d events", exc, len(items))
+                self._spool_items([*prepared, *items[i:]])
+                return
+            if fitted is not None:
+                prepared.append(fitted)
         results = await asyncio.gather(
             *(publish_event(js, e, self._ack_timeout, data) for e, data in prepared),
             return_exceptions=True,
         )
         for i, res in enumerate(results):
-            if isinstance(res, BaseException):
-                log.warning("publish failed (%s); spooling %d events", res, len(prepared) - i)
-                self._spool_events([e for e, _ in prepared[i:]])
-                return
-            EVENTS_PUBLISHED.labels(prepared[i][0].event_type).inc()
-
-    async def _fit(self, js: JetStreamContext, event: Event) -> tuple[Event, bytes]:
-        """The event and its JSON (serialized once), its content offloaded when too large."""
-        assert self._nc is not None
-        data = event.to_json()
-        limit = self._nc.max_payload - _HEADROOM
-        if isinstance(event, LlmRequestFinished) and len(data) > limit:
-            try:
-                lean = await offload_content(js, event)
-            except Exception:
-                log.exception("could not offload content of %s", event.event_id)
+            event, data = prepared[i]
+            if res is None:
+                EVENTS_PUBLISHED.labels(event.event_type).inc()
+            elif is_permanent(res):
+                self._bury(event, data, f"{type(res).__name__}: {res}")
             else:
-                return lean, lean.to_json()
-        return event, data
+                log.warning("publish failed (%s); spooling %d events", res, len(prepared) - i)
+                self._spool_items(prepared[i:])
+                return
+
+    async def _fit_spooled(self, js: JetStreamContext, row: SpoolRow) -> SpoolRow | None:
+        """A spooled row within the payload limit, or None once it is dead-lettered."""
+        subject, _msg_id, payload, event_type = row
+        if len(payload) <= self._limit():
+            return row
+        try:
+            event: Event = decode(subject, payload)
+        except EventDecodeError as exc:
+            self._bury_row(row, f"oversized and undecodable: {exc}")
+            return None
+        fitted = await self._fit(js, event, payload)
+        if fitted is None:
+            return None
+        return (fitted[0].subject(), fitted[0].event_id, fitted[1], event_type)
 
     async def _replay_spool(self) -> bool:
+        """Publish the oldest spooled rows; True when all of them went (or were dead-lettered).
+
+        A permanent failure dead-letters its row and replay moves on; a transient one stops
+        here, keeping that row and everything after it for the next attempt.
+        """
         assert self._js is not None
+        js = self._js
         rows = self._spool.peek(self._batch)
-        results = await asyncio.gather(
-            *(
-                self._js.publish(
-                    subject,
-                    payload,
-                    timeout=self._ack_timeout,
-                    headers={"Nats-Msg-Id": msg_id, names.HDR_EVENT_TYPE: etype},
-                )
-                for _, subject, msg_id, payload, etype in rows
-            ),
-            return_exceptions=True,
+        ready: list[tuple[int, SpoolRow | None]] = []
+        try:
+            for seq, subject, msg_id, payload, etype in rows:
+                ready.append((seq, await self._fit_spooled(js, (subject, msg_id, payload, etype))))
+        except Exception as exc:
+            log.warning("replay paused: %s", exc)
+        results = iter(
+            await asyncio.gather(
+                *(
+                    js.publish(
+                        row[0],
+                        row[2],
+                        timeout=self._ack_timeout,
+                        headers={"Nats-Msg-Id": row[1], names.HDR_EVENT_TYPE: row[3]},
+                    )
+                    for _, row in ready
+                    if row is not None
+                ),
+                return_exceptions=True,
+            )
         )
         done_through = None
-        for (seq, *_rest, etype), res in zip(rows, results, strict=True):
-            if isinstance(res, BaseException):
-                break
+        for seq, row in ready:
+            if row is not None:
+                res = next(results)
+                if isinstance(res, BaseException):
+                    if not is_permanent(res):
+                        break
+                    self._bury_row(row, f"{type(res).__name__}: {res}")
+                else:
+                    EVENTS_PUBLISHED.labels(row[3]).inc()
             done_through = seq
-            EVENTS_PUBLISHED.labels(etype).inc()
         if done_through is not None:
             self._spool.delete_through(done_through)
             SPOOL_DEPTH.set(len(self._spool))

@@ -1,14 +1,33 @@
-"""A durable, ordered on-disk queue of unpublished events (SQLite, one file per process)."""
+"""A durable, ordered on-disk queue of unpublished events (SQLite, one file per process),
+with a dead-letter table for events that can never be published."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+
+# (subject, msg_id, payload, event_type)
+SpoolRow = tuple[str, str, bytes, str]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the publisher gave up on, with why."""
+
+    seq: int
+    subject: str
+    msg_id: str
+    event_type: str
+    reason: str
+    size: int
+    at: float
 
 
 class Spool:
-    """Append-only FIFO of (subject, msg_id, payload, headers) rows; survives restarts."""
+    """Append-only FIFO of (subject, msg_id, payload, event_type) rows; survives restarts."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,12 +42,19 @@ class Spool:
             " seq INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL,"
             " msg_id TEXT NOT NULL, payload BLOB NOT NULL, event_type TEXT NOT NULL)"
         )
+        # Kept, not deleted: an operator can read the payload and publish it by hand.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS dead ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL,"
+            " msg_id TEXT NOT NULL, payload BLOB NOT NULL, event_type TEXT NOT NULL,"
+            " reason TEXT NOT NULL, at REAL NOT NULL)"
+        )
         self._count = self._db.execute("SELECT count(*) FROM spool").fetchone()[0]
 
     def __len__(self) -> int:
         return int(self._count)
 
-    def append(self, rows: list[tuple[str, str, bytes, str]]) -> None:
+    def append(self, rows: list[SpoolRow]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -52,6 +78,24 @@ class Spool:
         with self._lock:
             cur = self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
             self._count -= cur.rowcount
+
+    def bury(self, row: SpoolRow, reason: str) -> None:
+        """Keep an event that can never be published in the dead-letter table."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO dead (subject, msg_id, payload, event_type, reason, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (*row, reason[:1000], time.time()),
+            )
+
+    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, subject, msg_id, event_type, reason, length(payload), at FROM dead"
+                " ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(*r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
