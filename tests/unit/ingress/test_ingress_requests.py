@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
 
-from tollgate_ingress.parsing import BadRequestError, parse_chat_request
+from tollgate_ingress.parsing import (
+    MAX_DEPTH,
+    MAX_METADATA_BYTES,
+    BadRequestError,
+    parse_chat_request,
+    parse_embedding_request,
+)
 from tollgate_ingress.pricing import cost_of
 from tollgate_ingress.upstream.mock import mock_chunks, mock_completion
 from tollgate_ingress.usage import StreamAccumulator, strip_unrequested_usage, usage_from
@@ -150,3 +157,62 @@ def test_unknown_model_costs_zero_with_a_warning() -> None:
     assert c.spend == 0
     assert c.warning is not None
     assert "no-such-model-xyz" in c.warning
+
+
+# --- bounds: a body the consumers could not decode is refused, naming the field -----------
+
+
+def _nest(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"n": value}
+    return value
+
+
+def _chat(**extra: Any) -> bytes:
+    body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}], **extra}
+    return orjson.dumps(body)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        # 220 levels: orjson reads it, every consumer's parser (200 levels) would refuse the event.
+        ({"metadata": _nest(220)}, "metadata"),
+        ({"metadata": {"a": _nest(64)}}, "metadata"),
+        ({"tools": [{"type": "function", "function": {"parameters": _nest(100)}}]}, "tools"),
+        ({"response_format": _nest(70)}, "response_format"),
+    ],
+)
+def test_a_body_nested_too_deep_is_refused_naming_the_field(
+    extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(BadRequestError, match=f"{param} is nested deeper than") as info:
+        parse_chat_request(_chat(**extra), {})
+    assert info.value.param == param
+
+
+def test_deep_message_content_is_refused_as_messages() -> None:
+    raw = orjson.dumps({"model": "demo", "messages": [{"role": "user", "content": [_nest(80)]}]})
+    with pytest.raises(BadRequestError) as info:
+        parse_chat_request(raw, {})
+    assert info.value.param == "messages"
+
+
+def test_nesting_within_the_limit_is_accepted() -> None:
+    req = parse_chat_request(_chat(metadata={"deep": _nest(MAX_DEPTH - 3)}), {})
+    assert req.metadata["deep"]["n"]["n"]
+
+
+def test_metadata_larger_than_the_limit_is_refused() -> None:
+    raw = _chat(metadata={"blob": "x" * (MAX_METADATA_BYTES + 10)})
+    with pytest.raises(BadRequestError, match="metadata is larger than") as info:
+        parse_chat_request(raw, {})
+    assert info.value.param == "metadata"
+
+
+def test_embeddings_are_bounded_too() -> None:
+    raw = orjson.dumps({"model": "demo", "input": "x", "metadata": _nest(100)})
+    with pytest.raises(BadRequestError) as info:
+        parse_embedding_request(raw, {})
+    assert info.value.param == "metadata"

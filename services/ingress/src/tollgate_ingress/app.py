@@ -132,9 +132,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         async def publisher() -> dict[str, Any]:
             if gw is None:
                 raise RuntimeError("starting")
-            if not gw.publisher.connected:
-                raise ConnectionError(f"NATS unreachable; {gw.publisher.spooled} events spooled")
-            return {"spooled": gw.publisher.spooled}
+            return await gw.publisher.check()
 
         async def state() -> dict[str, Any]:
             if gw is None:

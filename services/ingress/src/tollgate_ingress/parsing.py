@@ -22,6 +22,13 @@ _GATEWAY_FIELDS = frozenset(
         "proxy_server_request",
     }
 )
+# How deep a request body may nest. Every consumer's JSON parser refuses documents deeper
+# than 200 levels, and an event wraps the body a few levels down: a body nested deeper
+# than this could be answered but never costed, so it is refused here, naming the field.
+MAX_DEPTH = 64
+# LiteLLM's `metadata` travels in every event of the call (and is stored with it).
+MAX_METADATA_BYTES = 1024 * 1024
+
 # Fields that describe the call rather than tune the model.
 _NOT_PARAMETERS = frozenset({"model", "messages", "input", "stream", "stream_options", "user"})
 
@@ -62,6 +69,35 @@ def _str_list(value: Any, param: str) -> list[str]:
     return list(value)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels below `value` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _check_depth(raw: bytes, body: dict[str, Any]) -> None:
+    # A body with fewer brackets than the limit cannot be that deep: the common case
+    # costs two C-level counts, not a walk.
+    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+        return
+    for name, value in body.items():
+        if _deeper_than(value, MAX_DEPTH - 1):
+            raise BadRequestError(
+                f"{name} is nested deeper than {MAX_DEPTH} levels; flatten it", name
+            )
+
+
 def _load(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
@@ -69,6 +105,7 @@ def _load(raw: bytes) -> dict[str, Any]:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequestError("request body must be a JSON object")
+    _check_depth(raw, body)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequestError("model is required and must be a string", "model")
@@ -82,11 +119,18 @@ def _request(
     content: list[Any],
     stream: bool = False,
     client_wants_usage: bool = False,
+    *,
+    raw_size: int,
 ) -> ChatRequest:
     """What every LLM route shares: LiteLLM's metadata, tags, session and end user."""
     metadata = body.get("metadata") or body.get("litellm_metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequestError("metadata must be an object", "metadata")
+    # Only a body larger than the limit can hold metadata larger than it.
+    if raw_size > MAX_METADATA_BYTES and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise BadRequestError(
+            f"metadata is larger than {MAX_METADATA_BYTES // 1024} KiB; send less", "metadata"
+        )
     tags = _str_list(metadata.get("tags"), "metadata.tags") + _str_list(body.get("tags"), "tags")
     header_tags = headers.get("x-litellm-tags")
     if header_tags:
@@ -140,7 +184,7 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
     if stream_options is not None and not isinstance(stream_options, dict):
         raise BadRequestError("stream_options must be an object", "stream_options")
     wants_usage = bool((stream_options or {}).get("include_usage"))
-    return _request(body, headers, "acompletion", messages, stream, wants_usage)
+    return _request(body, headers, "acompletion", messages, stream, wants_usage, raw_size=len(raw))
 
 
 def parse_embedding_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
@@ -153,4 +197,4 @@ def parse_embedding_request(raw: bytes, headers: Mapping[str, str]) -> ChatReque
         content = inp
     else:
         raise BadRequestError("input must be a non-empty string or list", "input")
-    return _request(body, headers, "aembedding", content)
+    return _request(body, headers, "aembedding", content, raw_size=len(raw))
