@@ -10,9 +10,10 @@ import asyncpg
 from ledger_support import make_completed
 from nats.js import JetStreamContext
 
-from tollgate_ledger.budgets import BudgetBook, SpendMirror, reset_periods, spend_totals
+from tollgate_ledger.budgets import BudgetBook, SpendMirror, spend_totals
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.spend import SpendProjection, write_events
+from tollgate_ledger.service import reset_periods
 from tollgate_shared import names
 from tollgate_shared.durations import budget_period
 from tollgate_shared.events import SpendTotal

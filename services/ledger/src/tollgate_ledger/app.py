@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client as NATS
 
 from tollgate_ledger import subscribers
-from tollgate_ledger.budgets import BudgetBook, SpendMirror, reset_forever
+from tollgate_ledger.budgets import BudgetBook, SpendMirror
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.reads import LedgerReader
@@ -33,6 +33,7 @@ from tollgate_ledger.service import (
     SpendService,
     js_publisher,
     partitions_forever,
+    reset_forever,
 )
 from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import durations, names

@@ -1,21 +1,21 @@
-"""Budgets read from admin's KV buckets, and spend totals mirrored into the spend bucket."""
+"""Budgets read from admin's KV buckets, and spend totals mirrored into the spend bucket
+(the ledger's KV adapters)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from tollgate_ledger.projections.spend import SpendProjection, TotalAfter
+from tollgate_ledger.projections.spend import TotalAfter
 from tollgate_shared import durations, names
 from tollgate_shared.events import SpendTotal
 from tollgate_shared.kvview import KvView
@@ -86,43 +86,6 @@ def spend_totals(
         )
         for t in totals
     ]
-
-
-async def reset_periods(
-    pool: asyncpg.Pool,
-    projection: SpendProjection,
-    budgets: BudgetBook,
-    now: datetime | None = None,
-) -> list[TotalAfter]:
-    """Begin the current budget period of every entity whose period has rolled over."""
-    periods = budgets.periods(now or datetime.now(UTC))
-    if not periods:
-        return []
-    async with pool.acquire() as conn, conn.transaction():
-        return await projection.start_periods(conn, periods)
-
-
-async def reset_forever(
-    pool: asyncpg.Pool,
-    projection: SpendProjection,
-    budgets: BudgetBook,
-    announce: Callable[[list[TotalAfter]], Awaitable[None]],
-    every_s: float = 5.0,
-) -> None:
-    """Every few seconds, start the periods that began and announce the reset totals.
-
-    Ingress already treats a total whose `budget_reset_at` has passed as spent-nothing,
-    so the job's interval only delays what /key/info shows, never a refusal.
-    """
-    while True:
-        try:
-            reset = await reset_periods(pool, projection, budgets)
-            if reset:
-                log.info("began a new budget period for %d keys, teams or users", len(reset))
-                await announce(reset)
-        except Exception as exc:
-            log.warning("budget period reset failed: %s", exc)
-        await asyncio.sleep(every_s)
 
 
 class SpendMirror:

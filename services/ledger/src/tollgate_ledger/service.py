@@ -482,6 +482,46 @@ async def partitions_forever(
         await asyncio.sleep(every)
 
 
+# --- budget periods -----------------------------------------------------------------
+
+
+async def reset_periods(
+    pool: asyncpg.Pool,
+    projection: SpendProjection,
+    budgets: BudgetBook,
+    now: datetime | None = None,
+) -> list[TotalAfter]:
+    """Begin the current budget period of every entity whose period has rolled over."""
+    periods = budgets.periods(now or datetime.now(UTC))
+    if not periods:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        return await projection.start_periods(conn, periods)
+
+
+async def reset_forever(
+    pool: asyncpg.Pool,
+    projection: SpendProjection,
+    budgets: BudgetBook,
+    announce: Callable[[list[TotalAfter]], Awaitable[None]],
+    every_s: float = 5.0,
+) -> None:
+    """Every few seconds, start the periods that began and announce the reset totals.
+
+    Ingress already treats a total whose `budget_reset_at` has passed as spent-nothing,
+    so the job's interval only delays what /key/info shows, never a refusal.
+    """
+    while True:
+        try:
+            reset = await reset_periods(pool, projection, budgets)
+            if reset:
+                log.info("began a new budget period for %d keys, teams or users", len(reset))
+                await announce(reset)
+        except Exception as exc:
+            log.warning("budget period reset failed: %s", exc)
+        await asyncio.sleep(every_s)
+
+
 # --- reads ------------------------------------------------------------------------------
 
 
