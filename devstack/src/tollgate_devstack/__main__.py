@@ -1,4 +1,4 @@
-"""Command line of the dev stack: `python -m tollgate_devstack up|servers`."""
+"""Command line: `python -m tollgate_devstack up|servers|status|logs|down|backup|restore`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from tollgate_devstack import plan, supervisor
+from tollgate_devstack import backups, operate, plan, supervisor
+from tollgate_devstack.datadir import DataDir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,6 +36,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=180.0,
         help="seconds to wait for every /health to answer 200",
     )
+    up.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (pid file and logs under the data folder)",
+    )
+    up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
+    status = sub.add_parser("status", help="each service and server: health, uptime, restarts")
+    status.add_argument("--json", action="store_true", help="machine-readable")
+    logs = sub.add_parser("logs", help="follow the logs (of one service or server)")
+    logs.add_argument("name", nargs="?", default=None, help="service, server or 'supervisor'")
+    logs.add_argument("--no-follow", action="store_true", help="print and exit")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="lines of history to show")
+    sub.add_parser("down", help="stop a detached stack (ordered, bounded)")
+    backup = sub.add_parser("backup", help="PostgreSQL dump + JetStream snapshots into one file")
+    backup.add_argument("--out", type=Path, default=None, help="file to write")
+    restore = sub.add_parser("restore", help="restore a backup file into a fresh data folder")
+    restore.add_argument("file", type=Path, help="a file written by `backup`")
     servers = sub.add_parser("servers", help="only NATS, PostgreSQL and Redis; prints exports")
     servers.add_argument(
         "--provision", action="store_true", help="also create streams, consumers and buckets"
@@ -45,8 +63,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = (args.data_dir or supervisor.default_data_dir(os.environ, Path.cwd())).resolve()
+    data = DataDir(data_dir)
+    if args.command == "up" and args.detach:
+        forwarded = [
+            "--base-port",
+            str(args.base_port),
+            "--health-timeout",
+            str(args.health_timeout),
+        ]
+        return operate.detach(data, forwarded, args.health_timeout + 60)
     if args.command == "up":
-        return supervisor.up(data_dir, args.base_port, args.health_timeout)
+        return supervisor.up(data_dir, args.base_port, args.health_timeout, args.detached_child)
+    if args.command == "status":
+        return operate.status(data, args.json)
+    if args.command == "logs":
+        return operate.logs(data, args.name, not args.no_follow, args.lines)
+    if args.command == "down":
+        return operate.down(data)
+    if args.command == "backup":
+        return backups.backup(data, args.out)
+    if args.command == "restore":
+        return backups.restore(data, args.file)
     return supervisor.servers(data_dir, args.provision)
 
 
