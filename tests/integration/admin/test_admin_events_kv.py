@@ -6,11 +6,14 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 from admin_harness import MASTER, admin_events, admin_settings, uid
 from asgi_lifespan import LifespanManager
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from tollgate_admin import store
 from tollgate_admin.app import create_app
 from tollgate_devstack.embedded import StackUrls
 from tollgate_shared import names
@@ -143,3 +146,29 @@ async def test_health_and_metrics(admin: httpx.AsyncClient) -> None:
     ops = [op for path in doc["paths"].values() for op in path.values()]
     assert all(op.get("operationId") and op.get("description") for op in ops)
     assert (await admin.get("/schema/swagger")).status_code == 200
+
+
+async def test_injected_connections_are_used_and_left_open(
+    provisioned: StackUrls, database_url: str, nc: NATS
+) -> None:
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, init=store.init_connection
+    )
+    try:
+        app = create_app(
+            admin_settings(provisioned, database_url), load_config(None), pool=pool, nc=nc
+        )
+        headers = {"Authorization": f"Bearer {MASTER}"}
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://a", headers=headers
+            ) as client,
+        ):
+            token = (await client.post("/key/generate", json={})).json()["token_id"]
+        # The app stopped; the connections it was given are still the caller's to use.
+        assert nc.is_connected
+        found = await pool.fetchval("SELECT count(*) FROM admin.keys WHERE token = $1", token)
+        assert found == 1
+    finally:
+        await pool.close()

@@ -1,4 +1,5 @@
-"""Who is calling the management API: the master key, or a virtual key (read-only, itself)."""
+"""Who is calling the management API (the master key, or a virtual key reading itself) and who
+a change is recorded as made by."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ MASTER_KEY_CALLER = "master_key"
 
 # Finds a stored key row by its hash (None when there is none).
 KeyLookup = Callable[[str], Awaitable[Mapping[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the audit log records it."""
+
+    changed_by: str
+    api_key_hash: str
 
 
 @dataclass(frozen=True)

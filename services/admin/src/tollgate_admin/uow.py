@@ -12,6 +12,7 @@ from typing import Any, cast
 import asyncpg
 
 from tollgate_admin import store
+from tollgate_admin.auth import Actor
 from tollgate_admin.errors import AdminError, BadRequestError, ConflictError
 from tollgate_admin.propagation import KvOp, KvState, OutboxRelay
 from tollgate_shared.events import AdminChanged
@@ -19,14 +20,6 @@ from tollgate_shared.names import AdminSubject
 from tollgate_shared.vocabulary import AdminEntity, Producer
 
 PRODUCER: Producer = "admin"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, as the audit log records it."""
-
-    changed_by: str
-    api_key_hash: str
 
 
 @dataclass

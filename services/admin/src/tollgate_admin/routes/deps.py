@@ -11,10 +11,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter
 
-from tollgate_admin.auth import Caller
+from tollgate_admin.auth import Actor, Caller
 from tollgate_admin.schemas import ErrorResponse
 from tollgate_admin.service import AdminService
-from tollgate_admin.uow import Actor
 from tollgate_shared import names
 from tollgate_shared.credentials import presented_key
 

@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 
 from tollgate_admin import key_material, schemas, store, validation, views
+from tollgate_admin.auth import Actor
 from tollgate_admin.errors import BadRequestError, NotFoundError
 from tollgate_admin.masking import seal_secrets
 from tollgate_admin.service.base import Area, money, now, require_key, require_team
-from tollgate_admin.uow import Actor, Unit
+from tollgate_admin.uow import Unit
 from tollgate_shared import names
 from tollgate_shared.names import AdminSubject
 from tollgate_shared.state import hash_key

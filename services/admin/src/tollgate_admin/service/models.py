@@ -9,10 +9,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from tollgate_admin import schemas, store, validation, views
+from tollgate_admin.auth import Actor
 from tollgate_admin.errors import BadRequestError, NotFoundError
 from tollgate_admin.masking import seal_secrets
 from tollgate_admin.service.base import Area, new_id
-from tollgate_admin.uow import Actor
 from tollgate_shared import names
 from tollgate_shared.config import LitellmParams
 from tollgate_shared.names import AdminSubject

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tollgate_admin import schemas, store, validation, views
+from tollgate_admin.auth import Actor
 from tollgate_admin.errors import BadRequestError
 from tollgate_admin.masking import mask_callback_vars, seal_secrets
 from tollgate_admin.service.base import (
@@ -21,7 +22,6 @@ from tollgate_admin.service.base import (
 )
 from tollgate_admin.service.keys import delete_key_rows
 from tollgate_admin.service.users import ensure_user
-from tollgate_admin.uow import Actor
 from tollgate_shared import names
 from tollgate_shared.names import AdminSubject
 

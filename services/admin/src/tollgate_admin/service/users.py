@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from tollgate_admin import key_material, schemas, store, validation, views
+from tollgate_admin.auth import Actor
 from tollgate_admin.errors import BadRequestError, NotFoundError
 from tollgate_admin.masking import seal_secrets
 from tollgate_admin.service.base import (
@@ -21,7 +22,7 @@ from tollgate_admin.service.base import (
     user_public,
 )
 from tollgate_admin.service.keys import create_key, delete_key_rows
-from tollgate_admin.uow import Actor, Unit
+from tollgate_admin.uow import Unit
 from tollgate_shared import names
 from tollgate_shared.names import AdminSubject
 
