@@ -26,6 +26,7 @@ from tollgate_shared import names
 from tollgate_shared.events import AdminChanged
 from tollgate_shared.publishing import publish_event
 from tollgate_shared.state import SpendState, spend_kv_key
+from tollgate_shared.vocabulary import SpendEntity
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class KvState:
             await kv.put(op.key, op.value.model_dump_json().encode())
             KV_WRITES.labels(op.bucket, "put").inc()
 
-    async def spend(self, entity: str, entity_id: str) -> float:
+    async def spend(self, entity: SpendEntity, entity_id: str) -> float:
         """The ledger's spend total for display (0 when unknown); never raises."""
         bucket = self._kv.get(names.KV_SPEND)
         if bucket is None:

@@ -67,7 +67,9 @@ class _Response(BaseModel):
 # --- errors -----------------------------------------------------------------------------
 class ErrorDetail(BaseModel):
     message: str
-    type: str = Field(description="bad_request_error, auth_error, not_found_error, ...")
+    type: str = Field(
+        description="invalid_request_error, auth_error, not_found_error, conflict_error, ..."
+    )
     param: str | None = Field(None, description="the offending field or header, when known")
     code: str = Field(description="the HTTP status, as a string")
 
