@@ -68,6 +68,9 @@ def key_health_report(
     problems = [f"{p.callback}: {p.reason}" for p in routes.problems]
     delivered: list[str] = []
     for r in routes.routes:
+        if r.unusable is not None:
+            problems.append(f"{r.callback} ({r.destination.label}): {r.unusable}")
+            continue
         h = health(r.destination)
         problem = h.problem(now, window_s) if h else None
         if problem:

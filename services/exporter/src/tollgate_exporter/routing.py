@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from tollgate_exporter.destinations import Destination, truthy
-from tollgate_shared.config import LitellmSettings
+from tollgate_shared.config import ENV_PREFIX, LitellmSettings
 from tollgate_shared.state import CallbackType, KeyState, LoggingCallback, TeamState
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,17 @@ class Resolution:
 
 @dataclass(frozen=True)
 class Route:
-    """One destination for one event, with whether content must be removed."""
+    """One destination for one event, with whether content must be removed.
+
+    `unusable` says why nothing may be sent to it (an `os.environ/` reference in its
+    callback variables names an unset variable): its events are dead-lettered with
+    that reason and /key/health reports it.
+    """
 
     destination: Destination
     callback: str
     redact: bool
+    unusable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,18 +202,50 @@ class SinkCatalog(Protocol):
         ...
 
 
+def resolve_references(value: Any, env: Mapping[str, str], path: str, unset: list[str]) -> Any:
+    """`value` with every `os.environ/NAME` string replaced by NAME's value in `env`.
+
+    The rule config.yaml follows (`tollgate_shared.config.resolve_env`), applied to the
+    exporter's environment: a key's or team's `callback_vars` come from the KV buckets,
+    not from config.yaml, so they are resolved here, when the destination is built. An
+    unset variable is recorded in `unset` (as config.yaml's error spells it) and its
+    value becomes a placeholder that is never sent.
+    """
+    if isinstance(value, Mapping):
+        return {
+            k: resolve_references(v, env, f"{path}.{k}" if path else str(k), unset)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [resolve_references(v, env, f"{path}[{i}]", unset) for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if name in env:
+            return env[name]
+        unset.append(f"{path}: environment variable {name} is not set")
+        return f"<unset {name}>"
+    return value
+
+
 def destination_for(
     spec: CallbackSpec,
     env: Mapping[str, str],
     named: Mapping[str, Mapping[str, Any]],
     sinks: SinkCatalog,
-) -> Destination | str | None:
-    """The destination of one callback; a reason string when misconfigured; None if not ours.
+) -> tuple[Destination | str | None, str | None]:
+    """The destination of one callback (a reason string when misconfigured; None if not
+    ours), and why it is unusable when its variables name an unset environment variable.
 
     A callback's own variables win over `callback_settings.<name>`.
     """
     extra = named.get(spec.name, {})
-    return sinks.destination_for(spec.name, {**extra, **spec.vars}, extra, env)
+    unset: list[str] = []
+    vars_ = resolve_references({**extra, **spec.vars}, env, "callback_vars", unset)
+    dest = sinks.destination_for(spec.name, vars_, extra, env)
+    unusable = "; ".join(unset) or None
+    if isinstance(dest, str) and unusable:
+        return unusable, None
+    return dest, unusable
 
 
 def redaction(
@@ -243,7 +281,7 @@ def route(
     for spec in resolution.callbacks:
         if outcome is not None and not spec.fires_on(outcome):
             continue
-        dest = destination_for(spec, env, named, sinks)
+        dest, unusable = destination_for(spec, env, named, sinks)
         if dest is None:
             continue
         if isinstance(dest, str):
@@ -254,7 +292,7 @@ def route(
         # Two callbacks naming one destination: it gets the event once, redacted if either asks.
         if prev is not None:
             redact = redact or prev.redact
-        routes[dest.key] = Route(dest, spec.name, redact)
+        routes[dest.key] = Route(dest, spec.name, redact, unusable)
     return RouteSet(tuple(routes.values()), tuple(problems), resolution)
 
 

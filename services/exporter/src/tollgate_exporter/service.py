@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -335,6 +336,9 @@ class Dispatcher:
                 redacted = redacted or redact(event)
             item = ExportItem(redacted if r.redact and redacted else event, r.redact)
             queued = Queued(item, ticket, source)
+            if r.unusable is not None:  # never send what it would carry (an unset variable)
+                await self._dead_letter(r.destination, queued, 0, r.unusable, None)
+                continue
             worker = self._worker(r.destination)
             if not worker.offer(queued):
                 await self._dead_letter(
@@ -491,7 +495,7 @@ class KeyHealth:
         router = self.router()
         if router is None:
             raise ExporterStartingError("exporter is starting")
-        if self.master_key and presented == self.master_key:
+        if self.master_key and hmac.compare_digest(presented.encode(), self.master_key.encode()):
             routes = router.for_call(None, None, None)
         else:
             key = self.key_lookup(hash_key(presented))
@@ -598,6 +602,8 @@ class DeadLetterDesk:
         except EventDecodeError as exc:
             raise _NotReplayedError(f"source event unreadable: {exc}") from None
         route = self._route(event, record)
+        if route.unusable is not None:
+            raise _NotReplayedError(route.unusable)
         if event.content_ref:
             try:
                 event = await self._hydrate(event)
