@@ -88,20 +88,32 @@ _TRACE_FIELDS = {
 }
 
 
+def _origin(host: str) -> str:
+    host = host.rstrip("/")
+    return host if host.startswith(("http://", "https://")) else f"https://{host}"
+
+
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    """A Langfuse project: host, public key and secret key (the vars', else the environment's)."""
-    public = pick(vars_, "langfuse_public_key") or env.get("LANGFUSE_PUBLIC_KEY")
-    secret = pick(vars_, "langfuse_secret_key", "langfuse_secret") or env.get("LANGFUSE_SECRET_KEY")
-    host = (
-        pick(vars_, "langfuse_host")
-        or env.get("LANGFUSE_HOST")
-        or env.get("LANGFUSE_BASE_URL")
-        or DEFAULT_HOST
-    ).rstrip("/")
+    """A Langfuse project: host, public key and secret key (the vars', else the environment's).
+
+    The environment's keys are the global project's: they are only ever sent to the
+    global host, so a callback that overrides the host alone gets no credentials.
+    """
+    global_host = _origin(env.get("LANGFUSE_HOST") or env.get("LANGFUSE_BASE_URL") or DEFAULT_HOST)
+    own_host = pick(vars_, "langfuse_host")
+    host = _origin(own_host) if own_host else global_host
+    fallback = env if host == global_host else {}
+    public = pick(vars_, "langfuse_public_key") or fallback.get("LANGFUSE_PUBLIC_KEY")
+    secret = pick(vars_, "langfuse_secret_key", "langfuse_secret") or fallback.get(
+        "LANGFUSE_SECRET_KEY"
+    )
     if not public or not secret:
+        if host != global_host:
+            return (
+                f"langfuse host {safe_url(host)} needs its own langfuse_public_key and "
+                "langfuse_secret_key (the global keys are only sent to the global host)"
+            )
         return "langfuse needs langfuse_public_key and langfuse_secret_key"
-    if not host.startswith(("http://", "https://")):
-        host = f"https://{host}"
     return Destination(
         "langfuse",
         f"langfuse:{digest(host, public, secret)}",

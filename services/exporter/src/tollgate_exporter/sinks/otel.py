@@ -121,6 +121,30 @@ _EXPORTERS = {
 }
 
 
+def _target(exporter: str, traces_endpoint: str | None, endpoint: str | None) -> str | None:
+    """The URL an exporter sends to (None: the console)."""
+    if exporter == "otlp_http":
+        if traces_endpoint:
+            return traces_endpoint
+        if endpoint:
+            base = endpoint.rstrip("/")
+            return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+        return "http://localhost:4318/v1/traces"
+    if exporter == "otlp_grpc":
+        return traces_endpoint or endpoint or "http://localhost:4317"
+    return None
+
+
+def _global_target(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+    """The global collector's (exporter, traces endpoint, endpoint), from the environment."""
+    traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_ENDPOINT")
+    exporter = (
+        env.get("OTEL_EXPORTER") or ("otlp_http" if (traces_endpoint or endpoint) else "console")
+    ).lower()
+    return _EXPORTERS.get(exporter, exporter), traces_endpoint, endpoint
+
+
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
     """An OTLP collector (HTTP or gRPC) or the console, with headers and service name."""
     traces_endpoint = pick(vars_, "otel_traces_endpoint") or env.get(
@@ -139,11 +163,23 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
     if exporter not in _EXPORTERS:
         return f"OTEL_EXPORTER {exporter!r} is not one of otlp_http, otlp_grpc, console"
     exporter = _EXPORTERS[exporter]
+    # The environment's headers (credentials) belong to the global collector: a callback
+    # that names another endpoint gets only the headers it names itself.
+    own_target = pick(vars_, "otel_traces_endpoint", "otel_endpoint", "otel_exporter")
+    global_headers = not own_target or (
+        _target(exporter, traces_endpoint, endpoint) == _target(*_global_target(env))
+    )
     headers = parse_headers(
         vars_.get("otel_headers")
-        or env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
-        or env.get("OTEL_EXPORTER_OTLP_HEADERS")
-        or env.get("OTEL_HEADERS")
+        or (
+            (
+                env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+                or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+                or env.get("OTEL_HEADERS")
+            )
+            if global_headers
+            else None
+        )
     )
     service = (
         pick(vars_, "otel_service_name") or env.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
@@ -154,17 +190,7 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
             env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
         )
     )
-    url: str | None = None
-    if exporter == "otlp_http":
-        if traces_endpoint:
-            url = traces_endpoint
-        elif endpoint:
-            base = endpoint.rstrip("/")
-            url = base if base.endswith("/v1/traces") else f"{base}/v1/traces"
-        else:
-            url = "http://localhost:4318/v1/traces"
-    elif exporter == "otlp_grpc":
-        url = traces_endpoint or endpoint or "http://localhost:4317"
+    url = _target(exporter, traces_endpoint, endpoint)
     options = {
         "exporter": exporter,
         "url": url,
