@@ -235,7 +235,7 @@ def test_config_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "demo" in cfg.model_names()
 
 
-# --- grafana, otel, helm ----------------------------------------------------------
+# --- grafana, otel (the Helm chart: tests/unit/infra/) ---------------------------
 
 
 def test_grafana_provisioning_points_at_the_dashboards(compose: dict[str, Any]) -> None:
@@ -251,33 +251,3 @@ def test_otel_collector_pipelines_use_defined_components() -> None:
     for pipeline in conf["service"]["pipelines"].values():
         for kind in ("receivers", "processors", "exporters"):
             assert set(pipeline.get(kind, [])) <= set(conf[kind]), kind
-
-
-def test_helm_values_match_the_services_and_templates_reference_real_values(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("TOLLGATE_MASTER_KEY", "sk-a-strong-master-key-for-tests")
-    chart = INFRA / "helm" / "tollgate"
-    meta = load_yaml(chart / "Chart.yaml")
-    assert meta["apiVersion"] == "v2"
-    assert meta["name"] == "tollgate"
-    values = load_yaml(chart / "values.yaml")
-    assert {n: s["port"] for n, s in values["services"].items()} == PORTS
-    assert load_config_text(values["config"])
-    for template in (chart / "templates").iterdir():
-        text = template.read_text()
-        # Every action opened is closed (a `}}` alone may be YAML flow-mapping text).
-        assert "{{" not in re.sub(r"\{\{.*?\}\}", "", text, flags=re.S), template.name
-        for ref in re.findall(r"\.Values\.([A-Za-z0-9_.]+)", text):
-            node: Any = values
-            for part in ref.split("."):
-                assert isinstance(node, dict), f"{template.name}: .Values.{ref}"
-                assert part in node, f"{template.name}: .Values.{ref}"
-                node = node[part]
-
-
-def load_config_text(text: str) -> bool:
-    from tollgate_shared.config import TollgateConfig, resolve_env
-
-    raw = resolve_env(yaml.safe_load(text))
-    return bool(TollgateConfig.model_validate(raw).model_names())

@@ -63,7 +63,7 @@ async def missing_in_database(url):
     return [] if done is not None and done >= wanted else [f"{schema} migration {wanted:04d}"]
 
 
-class NotReady(Exception):
+class NotReadyError(Exception):
     pass
 
 
@@ -75,19 +75,19 @@ async def check():
         missing = [f"{type(exc).__name__}: {exc}"]
     if missing:
         print(f"{SERVICE}: waiting for {', '.join(missing)}", flush=True)
-        raise NotReady(", ".join(missing))
+        raise NotReadyError(", ".join(missing))
 
 
 async def main():
     retrying = AsyncRetrying(
         stop=stop_after_delay(TIMEOUT_S),
         wait=wait_fixed(3),
-        retry=retry_if_exception_type(NotReady),
+        retry=retry_if_exception_type(NotReadyError),
         reraise=True,
     )
     try:
         await retrying(check)
-    except NotReady as exc:
+    except NotReadyError as exc:
         print(f"{SERVICE}: gave up after {TIMEOUT_S:.0f} s waiting for {exc}", file=sys.stderr)
         return 1
     print(f"{SERVICE}: provisioned")
