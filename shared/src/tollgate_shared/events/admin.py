@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from tollgate_shared import names
 from tollgate_shared.events.base import Event
-
-AdminEntity = Literal["key", "team", "user", "model", "team_callback"]
+from tollgate_shared.vocabulary import AdminEntity
 
 
 class AdminChanged(Event):
