@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate_admin import rules
+from tollgate_admin import masking
+from tollgate_shared.redaction import MASKED
 from tollgate_shared.sealing import SEALED_PREFIX, Sealer, SealError, sealed_hint, sealer_for
 from tollgate_shared.state import LoggingCallback, TeamState
 
@@ -53,12 +54,12 @@ def test_admin_seals_credential_names_and_consumers_open_the_state() -> None:
         "langfuse_host": "https://langfuse.example.com",
         "langfuse_password": "os.environ/LANGFUSE_PASSWORD",
     }
-    stored = rules.seal_secrets(callback_vars, SEALER)
+    stored = masking.seal_secrets(callback_vars, SEALER)
     assert stored["langfuse_host"] == "https://langfuse.example.com"
     assert stored["langfuse_password"] == "os.environ/LANGFUSE_PASSWORD"
     assert SECRET not in str(stored)
     # What an API read shows: masked, with the last four characters.
-    assert rules.mask_callback_vars(stored)["langfuse_secret_key"] == rules.MASKED + "1234"
+    assert masking.mask_callback_vars(stored)["langfuse_secret_key"] == MASKED + "1234"
     team = TeamState(
         team_id="t", logging=[LoggingCallback(callback_name="langfuse", callback_vars=stored)]
     )
@@ -67,4 +68,4 @@ def test_admin_seals_credential_names_and_consumers_open_the_state() -> None:
     assert opened.logging[0].callback_vars == callback_vars
     plain = TeamState(team_id="t")
     assert SEALER.open_model(plain) is plain
-    assert rules.seal_secrets(callback_vars, None) is callback_vars
+    assert masking.seal_secrets(callback_vars, None) is callback_vars
