@@ -19,7 +19,8 @@ OTLP endpoint (`/api/public/otel/v1/traces`) or the `langfuse` package's client:
   never blocks another. The SDK (v5) no longer ships a client for this API, so
   the documented JSON is built here.
 
-Callback names: `langfuse` (and LiteLLM's `langfuse_otel`). Destination: host,
+Callback name: `langfuse` (`langfuse_otel` is Langfuse's OTLP endpoint: its own preset of
+the OTLP sink, `sinks/langfuse_otel.py`). Destination: host,
 public key and secret key from the callback variables (`langfuse_public_key`,
 `langfuse_secret_key`/`langfuse_secret`, `langfuse_host`), else `LANGFUSE_*` in
 the environment.
@@ -378,7 +379,7 @@ def create(ctx: SinkContext) -> LangfuseSink:
 
 SINK = SinkType(
     kind="langfuse",
-    names=("langfuse", "langfuse_otel"),
+    names=("langfuse",),
     destination=destination,
     create=create,
 )

@@ -44,7 +44,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from tollgate_exporter.content import output_message
+from tollgate_exporter.content import output_message, standard_metadata, user_metadata
 from tollgate_exporter.destinations import (
     Destination,
     digest,
@@ -374,10 +374,99 @@ def span_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
     return attrs
 
 
-def build_span(item: ExportItem, resource: Resource, capture_content: bool) -> ReadableSpan:
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def openinference_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
+    """OpenInference's LLM span attributes (what Arize, Phoenix and Weave read)."""
+    event = item.event
+    attrs: dict[str, Any] = {
+        "openinference.span.kind": "LLM",
+        "llm.model_name": event.model or event.requested_model,
+        "llm.provider": event.custom_llm_provider or "unknown",
+        "llm.token_count.prompt": event.prompt_tokens,
+        "llm.token_count.completion": event.completion_tokens,
+        "llm.token_count.total": event.total_tokens,
+        "llm.cost.total": float(event.spend),
+        "llm.invocation_parameters": _json(
+            {k: v for k, v in event.model_parameters.items() if isinstance(v, str | int | float)}
+        ),
+        "metadata": _json({**standard_metadata(event), **user_metadata(event)}),
+    }
+    if event.session_id:
+        attrs["session.id"] = event.session_id
+    if event.end_user or event.user_id:
+        attrs["user.id"] = event.end_user or event.user_id
+    if event.tags:
+        attrs["tag.tags"] = list(event.tags)
+    if capture_content and not item.redacted:
+        if event.messages is not None:
+            attrs["input.value"] = _json({"messages": event.messages})
+            attrs["input.mime_type"] = "application/json"
+        output = output_message(event) if isinstance(event, LlmRequestCompleted) else None
+        if output is not None:
+            attrs["output.value"] = output if isinstance(output, str) else _json(output)
+            attrs["output.mime_type"] = (
+                "text/plain" if isinstance(output, str) else ("application/json")
+            )
+    return attrs
+
+
+def langfuse_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
+    """Langfuse's OTLP attributes (`langfuse.*`): a generation with usage, cost and trace fields."""
+    event = item.event
+    meta = user_metadata(event)
+    attrs: dict[str, Any] = {
+        "langfuse.observation.type": "generation",
+        "langfuse.observation.model.name": event.model or event.requested_model,
+        "langfuse.observation.usage_details": _json(
+            {
+                "input": event.prompt_tokens,
+                "output": event.completion_tokens,
+                "total": event.total_tokens,
+            }
+        ),
+        "langfuse.observation.cost_details": _json({"total": float(event.spend)}),
+        "langfuse.trace.name": str(meta.get("trace_name") or f"litellm-{event.call_type}"),
+    }
+    for k, v in standard_metadata(event).items():
+        attrs[f"langfuse.observation.metadata.{k}"] = str(v)
+    if event.session_id:
+        attrs["langfuse.session.id"] = event.session_id
+    if event.end_user or event.user_id:
+        attrs["langfuse.user.id"] = event.end_user or event.user_id
+    if event.tags:
+        attrs["langfuse.trace.tags"] = list(event.tags)
+    if isinstance(event, LlmRequestFailed):
+        attrs["langfuse.observation.level"] = "ERROR"
+        attrs["langfuse.observation.status_message"] = (
+            f"{event.error_class}: {event.error_message}"[:1000]
+        )
+    if capture_content and not item.redacted:
+        if event.messages is not None:
+            attrs["langfuse.observation.input"] = _json(event.messages)
+        output = output_message(event) if isinstance(event, LlmRequestCompleted) else None
+        if output is not None:
+            attrs["langfuse.observation.output"] = _json(output)
+    return attrs
+
+
+# Attribute sets beside the GenAI semantic conventions that a vendor's preset may ask for.
+CONVENTIONS = {"openinference": openinference_attributes, "langfuse": langfuse_attributes}
+
+
+def build_span(
+    item: ExportItem,
+    resource: Resource,
+    capture_content: bool,
+    conventions: Sequence[str] = (),
+) -> ReadableSpan:
     event = item.event
     trace_id, span_id, parent = span_ids(event)
     attrs = span_attributes(item, capture_content)
+    for convention in conventions:
+        attrs.update(CONVENTIONS[convention](item, capture_content))
     status = Status(StatusCode.UNSET)
     if isinstance(event, LlmRequestFailed):
         status = Status(StatusCode.ERROR, f"{event.error_class}: {event.error_message}"[:1000])
@@ -398,10 +487,85 @@ def build_span(item: ExportItem, resource: Resource, capture_content: bool) -> R
 
 
 def build_request(
-    items: Sequence[ExportItem], service_name: str, capture_content: bool = True
+    items: Sequence[ExportItem],
+    service_name: str,
+    capture_content: bool = True,
+    resource_attributes: Mapping[str, Any] | None = None,
+    conventions: Sequence[str] = (),
 ) -> ExportTraceServiceRequest:
-    resource = Resource({"service.name": service_name, "telemetry.sdk.name": "tollgate"})
-    return encode_spans([build_span(i, resource, capture_content) for i in items])
+    resource = Resource(
+        {
+            **(resource_attributes or {}),
+            "service.name": service_name,
+            "telemetry.sdk.name": "tollgate",
+        }
+    )
+    return encode_spans([build_span(i, resource, capture_content, conventions) for i in items])
+
+
+# --- presets: a vendor's OTLP endpoint, headers and resource attributes ----------
+
+
+class VendorSettings:
+    """A vendor's settings, LiteLLM-style: the callback variable (the environment
+    variable's name in lower case, e.g. `arize_api_key`) wins, else the environment.
+
+    The environment's credentials belong to the vendor endpoint the environment
+    names: when the callback variables name their own endpoint, credentials come
+    from the callback variables only (`secret()`), never from the environment.
+    """
+
+    def __init__(
+        self, vars_: Mapping[str, Any], env: Mapping[str, str], endpoint_names: Sequence[str]
+    ) -> None:
+        self._vars = vars_
+        self._env = env
+        self.own_endpoint = any(pick(vars_, n.lower()) for n in endpoint_names)
+
+    def get(self, *names: str) -> str | None:
+        """A setting (endpoint, project): the callback's, else the environment's."""
+        found = pick(self._vars, *(n.lower() for n in names))
+        if found:
+            return found
+        return next((self._env[n] for n in names if self._env.get(n)), None)
+
+    def secret(self, *names: str) -> str | None:
+        """A credential: the callback's; the environment's only for the environment's endpoint."""
+        found = pick(self._vars, *(n.lower() for n in names))
+        if found or self.own_endpoint:
+            return found
+        return next((self._env[n] for n in names if self._env.get(n)), None)
+
+
+def preset_destination(
+    kind: str,
+    url: str,
+    *,
+    headers: Mapping[str, str | None],
+    vars_: Mapping[str, Any],
+    resource_attributes: Mapping[str, str | None] | None = None,
+    conventions: Sequence[str] = (),
+    exporter: str = "otlp_http",
+    label: str = "",
+) -> Destination:
+    """A destination for the OTLP sink's sender, with a vendor's endpoint and headers."""
+    sent_headers = {k: v for k, v in headers.items() if v}
+    resource = {k: v for k, v in (resource_attributes or {}).items() if v}
+    service = pick(vars_, "otel_service_name") or DEFAULT_SERVICE_NAME
+    capture = truthy(vars_.get("otel_capture_message_content")) is not False
+    options = {
+        "exporter": exporter,
+        "url": url,
+        "headers": sent_headers,
+        "service_name": service,
+        "capture_content": capture,
+        "resource_attributes": resource,
+        "conventions": tuple(conventions),
+    }
+    identity = digest(exporter, url, sent_headers, service, capture, resource, conventions)
+    return Destination(
+        kind, f"{kind}:{identity}", f"{kind} {safe_url(url)} {label}".rstrip(), options
+    )
 
 
 class OtelSink:
@@ -414,7 +578,13 @@ class OtelSink:
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
         opts = destination.options
-        request = build_request(items, opts["service_name"], opts["capture_content"])
+        request = build_request(
+            items,
+            opts["service_name"],
+            opts["capture_content"],
+            opts.get("resource_attributes"),
+            opts.get("conventions", ()),
+        )
         exporter = opts["exporter"]
         if exporter == "otlp_http":
             await post(
