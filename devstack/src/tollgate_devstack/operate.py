@@ -130,7 +130,7 @@ def _get_json(url: str, timeout: float = 2.0) -> tuple[int | None, Any]:
 
 def consumer_lag(monitor_url: str) -> dict[str, int] | None:
     """Pending messages per durable consumer (`STREAM/consumer`), from NATS monitoring."""
-    code, body = _get_json(f"{monitor_url}/jsz?consumers=true")
+    code, body = _get_json(f"{monitor_url}/jsz?consumers=true&config=true")
     if code != 200 or not isinstance(body, dict):
         return None
     lag: dict[str, int] = {}
