@@ -1,0 +1,269 @@
+"""What the sinks that post to a vendor's own HTTP ingestion API share: sending and a call's fields.
+
+Each such sink renders a batch into one or more `Post`s (the vendor's documented
+JSON, batched as far as its API allows) and `HttpApiSink` sends them with the
+exporter's shared client:
+
+- a `Post` that covers the whole batch and is refused (4xx other than 408/425/429)
+  raises `PermanentError`, so the batch is dead-lettered at once with the vendor's
+  answer; a `Post` covering only some items (per-call APIs) rejects just those;
+- 408/425/429/5xx and transport errors raise `RetryableError` (with `Retry-After`);
+  posts that already succeeded in an earlier attempt are not sent again;
+- `Skip` drops an item the vendor does not take (a failure for a metering API)
+  without sending it, and `Reject` dead-letters one with a reason (no customer id).
+
+Content: items arrive already redacted when they must be (`content.redact`); the
+`prompt` / `completion` helpers also put LiteLLM's placeholder where content was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tollgate_exporter.content import REDACTED, output_message, standard_metadata, user_metadata
+from tollgate_exporter.destinations import Destination
+from tollgate_exporter.sinks.base import (
+    BatchResult,
+    ExportItem,
+    PermanentError,
+    RetryableError,
+    SinkContext,
+    SinkError,
+    raise_for_status,
+)
+from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
+
+# Remember this many delivered posts per sink, so a retried batch does not resend them.
+_SENT_MEMORY = 20_000
+
+
+@dataclass(frozen=True)
+class Post:
+    """One HTTP request to the vendor, carrying the items at `indices` of the batch."""
+
+    url: str
+    body: Any
+    indices: tuple[int, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    content_type: str = "application/json"
+    what: str = ""
+    # Reads a 2xx answer: why the vendor refused the content after all (GraphQL errors).
+    check: Callable[[httpx.Response], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An item the sink cannot send (a required field is missing): dead-lettered alone."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An item this vendor does not take (e.g. a failed call for a metering API)."""
+
+    index: int
+
+
+Part = Post | Reject | Skip
+
+
+@dataclass
+class RenderContext:
+    """What a renderer may use besides the batch: the client and a per-destination cache."""
+
+    client: httpx.AsyncClient
+    sink: SinkContext
+    cache: dict[str, Any]
+
+
+Renderer = Callable[[RenderContext, Destination, Sequence[ExportItem]], Awaitable[list[Part]]]
+
+
+async def request(
+    client: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any
+) -> httpx.Response:
+    """An HTTP request with transport failures mapped to RetryableError, answers to the decision."""
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what} timed out: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
+    raise_for_status(response, what)
+    return response
+
+
+class HttpApiSink:
+    """Sends what a renderer makes of a batch; one instance per sink kind."""
+
+    def __init__(self, kind: str, ctx: SinkContext, render: Renderer) -> None:
+        self.kind = kind
+        self._ctx = ctx
+        self._render = render
+        self._caches: dict[str, dict[str, Any]] = {}
+        self._sent: OrderedDict[str, None] = OrderedDict()
+
+    def _remember(self, mark: str) -> None:
+        self._sent[mark] = None
+        while len(self._sent) > _SENT_MEMORY:
+            self._sent.popitem(last=False)
+
+    async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
+        cache = self._caches.setdefault(destination.key, {})
+        rctx = RenderContext(self._ctx.client, self._ctx, cache)
+        result = BatchResult()
+        for part in await self._render(rctx, destination, items):
+            if isinstance(part, Skip):
+                continue
+            if isinstance(part, Reject):
+                result.rejected[part.index] = part.reason
+                continue
+            ids = [items[i].event.event_id for i in part.indices]
+            mark = f"{destination.key}|{part.url}|{'|'.join(ids)}"
+            if mark in self._sent:
+                continue
+            body = json.dumps(part.body, default=str).encode()
+            headers = {**part.headers, "content-type": part.content_type}
+            try:
+                response = await request(
+                    self._ctx.client,
+                    part.method,
+                    part.url,
+                    part.what or self.kind,
+                    content=body,
+                    headers=headers,
+                )
+                refusal = part.check(response) if part.check else None
+                if refusal:
+                    raise PermanentError(f"{part.what or self.kind} refused: {refusal}", 200)
+            except PermanentError as exc:
+                if exc.status_code in (401, 403):
+                    cache.clear()  # a token or project id fetched earlier may be stale
+                if len(part.indices) == len(items):
+                    raise
+                for i in part.indices:
+                    result.rejected[i] = str(exc)
+                continue
+            self._remember(mark)
+        return result
+
+    async def close(self) -> None:
+        """Nothing of its own to release (the HTTP client is shared)."""
+
+
+def create_with(kind: str, render: Renderer) -> Callable[[SinkContext], HttpApiSink]:
+    return lambda ctx: HttpApiSink(kind, ctx, render)
+
+
+async def cached(cache: dict[str, Any], key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+    """A value fetched once per destination (a project id, a token) and kept until a 401/403."""
+    if key not in cache:
+        cache[key] = await fetch()
+    return cache[key]
+
+
+def json_of(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise SinkError(f"{what} answered with unreadable JSON: {response.text[:200]}") from exc
+
+
+# --- a call's fields, as every vendor needs them ------------------------------------
+
+
+def iso(dt: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a `Z`, milliseconds kept."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def failed(item: ExportItem) -> bool:
+    return isinstance(item.event, LlmRequestFailed)
+
+
+def error_text(event: LlmRequestFinished) -> str | None:
+    if isinstance(event, LlmRequestFailed):
+        return f"{event.error_class}: {event.error_message}"
+    return None
+
+
+def prompt(item: ExportItem) -> Any:
+    """The request's messages, or LiteLLM's placeholder when content is off."""
+    return REDACTED if item.redacted else item.event.messages
+
+
+def completion(item: ExportItem) -> Any:
+    """The first choice's message (None for a failure), or the placeholder."""
+    if failed(item):
+        return None
+    if item.redacted:
+        return {"role": "assistant", "content": REDACTED}
+    return output_message(item.event)
+
+
+def response_body(item: ExportItem) -> Any:
+    """The response document (already stripped of content when redacted)."""
+    return item.event.response
+
+
+def metadata(item: ExportItem) -> dict[str, Any]:
+    """The caller's metadata plus LiteLLM's `user_api_key_*` fields and the call's ids."""
+    event = item.event
+    out: dict[str, Any] = {**user_metadata(event), **standard_metadata(event)}
+    out.update(
+        {
+            "litellm_call_id": event.request_id,
+            "requested_model": event.requested_model,
+            "response_cost": float(event.spend),
+            "session_id": event.session_id,
+            "trace_id": event.trace_id,
+            "tags": list(event.tags),
+            "content_redacted": item.redacted,
+        }
+    )
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def model_of(event: LlmRequestFinished) -> str:
+    return event.model or event.requested_model
+
+
+def latency_ms(event: LlmRequestFinished) -> int:
+    return round(event.total_latency_ms)
+
+
+def ttft_ms(event: LlmRequestFinished) -> int | None:
+    if event.completion_start_time is None:
+        return None
+    return round((event.completion_start_time - event.start_time).total_seconds() * 1000)
+
+
+def end_user(event: LlmRequestFinished) -> str | None:
+    return event.end_user or event.user_id
+
+
+def first(*values: Any) -> str | None:
+    """The first value set (non-empty), as a string."""
+    for v in values:
+        if v not in (None, ""):
+            return str(v)
+    return None
+
+
+def base_url(raw: str) -> str:
+    raw = raw.rstrip("/")
+    return raw if raw.startswith(("http://", "https://")) else f"https://{raw}"
