@@ -144,7 +144,11 @@ def test_missing_secrets_fail_the_render() -> None:
 def test_external_servers_provision_in_pre_install_and_pre_upgrade_hooks(
     production: list[Doc],
 ) -> None:
-    hooks = {(d["kind"], d["metadata"]["name"]): hook(d) for d in production if hook(d)}
+    hooks: dict[tuple[str, str], tuple[set[str], int]] = {}
+    for d in production:
+        found = hook(d)
+        if found:
+            hooks[(d["kind"], d["metadata"]["name"])] = found
     job = by_kind(production, "Job")["tg-tollgate-provision"]
     assert hooks[("Job", "tg-tollgate-provision")] == ({"pre-install", "pre-upgrade"}, 0)
     # What the Job mounts exists before it: hooks of a lower weight (the release's own
@@ -159,7 +163,8 @@ def test_external_servers_provision_in_pre_install_and_pre_upgrade_hooks(
     assert [c["name"] for c in containers(pod)] == ["provision", "migrate-ledger", "migrate-admin"]
     assert pod["initContainers"][0]["command"][-2:] == ["--replicas", "3"]
     # Nothing runs after install: no post-install hook for `helm install --wait` to hang on.
-    assert all("post-install" not in h[0] and "post-upgrade" not in h[0] for h in hooks.values())
+    for events, _ in hooks.values():
+        assert not events & {"post-install", "post-upgrade"}
     for kind in ("Deployment", "StatefulSet", "Secret", "Service"):
         for d in by_kind(production, kind).values():
             assert hook(d) is None, d["metadata"]["name"]
@@ -487,3 +492,13 @@ def test_default_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     raw = resolve_env(yaml.safe_load(values["config"]))
     assert TollgateConfig.model_validate(raw).model_names() == [values["tests"]["model"]]
+
+
+def test_deploy_docs_cover_install_upgrade_scale_sizing_and_monitoring() -> None:
+    for doc in ("kubernetes.md", "compose.md"):
+        text = (ROOT / "docs" / "deploy" / doc).read_text()
+        for heading in ("## Install", "## Upgrade", "## Scale", "## What to monitor"):
+            assert heading in text, (doc, heading)
+    kubernetes = (ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
+    assert "### Sizing" in kubernetes
+    assert "helm dependency build" in kubernetes
