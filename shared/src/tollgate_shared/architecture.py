@@ -31,6 +31,10 @@ def _code(items: Sequence[str]) -> str:
     return "<br>".join(f"`{i}`" for i in items) if items else "—"
 
 
+def _list(items: Sequence[str]) -> str:
+    return ", ".join(f"`{i}`" for i in items)
+
+
 def _path(modules: Sequence[str]) -> str:
     return " → ".join(f"`{m}`" for m in modules) if modules else "—"
 
@@ -45,20 +49,23 @@ def consumers_of(entry: CatalogEntry) -> list[names.ConsumerSpec]:
 
 def _event_rows() -> list[str]:
     rows = [
-        "| event (subject) | producer | consumers | writes | modules, in the order a message "
-        "passes |",
+        "| event (subject) | producer | consumers | tables and other effects | modules, in the "
+        "order a message passes |",
         "|---|---|---|---|---|",
     ]
     for entry in CATALOG:
         consumers = consumers_of(entry)
-        writes = sorted({w for spec in consumers for w in spec.writes})
+        writes = (
+            [f"{entry.producer}: {_list(entry.producer_writes)}"] if entry.producer_writes else []
+        )
+        writes += [f"{spec.name}: {_list(spec.writes)}" for spec in consumers if spec.writes]
         modules = [f"publish: {_path(entry.published_by)}"] + [
             f"{spec.name}: {_path(spec.handled_by)}" for spec in consumers
         ]
         rows.append(
             f"| `{entry.template}` | {entry.producer} | "
             f"{'<br>'.join(f'`{c.name}`' for c in consumers) or '— (subscribe your own)'} | "
-            f"{_code(writes)} | {'<br>'.join(modules)} |"
+            f"{'<br>'.join(writes) or '—'} | {'<br>'.join(modules)} |"
         )
     return rows
 

@@ -114,6 +114,34 @@ STREAMS: tuple[StreamSpec, ...] = (
 )
 
 
+# --- KV and object store buckets --------------------------------------------
+KV_KEYS = "tollgate-keys"
+KV_TEAMS = "tollgate-teams"
+KV_USERS = "tollgate-users"
+KV_MODELS = "tollgate-models"
+KV_SPEND = "tollgate-spend"
+KV_BUCKETS: tuple[str, ...] = (KV_KEYS, KV_TEAMS, KV_USERS, KV_MODELS, KV_SPEND)
+
+
+@dataclass(frozen=True)
+class BucketUse:
+    """Who writes a KV bucket and who watches it (for the architecture map)."""
+
+    bucket: str
+    written_by: str
+    read_by: tuple[str, ...]
+    holds: str
+
+
+BUCKET_USES: tuple[BucketUse, ...] = (
+    BucketUse(KV_KEYS, "admin", ("ingress", "exporter", "ledger", "alerter"), "KeyState"),
+    BucketUse(KV_TEAMS, "admin", ("ingress", "exporter", "ledger", "alerter"), "TeamState"),
+    BucketUse(KV_USERS, "admin", ("ingress", "ledger", "alerter"), "UserState"),
+    BucketUse(KV_MODELS, "admin", ("ingress",), "ModelState"),
+    BucketUse(KV_SPEND, "ledger", ("ingress", "admin"), "SpendState"),
+)
+
+
 # --- durable pull consumers -------------------------------------------------
 @dataclass(frozen=True)
 class ConsumerSpec:
@@ -145,9 +173,37 @@ LEDGER_SPEND = ConsumerSpec(
     STREAM_LLM.name,
     (f"{LLM_REQUEST_COMPLETED}.*", f"{LLM_REQUEST_FAILED}.*"),
     description="spend logs, sessions, daily aggregates and spend totals",
+    handled_by=(
+        "tollgate_ledger.subscribers",
+        "tollgate_ledger.service",
+        "tollgate_ledger.rows",
+        "tollgate_ledger.projections.spend",
+    ),
+    writes=(
+        "ledger.spend_logs",
+        "ledger.processed_requests",
+        "ledger.sessions",
+        "ledger.daily_spend",
+        "ledger.spend_totals",
+        "ledger.spend_announcements",
+        f"KV {KV_SPEND}",
+        LEDGER_SPEND_UPDATED,
+        LEDGER_TRACKING_FAILED,
+        LEDGER_DB_ERROR,
+    ),
 )
 LEDGER_AUDIT = ConsumerSpec(
-    "ledger-audit", STREAM_ADMIN.name, ("admin.>",), description="audit log"
+    "ledger-audit",
+    STREAM_ADMIN.name,
+    ("admin.>",),
+    description="audit log",
+    handled_by=(
+        "tollgate_ledger.subscribers",
+        "tollgate_ledger.service",
+        "tollgate_ledger.audit",
+        "tollgate_ledger.projections.audit",
+    ),
+    writes=("ledger.audit_log", LEDGER_DB_ERROR),
 )
 EXPORTER_LLM = ConsumerSpec(
     "exporter-llm",
@@ -156,15 +212,55 @@ EXPORTER_LLM = ConsumerSpec(
     max_deliver=20,
     ack_wait_s=60.0,
     description="routes LLM events to external sinks",
+    handled_by=(
+        "tollgate_exporter.subscribers",
+        "tollgate_exporter.service",
+        "tollgate_exporter.routing",
+        "tollgate_exporter.sinks",
+    ),
+    writes=("external sinks (Langfuse, OTLP, webhooks, …)", EXPORT_DEAD_LETTER),
 )
 ALERTER_LLM = ConsumerSpec(
-    "alerter-llm", STREAM_LLM.name, ("llm.>",), description="LLM, outage and router alerts"
+    "alerter-llm",
+    STREAM_LLM.name,
+    ("llm.>",),
+    description="LLM, outage and router alerts",
+    handled_by=(
+        "tollgate_alerter.subscribers",
+        "tollgate_alerter.service",
+        "tollgate_alerter.rules.llm",
+        "tollgate_alerter.rules.outages",
+        "tollgate_alerter.rules.router",
+        "tollgate_alerter.delivery.dispatcher",
+    ),
+    writes=("Redis (counters, de-duplication)", "alert destinations", ALERT_SENT),
 )
 ALERTER_ADMIN = ConsumerSpec(
-    "alerter-admin", STREAM_ADMIN.name, ("admin.>",), description="management alerts"
+    "alerter-admin",
+    STREAM_ADMIN.name,
+    ("admin.>",),
+    description="management alerts",
+    handled_by=(
+        "tollgate_alerter.subscribers",
+        "tollgate_alerter.service",
+        "tollgate_alerter.rules.management",
+        "tollgate_alerter.delivery.dispatcher",
+    ),
+    writes=("alert destinations", ALERT_SENT),
 )
 ALERTER_LEDGER = ConsumerSpec(
-    "alerter-ledger", STREAM_LEDGER.name, ("ledger.>",), description="budget and db alerts"
+    "alerter-ledger",
+    STREAM_LEDGER.name,
+    ("ledger.>",),
+    description="budget and db alerts",
+    handled_by=(
+        "tollgate_alerter.subscribers",
+        "tollgate_alerter.service",
+        "tollgate_alerter.rules.budgets",
+        "tollgate_alerter.rules.ledger",
+        "tollgate_alerter.delivery.dispatcher",
+    ),
+    writes=("Redis (budget levels crossed)", "alert destinations", ALERT_SENT),
 )
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LEDGER_SPEND,
@@ -175,32 +271,6 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ALERTER_LEDGER,
 )
 
-# --- KV and object store buckets --------------------------------------------
-KV_KEYS = "tollgate-keys"
-KV_TEAMS = "tollgate-teams"
-KV_USERS = "tollgate-users"
-KV_MODELS = "tollgate-models"
-KV_SPEND = "tollgate-spend"
-KV_BUCKETS: tuple[str, ...] = (KV_KEYS, KV_TEAMS, KV_USERS, KV_MODELS, KV_SPEND)
-
-
-@dataclass(frozen=True)
-class BucketUse:
-    """Who writes a KV bucket and who watches it (for the architecture map)."""
-
-    bucket: str
-    written_by: str
-    read_by: tuple[str, ...]
-    holds: str
-
-
-BUCKET_USES: tuple[BucketUse, ...] = (
-    BucketUse(KV_KEYS, "admin", ("ingress", "exporter", "ledger", "alerter"), "KeyState"),
-    BucketUse(KV_TEAMS, "admin", ("ingress", "exporter", "ledger", "alerter"), "TeamState"),
-    BucketUse(KV_USERS, "admin", ("ingress", "ledger", "alerter"), "UserState"),
-    BucketUse(KV_MODELS, "admin", ("ingress",), "ModelState"),
-    BucketUse(KV_SPEND, "ledger", ("ingress", "admin"), "SpendState"),
-)
 # Request/response bodies too large for one message travel here, by reference.
 OBJ_BODIES = "tollgate-bodies"
 

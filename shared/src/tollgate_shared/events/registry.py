@@ -99,8 +99,10 @@ class CatalogEntry:
     template: str
     parameters: tuple[tuple[str, str], ...] = ()
     upcasters: Mapping[int, Upcaster] = field(default_factory=dict)
-    # For the architecture map: the modules that build and publish it.
+    # For the architecture map: the modules that build and publish it, and what the
+    # producer writes alongside (its own tables, buckets).
     published_by: tuple[str, ...] = ()
+    producer_writes: tuple[str, ...] = ()
 
     @property
     def pattern(self) -> str:
@@ -130,22 +132,43 @@ class CatalogEntry:
         return (*sorted(self.upcasters), self.version)
 
 
+# The modules that build and publish each family (for the architecture map).
+_INGRESS = ("tollgate_ingress.service", "tollgate_ingress.records", "tollgate_shared.publishing")
+_LEDGER = ("tollgate_ledger.service", "tollgate_shared.publishing")
+
 _TEAM = (
     "team",
     f"team id (`{names.NO_TEAM}` when the call has none); ids match {names.ID_PATTERN}",
 )
 
 CATALOG: tuple[CatalogEntry, ...] = (
-    CatalogEntry(LlmRequestStarted, "ingress", f"{names.LLM_REQUEST_STARTED}.{{team}}", (_TEAM,)),
     CatalogEntry(
-        LlmRequestCompleted, "ingress", f"{names.LLM_REQUEST_COMPLETED}.{{team}}", (_TEAM,)
+        LlmRequestStarted,
+        "ingress",
+        f"{names.LLM_REQUEST_STARTED}.{{team}}",
+        (_TEAM,),
+        published_by=_INGRESS,
     ),
-    CatalogEntry(LlmRequestFailed, "ingress", f"{names.LLM_REQUEST_FAILED}.{{team}}", (_TEAM,)),
+    CatalogEntry(
+        LlmRequestCompleted,
+        "ingress",
+        f"{names.LLM_REQUEST_COMPLETED}.{{team}}",
+        (_TEAM,),
+        published_by=_INGRESS,
+    ),
+    CatalogEntry(
+        LlmRequestFailed,
+        "ingress",
+        f"{names.LLM_REQUEST_FAILED}.{{team}}",
+        (_TEAM,),
+        published_by=_INGRESS,
+    ),
     CatalogEntry(
         DeploymentStateChanged,
         "ingress",
         names.deployment_subject("{state}"),
         (("state", "cooled_down, recovered or fallback"),),
+        published_by=("tollgate_ingress.routing", "tollgate_ingress.service"),
     ),
     CatalogEntry(
         AdminChanged,
@@ -159,17 +182,35 @@ CATALOG: tuple[CatalogEntry, ...] = (
                 "member_removed, callback_added, logging_disabled (see names.AdminSubject)",
             ),
         ),
+        published_by=(
+            "tollgate_admin.service",
+            "tollgate_admin.uow",
+            "tollgate_admin.propagation",
+        ),
+        producer_writes=(
+            "admin.keys / teams / team_members / users / models",
+            "admin.outbox",
+            f"KV {names.KV_KEYS} / {names.KV_TEAMS} / {names.KV_USERS} / {names.KV_MODELS}",
+        ),
     ),
-    CatalogEntry(LedgerSpendUpdated, "ledger", names.LEDGER_SPEND_UPDATED),
-    CatalogEntry(LedgerTrackingFailed, "ledger", names.LEDGER_TRACKING_FAILED),
-    CatalogEntry(LedgerDbError, "ledger", names.LEDGER_DB_ERROR),
+    CatalogEntry(LedgerSpendUpdated, "ledger", names.LEDGER_SPEND_UPDATED, published_by=_LEDGER),
+    CatalogEntry(
+        LedgerTrackingFailed, "ledger", names.LEDGER_TRACKING_FAILED, published_by=_LEDGER
+    ),
+    CatalogEntry(LedgerDbError, "ledger", names.LEDGER_DB_ERROR, published_by=_LEDGER),
     CatalogEntry(
         AlertSent,
         "alerter",
         names.alert_sent_subject("{alert_type}"),
         (("alert_type", "LiteLLM's alert type, e.g. budget_alerts, llm_exceptions"),),
+        published_by=("tollgate_alerter.delivery.dispatcher",),
     ),
-    CatalogEntry(ExportDeadLettered, "exporter", names.EXPORT_DEAD_LETTER),
+    CatalogEntry(
+        ExportDeadLettered,
+        "exporter",
+        names.EXPORT_DEAD_LETTER,
+        published_by=("tollgate_exporter.service", "tollgate_exporter.dead_letters"),
+    ),
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = tuple(e.event for e in CATALOG)
@@ -247,17 +288,28 @@ def _summary(exc: ValidationError) -> str:
 class EventRegistry:
     """Subjects to event classes for one catalog; `decode` reads any message of it."""
 
+    # Subjects seen, remembered (there are about teams times event types of them); past this
+    # many the memo starts over, so a flood of distinct subjects cannot grow it.
+    MEMO_LIMIT = 10_000
+
     def __init__(self, catalog: tuple[CatalogEntry, ...]) -> None:
         self.catalog = catalog
+        self._memo: dict[str, tuple[CatalogEntry, int]] = {}
 
     def entry_for_subject(self, subject: str) -> tuple[CatalogEntry, int]:
         """The family a literal subject belongs to, and the version it carries."""
+        found = self._memo.get(subject)
+        if found is not None:
+            return found
         for entry in self.catalog:
             if not subject_matches(entry.any_version_pattern, subject):
                 continue
-            found = _VERSION.match(_tokens(subject)[entry.version_index])
-            if found is not None:
-                return entry, int(found.group(1))
+            version = _VERSION.match(_tokens(subject)[entry.version_index])
+            if version is not None:
+                if len(self._memo) >= self.MEMO_LIMIT:
+                    self._memo.clear()
+                found = self._memo[subject] = (entry, int(version.group(1)))
+                return found
         raise UnknownEventError(f"no event is published on {subject!r}")
 
     def class_for_subject(self, subject: str) -> type[Event]:
