@@ -77,3 +77,31 @@ bench *ARGS: sync
 bench-quick *ARGS: sync
     bash bench/prepare.sh
     uv run --no-sync python -m tollgate_bench --size quick {{ARGS}}
+
+# each service and server of a running stack: health, uptime, restarts, consumer lag, spool depth
+status *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack status {{ARGS}}
+
+# follow the logs of a running stack: `just logs` (supervisor + services) or `just logs ledger`
+logs *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack logs {{ARGS}}
+
+# stop a stack started with `just up --detach` (ingress, then the consumers, then the servers)
+down: sync
+    uv run --no-sync python -m tollgate_devstack down
+
+# JetStream snapshots + PostgreSQL dump of the data folder into one file: `just backup [--out F]`
+backup *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack backup {{ARGS}}
+
+# restore a backup into a fresh data folder: `TOLLGATE_DATA_DIR=/new just restore FILE`
+restore FILE: sync
+    uv run --no-sync python -m tollgate_devstack restore {{FILE}}
+
+# kill -9 every service and server under load, one after another (about 3 minutes)
+test-supervision *ARGS: sync
+    TOLLGATE_SUPERVISION_LONG=1 uv run --no-sync pytest tests/e2e/devstack -s {{ARGS}}
+
+# backup size and restore time for N spend rows (default 1,000,000; a few minutes)
+backup-bench *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack.backup_bench {{ARGS}}
