@@ -14,6 +14,15 @@ an event that fails even then is dead-lettered, into the spool's `dead` table,
 counted and logged. A permanent failure never stops the spool: replay moves on.
 The publishing task is supervised: if it fails it is restarted with backoff, the
 batch it held is kept, and `check()` (for `/health`) fails while it is down.
+
+What a SIGKILL can lose is bounded by time: an event still in memory `write_ahead_ms`
+after it was emitted (queued, or in a batch JetStream has not acknowledged) is written
+ahead to the spool by a watchdog that looks every quarter of that. So a crash loses
+at most the events emitted in the last `write_ahead_ms * 1.25` (plus a write in
+progress); while NATS acks promptly nothing touches the disk. A batch written ahead
+and then acknowledged is deleted from the spool; if it fails it stays there (a
+re-sent copy is dropped by JetStream's de-duplication window). On a clean stop,
+whatever `flush` could not publish in time (the batch in flight included) is spooled.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +124,20 @@ async def connect_nats(url: str, name: str, **kwargs: Any) -> NATS:
     )
 
 
+async def _drain_or_close(nc: NATS, timeout: float) -> None:
+    """Drain the connection; a server that stopped answering must not hold the stop up, so
+    past `timeout` the connection is closed instead."""
+    drain = asyncio.ensure_future(nc.drain())
+    done, _ = await asyncio.wait({drain}, timeout=timeout)
+    if done:
+        with contextlib.suppress(Exception):
+            drain.result()
+        return
+    drain.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), 1.0)
+
+
 async def publish_event(
     js: JetStreamContext, event: Event, timeout: float = 5.0, payload: bytes | None = None
 ) -> None:
@@ -169,11 +194,16 @@ class EventPublisher:
         max_queue: int = 50_000,
         batch: int = 256,
         ack_timeout: float = 5.0,
+        write_ahead_ms: float | None = 200.0,
     ) -> None:
         self._url = nats_url
         self._name = client_name
         self._spool = Spool(spool_path)
-        self._queue: asyncio.Queue[Item] = asyncio.Queue(max_queue)
+        # (monotonic time emitted, item), oldest first; bounded by max_queue.
+        self._queue: deque[tuple[float, Item]] = deque()
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._write_ahead_s = write_ahead_ms / 1000 if write_ahead_ms else None
         self._batch = batch
         self._ack_timeout = ack_timeout
         self._nc: NATS | None = None
@@ -181,8 +211,12 @@ class EventPublisher:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
-        # The batch the publishing task holds; kept if the task fails.
+        # The batch the publishing task holds; kept if the task fails. When it has been
+        # written ahead, `_inflight_seqs` is its rows' (first, last) seq in the spool.
         self._inflight: list[Item] = []
+        self._inflight_since = 0.0
+        self._inflight_seqs: tuple[int, int] | None = None
+        self._keep_written_ahead = False
         self._running = False
         self._restarts = 0
         self._last_error: str | None = None
@@ -213,7 +247,7 @@ class EventPublisher:
             "running": self._running,
             "connected": self.connected,
             "spooled": self.spooled,
-            "queued": self._queue.qsize(),
+            "queued": len(self._queue),
             "restarts": self._restarts,
             "last_error": self._last_error,
         }
@@ -231,6 +265,10 @@ class EventPublisher:
             asyncio.create_task(self._connect_forever(), name="publisher-connect"),
             asyncio.create_task(self._supervise(), name="publisher-run"),
         ]
+        if self._write_ahead_s is not None:
+            self._tasks.append(
+                asyncio.create_task(self._write_ahead_forever(), name="publisher-write-ahead")
+            )
 
     def emit(self, event: Event) -> None:
         """Queue an event for publishing; never blocks the caller, never loses it."""
@@ -238,13 +276,14 @@ class EventPublisher:
         item = self._serialised(event)
         if item is None:
             return
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._queue) >= self._max_queue:
             # Memory is bounded: past it, go straight to disk (still in order,
             # because the worker drains the spool before the queue).
             self._spool_items([item])
-        QUEUE_DEPTH.set(self._queue.qsize())
+        else:
+            self._queue.append((time.monotonic(), item))
+            self._wakeup.set()
+        QUEUE_DEPTH.set(len(self._queue))
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued has been published (True) or timeout (False)."""
@@ -264,13 +303,11 @@ class EventPublisher:
         # Whatever is still in memory, the batch in flight included, is kept on disk
         # for the next start (a re-sent copy is dropped by JetStream's de-duplication).
         leftover = self._take_inflight()
-        while not self._queue.empty():
-            leftover.append(self._queue.get_nowait())
+        leftover += self._take_queued()
         if leftover:
             self._spool_items(leftover)
         if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+            await _drain_or_close(self._nc, timeout)
         self._spool.close()
 
     # -- serialising, fitting, dead-lettering -------------------------------
@@ -327,15 +364,74 @@ class EventPublisher:
                 return lean, lean_data
         return self._salvage(event, f"{len(data)} bytes, over the {limit}-byte limit", limit)
 
-    def _spool_items(self, items: list[Item]) -> None:
-        self._spool.append([(e.subject(), e.event_id, data, e.event_type) for e, data in items])
+    def _spool_items(self, items: list[Item]) -> tuple[int, int] | None:
+        """Append to the spool; returns the rows' (first, last) seq."""
+        seqs = self._spool.append(
+            [(e.subject(), e.event_id, data, e.event_type) for e, data in items]
+        )
         for e, _ in items:
             EVENTS_SPOOLED.labels(e.event_type).inc()
         SPOOL_DEPTH.set(len(self._spool))
+        return seqs
 
     def _take_inflight(self) -> list[Item]:
+        """The batch in flight, unless it is already on disk (written ahead)."""
         items, self._inflight = self._inflight, []
+        written, self._inflight_seqs = self._inflight_seqs, None
+        self._keep_written_ahead = False
+        return [] if written is not None else items
+
+    def _take_queued(self, limit: int | None = None) -> list[Item]:
+        n = len(self._queue) if limit is None else min(limit, len(self._queue))
+        items = [self._queue.popleft()[1] for _ in range(n)]
+        QUEUE_DEPTH.set(len(self._queue))
         return items
+
+    def _spool_rest(self, items: list[Item]) -> None:
+        """Spool what is left of the batch in flight (unless it is already on disk)."""
+        if self._inflight_seqs is not None:
+            self._keep_written_ahead = True
+        else:
+            self._spool_items(items)
+
+    # -- write-ahead: what a crash can lose is bounded by time ---------------
+    def write_ahead(self, now: float | None = None) -> int:
+        """Spool what has been in memory longer than `write_ahead_ms`; returns how many.
+
+        The batch in flight is written first (it is older than anything queued) and
+        stays in flight; everything queued moves to the spool, behind it.
+        """
+        if self._write_ahead_s is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        cutoff = now - self._write_ahead_s
+        queue_old = bool(self._queue) and self._queue[0][0] < cutoff
+        written = 0
+        if (
+            self._inflight
+            and self._inflight_seqs is None
+            and (queue_old or self._inflight_since < cutoff)
+        ):
+            self._inflight_seqs = self._spool_items(self._inflight)
+            written += len(self._inflight)
+        if queue_old:
+            items = self._take_queued()
+            self._spool_items(items)
+            written += len(items)
+        return written
+
+    async def _write_ahead_forever(self) -> None:
+        assert self._write_ahead_s is not None
+        period = self._write_ahead_s / 4
+        while True:
+            await asyncio.sleep(period)
+            try:
+                n = self.write_ahead()
+            except Exception:
+                log.exception("writing events ahead to the spool failed")
+                continue
+            if n:
+                log.warning("NATS slow or unreachable: %d events written ahead to the spool", n)
 
     # -- the publishing task -------------------------------------------------
     async def _connect_forever(self) -> None:
@@ -367,7 +463,7 @@ class EventPublisher:
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
                 PUBLISHER_RESTARTS.inc()
                 log.exception("event publisher failed; restarting in %.1f s", delay)
-                held = self._take_inflight()
+                held = self._take_inflight()  # [] when it is already on disk
                 if held:
                     with contextlib.suppress(Exception):
                         self._spool_items(held)
@@ -385,23 +481,35 @@ class EventPublisher:
                     await asyncio.sleep(0.5)
                 continue
             else:
-                try:
-                    first = await asyncio.wait_for(self._queue.get(), 0.5)
-                except TimeoutError:
-                    if self._queue.empty() and not len(self._spool):
-                        self._idle.set()
-                    continue
-                events = [first]
-                while len(events) < self._batch and not self._queue.empty():
-                    events.append(self._queue.get_nowait())
-                QUEUE_DEPTH.set(self._queue.qsize())
+                if not self._queue:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), 0.5)
+                    except TimeoutError:
+                        if not self._queue and not len(self._spool):
+                            self._idle.set()
+                        continue
+                    # Written ahead while waiting: the spool has them now.
+                    if not self._queue:
+                        continue
+                events = self._take_queued(self._batch)
                 self._inflight = events
-            if len(self._spool) or not self.connected:
+                self._inflight_since = time.monotonic()
+            if len(self._spool) and self._inflight_seqs is not None:
+                pass  # written ahead: replaying the spool publishes it, in order
+            elif len(self._spool) or not self.connected:
                 self._spool_items(events)
             else:
                 await self._publish_in_order(events)
+                seqs = self._inflight_seqs
+                if seqs is not None and not self._keep_written_ahead:
+                    # Published after all: the copy written ahead is not needed.
+                    self._spool.delete_range(*seqs)
+                    SPOOL_DEPTH.set(len(self._spool))
             self._inflight = []
-            if self._queue.empty() and not len(self._spool):
+            self._inflight_seqs = None
+            self._keep_written_ahead = False
+            if not self._queue and not len(self._spool):
                 self._idle.set()
 
     async def _publish_in_order(self, items: list[Item]) -> None:
@@ -415,7 +523,7 @@ class EventPublisher:
                 fitted = await self._fit(js, event, data)
             except Exception as exc:
                 log.warning("could not offload content (%s); spooling %d events", exc, len(items))
-                self._spool_items([*prepared, *items[i:]])
+                self._spool_rest([*prepared, *items[i:]])
                 return
             if fitted is not None:
                 prepared.append(fitted)
@@ -431,7 +539,7 @@ class EventPublisher:
                 self._bury(event, data, f"{type(res).__name__}: {res}")
             else:
                 log.warning("publish failed (%s); spooling %d events", res, len(prepared) - i)
-                self._spool_items(prepared[i:])
+                self._spool_rest(prepared[i:])
                 return
 
     async def _fit_spooled(self, js: JetStreamContext, row: SpoolRow) -> SpoolRow | None:

@@ -54,15 +54,21 @@ class Spool:
     def __len__(self) -> int:
         return int(self._count)
 
-    def append(self, rows: list[SpoolRow]) -> None:
+    def append(self, rows: list[SpoolRow]) -> tuple[int, int] | None:
+        """Append rows in one transaction; returns their (first, last) seq (None if none)."""
+        if not rows:
+            return None
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO spool (subject, msg_id, payload, event_type) VALUES (?, ?, ?, ?)",
                 rows,
             )
+            last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
             self._db.execute("COMMIT")
             self._count += len(rows)
+        # One writer, one transaction: the rows took consecutive seqs.
+        return last - len(rows) + 1, last
 
     def peek(self, limit: int) -> list[tuple[int, str, str, bytes, str]]:
         with self._lock:
@@ -77,6 +83,12 @@ class Spool:
     def delete_through(self, seq: int) -> None:
         with self._lock:
             cur = self._db.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
+            self._count -= cur.rowcount
+
+    def delete_range(self, first: int, last: int) -> None:
+        """Delete the rows `first..last` (a batch written ahead, then published)."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM spool WHERE seq BETWEEN ? AND ?", (first, last))
             self._count -= cur.rowcount
 
     def bury(self, row: SpoolRow, reason: str) -> None:

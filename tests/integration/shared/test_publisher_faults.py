@@ -8,6 +8,9 @@ oversized events are cheap to make.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -139,7 +142,7 @@ async def test_content_too_large_for_a_message_is_offloaded_and_read_back(
     finally:
         await pub.close()
     assert data["content_ref"] == event.event_id
-    lean = decode(f"llm.request.completed.v1._", _json(data), LlmRequestCompleted)
+    lean = decode("llm.request.completed.v1._", _json(data), LlmRequestCompleted)
     full = await hydrate_content(client.jetstream(), lean)
     assert full.messages == [{"role": "user", "content": big}]
 
@@ -247,3 +250,82 @@ def _json(data: dict[str, Any]) -> bytes:
 
 def _unused(_: Event) -> None:  # keeps the import for type checkers honest
     return None
+
+
+class _Frozen:
+    """The NATS server stopped with SIGSTOP: connections stay open, nothing is acked."""
+
+    def __init__(self, server: NatsServer) -> None:
+        assert server.proc is not None
+        self.pid = server.proc.pid
+
+    def __enter__(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def __exit__(self, *_: object) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+
+def _spool_rows(path: Path) -> int:
+    """What a SIGKILL of the publisher now would leave: the rows committed to its spool."""
+    db = sqlite3.connect(str(path))
+    try:
+        return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_events_held_in_memory_are_written_ahead_within_the_bound_and_sent_once(
+    server: NatsServer, client: NATS, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    pub = EventPublisher(server.url, spool, "tollgate-test", ack_timeout=2.0, write_ahead_ms=100)
+    await pub.start()
+    try:
+        for _ in range(100):
+            if pub.connected:
+                break
+            await asyncio.sleep(0.05)
+        with _Frozen(server):
+            for i in range(10):  # one batch in flight, never acked while frozen
+                pub.emit(_completed("ahead", request_id=f"ahead-{i}"))
+            await asyncio.sleep(0.1)
+            pub.emit(_completed("ahead", request_id="ahead-queued"))  # queued behind it
+            # write_ahead_ms * 1.25, and some room for a loaded machine
+            await asyncio.sleep(0.4)
+            assert _spool_rows(spool) == 11
+        await _arrived(client, "ahead", count=11)
+        assert await pub.flush(10)
+        assert pub.spooled == 0
+    finally:
+        await pub.close()
+    # Published once each, whether the copy on disk or the one in flight got there first.
+    again = await wait_for_events(
+        client.jetstream(), "llm.request.completed.v1.>", {"tags": ["ahead"]}, count=12, timeout=1
+    )
+    assert sorted(ev["request_id"] for _, ev in again) == sorted(
+        [f"ahead-{i}" for i in range(10)] + ["ahead-queued"]
+    )
+
+
+async def test_a_flush_timeout_on_close_spools_the_batch_in_flight(
+    server: NatsServer, client: NATS, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    pub = EventPublisher(server.url, spool, "tollgate-test", ack_timeout=5.0, write_ahead_ms=None)
+    await pub.start()
+    for _ in range(100):
+        if pub.connected:
+            break
+        await asyncio.sleep(0.05)
+    with _Frozen(server):
+        for i in range(5):
+            pub.emit(_completed("at-close", request_id=f"at-close-{i}"))
+        await asyncio.sleep(0.1)  # the batch is in flight, waiting for acks
+        await asyncio.wait_for(pub.close(timeout=0.5), 5)  # a frozen server never blocks stop
+        assert _spool_rows(spool) == 5
+    again = await _publisher(server, tmp_path)  # the next start replays them
+    try:
+        await _arrived(client, "at-close", count=5)
+    finally:
+        await again.close()
