@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import uvicorn
+
+from tollgate_shared.config import TollgateConfig
+from tollgate_shared.settings import ServiceSettings, check_master_key
 
 
 def setup_logging(level: str, service: str) -> None:
@@ -36,3 +40,14 @@ def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve_service(settings: S, create_app: Callable[[S, TollgateConfig], Any]) -> None:
+    """The `serve` command of every service: read the config, refuse a weak master key off
+    loopback, build the app from its settings and config, and serve it."""
+    cfg = settings.load_config()
+    check_master_key(settings.effective_master_key(cfg), settings.host)
+    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)

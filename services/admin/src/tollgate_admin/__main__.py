@@ -20,9 +20,8 @@ from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.migrate import migrate_url
 from tollgate_shared.publishing import connect_nats
-from tollgate_shared.runtime import serve, setup_logging
+from tollgate_shared.runtime import serve_service, setup_logging
 from tollgate_shared.sealing import Sealer, SealError
-from tollgate_shared.settings import check_master_key
 
 log = logging.getLogger("tollgate_admin")
 
@@ -39,11 +38,9 @@ def main() -> None:
         applied = asyncio.run(migrate_url(settings.database_url, names.SCHEMA_ADMIN, MIGRATIONS))
         log.info("admin migrations applied: %s", applied or "none pending")
         return
-    cfg = settings.load_config()
     if args.command == "reseal":
-        sys.exit(asyncio.run(_reseal(settings, cfg)))
-    check_master_key(settings.effective_master_key(cfg), settings.host)
-    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+        sys.exit(asyncio.run(_reseal(settings, settings.load_config())))
+    serve_service(settings, create_app)
 
 
 async def _reseal(settings: AdminSettings, cfg: TollgateConfig) -> int:

@@ -6,8 +6,7 @@ import sys
 
 from tollgate_exporter.app import create_app
 from tollgate_exporter.settings import ExporterSettings
-from tollgate_shared.runtime import serve, setup_logging
-from tollgate_shared.settings import check_master_key
+from tollgate_shared.runtime import serve_service, setup_logging
 
 
 def main() -> None:
@@ -17,9 +16,7 @@ def main() -> None:
         raise SystemExit(dlq(sys.argv[2:]))
     settings = ExporterSettings()
     setup_logging(settings.log_level, "exporter")
-    cfg = settings.load_config()
-    check_master_key(settings.effective_master_key(cfg), settings.host)
-    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+    serve_service(settings, create_app)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ from tollgate_ledger.rebuild import rebuild
 from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import names
 from tollgate_shared.publishing import connect_nats
-from tollgate_shared.runtime import serve, setup_logging
-from tollgate_shared.settings import check_master_key
+from tollgate_shared.runtime import serve_service, setup_logging
 
 
 async def _rebuild(settings: LedgerSettings, team: str | None, keep: bool) -> int:
@@ -59,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rebuild":
         return asyncio.run(_rebuild(settings, args.team, args.keep))
-    cfg = settings.load_config()
-    check_master_key(settings.effective_master_key(cfg), settings.host)
-    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+    serve_service(settings, create_app)
     return 0
 
 
