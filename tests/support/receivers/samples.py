@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from support import builders
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed
 
 PROMPT = "Tell me the secret recipe for plum dumplings"
@@ -67,7 +68,7 @@ def completed(
         "finish_reasons": ["stop"],
     }
     fields.update(over)
-    return LlmRequestCompleted(**fields)
+    return builders.completed(**fields)
 
 
 def failed(
@@ -94,4 +95,4 @@ def failed(
         upstream_status_code=429,
     )
     ok.update(over)
-    return LlmRequestFailed(**ok)
+    return builders.failed(**ok)
