@@ -17,6 +17,7 @@ vars) else `LANGSMITH_API_KEY`, `LANGSMITH_PROJECT`, `LANGSMITH_BASE_URL`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest, pick, safe_url
@@ -30,7 +31,6 @@ from tollgate_exporter.sinks._http_api import (
     error_text,
     failed,
     first,
-    iso,
     metadata,
     model_of,
     prompt,
@@ -65,7 +65,7 @@ def run(item: ExportItem, project: str, run_name: str) -> dict[str, Any]:
     meta = metadata(item)
     run_id = stable_id(event.event_id, "langsmith-run")
     start = event.start_time
-    dotted = f"{start.strftime('%Y%m%dT%H%M%S%fZ')}{run_id}"
+    dotted = f"{start.astimezone(UTC).strftime('%Y%m%dT%H%M%S%fZ')}{run_id}"
     body = response_body(item)
     outputs: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
     if item.redacted and outputs.get("choices"):
@@ -87,8 +87,9 @@ def run(item: ExportItem, project: str, run_name: str) -> dict[str, Any]:
         "name": first(meta.get("run_name"), run_name),
         "run_type": "llm",
         "session_name": first(meta.get("project_name"), project),
-        "start_time": iso(event.start_time),
-        "end_time": iso(event.end_time),
+        # microseconds, as in `dotted_order` (LangSmith checks that they agree)
+        "start_time": event.start_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "end_time": event.end_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "inputs": {
             "messages": prompt(item),
             "model": event.requested_model,
