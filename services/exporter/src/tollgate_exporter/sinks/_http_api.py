@@ -111,10 +111,12 @@ class HttpApiSink:
         self._ctx = ctx
         self._render = render
         self._caches: dict[str, dict[str, Any]] = {}
-        self._sent: OrderedDict[str, None] = OrderedDict()
+        # post -> None (accepted) or the vendor's refusal, so a retried batch neither
+        # resends what was accepted nor asks again about what was refused
+        self._sent: OrderedDict[str, str | None] = OrderedDict()
 
-    def _remember(self, mark: str) -> None:
-        self._sent[mark] = None
+    def _remember(self, mark: str, refusal: str | None = None) -> None:
+        self._sent[mark] = refusal
         while len(self._sent) > _SENT_MEMORY:
             self._sent.popitem(last=False)
 
@@ -131,6 +133,9 @@ class HttpApiSink:
             ids = [items[i].event.event_id for i in part.indices]
             mark = f"{destination.key}|{part.url}|{'|'.join(ids)}"
             if mark in self._sent:
+                refused = self._sent[mark]
+                if refused is not None:
+                    result.rejected.update(dict.fromkeys(part.indices, refused))
                 continue
             body = json.dumps(part.body, default=str).encode()
             headers = {**part.headers, "content-type": part.content_type}
@@ -153,6 +158,7 @@ class HttpApiSink:
                     raise
                 for i in part.indices:
                     result.rejected[i] = str(exc)
+                self._remember(mark, str(exc))
                 continue
             self._remember(mark)
         return result
