@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.routes.forward import forward
 from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
-from tollgate_ingress.service import Gateway, StateViews
+from tollgate_ingress.service import BudgetPolicy, Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
@@ -32,16 +33,34 @@ from tollgate_shared.web import health_router
 log = logging.getLogger(__name__)
 
 
-async def _connect_with_retry(url: str, timeout: float) -> NATS:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _connect_within(url: str, timeout: float) -> NATS | None:
+    """The state connection, or None when NATS did not answer within `timeout` (the client
+    itself retries a refused first connection for ever)."""
+    try:
+        return await asyncio.wait_for(connect_nats(url, "tollgate-ingress-state"), timeout)
+    except Exception as exc:
+        log.warning("NATS at %s did not answer within %.0f s (%r)", url, timeout, exc)
+        return None
+
+
+async def _load_state(
+    url: str, views: StateViews, timeout: float, connected: Callable[[NATS], None]
+) -> None:
+    """Degraded start: keep trying NATS, then load the views (the service is already up)."""
     while True:
         try:
-            return await connect_nats(url, "tollgate-ingress-state")
+            nc = await connect_nats(url, "tollgate-ingress-state")
+            break
         except Exception as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"NATS at {url} unreachable for {timeout}s: {exc}") from exc
-            log.warning("waiting for NATS at %s to load keys, teams and models (%s)", url, exc)
+            log.warning("NATS at %s still unreachable (%s)", url, exc)
             await asyncio.sleep(1)
+    connected(nc)
+    for view in views.all():
+        try:
+            await view.start(nc.jetstream(), timeout)
+        except TimeoutError:
+            log.warning("%s not loaded within %.0f s; still watching", view.bucket, timeout)
+    log.info("NATS is back: keys, teams and models loaded; ingress no longer degraded")
 
 
 def spool_path(settings: IngressSettings) -> Path:
@@ -61,9 +80,14 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        publisher = EventPublisher(settings.nats_url, spool_path(settings), "tollgate-ingress")
+        publisher = EventPublisher(
+            settings.nats_url,
+            spool_path(settings),
+            "tollgate-ingress",
+            write_ahead_ms=settings.spool_write_ahead_ms,
+        )
         await publisher.start()
-        nc = await _connect_with_retry(settings.nats_url, settings.state_ready_timeout_s)
+        nc = await _connect_within(settings.nats_url, settings.nats_start_timeout_s)
         sealer = settings.sealer(cfg)
         views = StateViews(
             keys=KvView(names.KV_KEYS, KeyState),
@@ -78,9 +102,31 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             ),
             spend=KvView(names.KV_SPEND, SpendState),
         )
-        # Before accepting traffic: the whole current view of keys, teams and models.
-        for view in views.all():
-            await view.start(nc.jetstream(), settings.state_ready_timeout_s)
+        loader: asyncio.Task[None] | None = None
+
+        def connected(client: NATS) -> None:
+            holder["nc"] = app.state.nc = client
+
+        if nc is not None:
+            connected(nc)
+            # Before accepting traffic: the whole current view of keys, teams and models.
+            for view in views.all():
+                await view.start(nc.jetstream(), settings.state_ready_timeout_s)
+        else:
+            log.error(
+                "NATS at %s unreachable after %.0f s: serving degraded (events spooled to "
+                "disk; only the master key and config.yaml's models until NATS answers)",
+                settings.nats_url,
+                settings.nats_start_timeout_s,
+            )
+            loader = asyncio.create_task(
+                _load_state(settings.nats_url, views, settings.state_ready_timeout_s, connected)
+            )
+
+        def spend_live() -> bool:
+            client: NATS | None = holder.get("nc")
+            return client is not None and client.is_connected and views.spend.ready.is_set()
+
         limits = httpx.Limits(
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,
@@ -101,10 +147,16 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             views,
             settings.upstream_timeout_s,
             RateLimiter(redis),
+            BudgetPolicy(
+                fail_open=settings.budget_fail_open,
+                hold_s=settings.budget_hold_s,
+                reserve_output_tokens=settings.budget_reserve_output_tokens,
+                timezone=cfg.litellm_settings.timezone,
+            ),
+            spend_live,
         )
         holder["gateway"] = gateway
         app.state.gateway = gateway
-        app.state.nc = nc
         app.state.forward_client = forward_client
         app.state.owners = Owners(
             settings.admin_url, settings.ledger_url, settings.exporter_url, settings.alerter_url
@@ -118,13 +170,20 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         try:
             yield
         finally:
+            if loader is not None:
+                loader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loader
             for view in views.all():
                 await view.stop()
             await client.aclose()
             await forward_client.aclose()
             await publisher.close()
             await redis.aclose()
-            await nc.drain()
+            state_nc: NATS | None = holder.get("nc")
+            if state_nc is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(state_nc.drain(), 5)
 
     def checks() -> dict[str, Any]:
         gw: Gateway | None = holder.get("gateway")
@@ -137,6 +196,10 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         async def state() -> dict[str, Any]:
             if gw is None:
                 raise RuntimeError("starting")
+            if not gw.views.keys.ready.is_set():
+                raise RuntimeError(
+                    "degraded: NATS unreachable, keys, teams and models not loaded yet"
+                )
             return {
                 "keys": len(gw.views.keys),
                 "teams": len(gw.views.teams),

@@ -113,6 +113,7 @@ class Call:
         spend: Decimal,
         response: dict[str, Any],
         warnings: list[str],
+        usage_estimated: bool = False,
     ) -> LlmRequestCompleted:
         finish = [
             c.get("finish_reason")
@@ -127,6 +128,7 @@ class Call:
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             spend=spend,
+            usage_estimated=usage_estimated,
             warnings=warnings,
             response=response,
             response_id=response.get("id"),
@@ -146,9 +148,23 @@ class Call:
         upstream_reachable: bool,
         error_code: str | None = None,
         response: Any = None,
+        usage: Usage | None = None,
+        spend: Decimal = Decimal(0),
+        usage_estimated: bool = False,
+        warnings: list[str] | None = None,
     ) -> LlmRequestFailed:
+        """A failed call; costed when the upstream may bill it anyway (abandoned, cancelled)."""
+        u = usage or Usage()
         return LlmRequestFailed(
             **self._finished(elapsed_s, upstream_s, None),
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            total_tokens=u.total_tokens,
+            cached_tokens=u.cached_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            spend=spend,
+            usage_estimated=usage_estimated,
+            warnings=warnings or [],
             error_class=error_class,
             error_message=error_message[:4000],
             error_code=error_code,

@@ -7,8 +7,8 @@ publisher after the response (or the last streamed byte) has been sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +27,13 @@ from tollgate_ingress.auth import (
     check_budgets,
     check_model_access,
 )
-from tollgate_ingress.limits import RateLimiter
+from tollgate_ingress.limits import (
+    LimiterUnavailableError,
+    RateLimiter,
+    Reservation,
+    Ticket,
+    to_nano,
+)
 from tollgate_ingress.parsing import (
     BadRequestError,
     ChatRequest,
@@ -40,15 +46,28 @@ from tollgate_ingress.routing import Deployment, Router, StateChange, deployment
 from tollgate_ingress.upstream import mock
 from tollgate_ingress.upstream import openai as upstream
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
-from tollgate_ingress.usage import StreamAccumulator, Usage, strip_unrequested_usage, usage_from
-from tollgate_shared import names
+from tollgate_ingress.usage import (
+    StreamAccumulator,
+    Usage,
+    estimate_prompt_tokens,
+    strip_unrequested_usage,
+    usage_from,
+)
+from tollgate_shared import durations, names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.credentials import presented_key
 from tollgate_shared.errors import error_json
 from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished, new_event_id
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher
-from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
+from tollgate_shared.state import (
+    KeyState,
+    ModelState,
+    SpendState,
+    TeamState,
+    UserState,
+    spend_kv_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +84,20 @@ class StateViews:
 
     def all(self) -> list[KvView[Any]]:
         return [self.keys, self.teams, self.users, self.models, self.spend]
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """How budgets are guarded beyond the committed totals (see limits.py)."""
+
+    # Admit calls of an entity with a budget when its total cannot be known (NATS or
+    # Redis unreachable); by default such calls are refused (fail closed).
+    fail_open: bool = False
+    # How long a finished call's cost stays reserved: time for the ledger to commit it.
+    hold_s: float = 15.0
+    # Completion tokens reserved for a call that sets no max_tokens.
+    reserve_output_tokens: int = 1024
+    timezone: str | None = None
 
 
 @dataclass
@@ -94,8 +127,16 @@ class Gateway:
         views: StateViews,
         default_timeout_s: float,
         limiter: RateLimiter | None = None,
+        budget: BudgetPolicy | None = None,
+        spend_live: Callable[[], bool] | None = None,
     ) -> None:
         self.limiter = limiter
+        self.budget = budget or BudgetPolicy()
+        self._tz = durations.budget_timezone(self.budget.timezone)
+        # Whether the spend view is loaded and live (its NATS connection up).
+        self.spend_live = spend_live or (lambda: True)
+        # What each running call holds in Redis, given back when its event is emitted.
+        self._tickets: dict[str, Ticket] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.cfg = cfg
         self.master_key = master_key
@@ -143,7 +184,99 @@ class Gateway:
                 "available models for your key.",
                 "model",
             )
+        if identity.budgets and not self.budget.fail_open and not self.spend_live():
+            raise AuthError(
+                503,
+                "Budgets cannot be checked now: spend totals are unavailable (NATS unreachable)",
+                "budget_state_unknown",
+            )
         check_budgets(identity, self.views.spend.items())
+
+    # -- budget reservations ----------------------------------------------------
+    def estimate_cost(self, request: ChatRequest) -> Decimal:
+        """An upper estimate of a call's cost: its prompt, and max_tokens (or the configured
+        reserve) of completion, at the dearest deployment of its model group."""
+        body = request.upstream_body
+        out = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(out, int) or out < 0:
+            out = 0 if request.call_type == "aembedding" else self.budget.reserve_output_tokens
+        prompt = estimate_prompt_tokens(request.messages)
+        prices = [cost_of(d.params, prompt, out).spend for d in self.router.group(request.model)]
+        return max(prices, default=Decimal(0))
+
+    def _period_end(self, entity: str, entity_id: str, now: datetime) -> float | None:
+        views: dict[str, KvView[Any]] = {
+            "key": self.views.keys,
+            "team": self.views.teams,
+            "user": self.views.users,
+        }
+        view = views.get(entity)
+        state = view.get(entity_id) if view is not None else None
+        period = durations.current_period(state.budget_duration, now, self._tz) if state else None
+        return period[1].timestamp() if period else None
+
+    def reservations(self, identity: Identity, request: ChatRequest) -> list[Reservation]:
+        if not identity.budgets:
+            return []
+        now = datetime.now(UTC)
+        spend = self.views.spend.items()
+        amount = to_nano(self.estimate_cost(request))
+        out = []
+        for entity, entity_id, max_budget in identity.budgets:
+            total = spend.get(spend_kv_key(entity, entity_id))
+            current = total.current_spend(now) if total is not None else Decimal(0)
+            out.append(
+                Reservation(
+                    entity,
+                    entity_id,
+                    to_nano(max_budget - current),
+                    amount,
+                    self._period_end(entity, entity_id, now),
+                )
+            )
+        return out
+
+    async def _take(self, identity: Identity, request: ChatRequest, member: str) -> None:
+        """Count the call against rate limits, parallel slots and budgets (one round trip)."""
+        if self.limiter is None:
+            return
+        try:
+            ticket = await self.limiter.admit(
+                identity, reserve=self.reservations(identity, request), member=member
+            )
+        except LimiterUnavailableError as exc:
+            if not self.budget.fail_open:
+                raise AuthError(
+                    503,
+                    "Budgets cannot be checked now: the reservation store (Redis) is unreachable",
+                    "budget_state_unknown",
+                ) from exc
+            log.warning("budget reservations unavailable (%s); admitted (fail open)", exc)
+            ticket = None
+        if ticket is not None:
+            self._tickets[member] = ticket
+
+    def _give_back(self, request_id: str, event: LlmRequestFinished | None) -> None:
+        """Release what the call holds in Redis: its slot, and its reservations become its
+        cost, held until the ledger has had time to commit it (never past the budget period)."""
+        ticket = self._tickets.pop(request_id, None)
+        if ticket is None or self.limiter is None:
+            return
+        now = time.time()
+        cost = to_nano(event.spend) if event is not None else 0
+        hold = [
+            min(now + self.budget.hold_s, r.period_end or math.inf) for r in ticket.reservations
+        ]
+        task = asyncio.get_running_loop().create_task(
+            self.limiter.release(
+                ticket,
+                tokens=event.total_tokens if event is not None else 0,
+                costs=[cost] * len(ticket.reservations),
+                hold_until=hold,
+            )
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- one call ---------------------------------------------------------------
     async def answer(
@@ -156,21 +289,19 @@ class Gateway:
     ) -> Answer | StreamAnswer:
         """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
         start_time = now_utc()
-        limiter = self.limiter
+        request_id = new_event_id()
         try:
             identity = self.identify(headers)
             parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
             req = parse(raw, headers)
             self.admit(identity, req)
-            if limiter is not None:
-                await limiter.admit(identity)
-            slot = await limiter.enter(identity) if limiter is not None else None
+            await self._take(identity, req, request_id)
         except AuthError as exc:
             return Answer(exc.status, exc.body(), {}, None)
         except BadRequestError as exc:
             return Answer(400, error_json(exc.message, 400, param=exc.param), {}, None)
         call = Call(
-            request_id=new_event_id(),
+            request_id=request_id,
             identity=identity,
             request=req,
             start_time=start_time,
@@ -179,23 +310,13 @@ class Gateway:
             traceparent=headers.get("traceparent"),
             tracestate=headers.get("tracestate"),
         )
-        if slot is None:
+        try:
             return await (
                 self.stream(call, t_start) if req.stream else self.complete(call, t_start)
             )
-        assert limiter is not None
-        try:
-            result = await (
-                self.stream(call, t_start) if req.stream else self.complete(call, t_start)
-            )
         except BaseException:
-            await limiter.leave(identity, slot)
+            self._give_back(request_id, None)  # a bug, not a finished call: nothing to cost
             raise
-        if isinstance(result, StreamAnswer):
-            result.body = _then_leave(result.body, limiter, identity, slot)
-        else:
-            await limiter.leave(identity, slot)
-        return result
 
     # -- events -----------------------------------------------------------------
     def _emit_router(self, change: StateChange | None, request_id: str | None = None) -> None:
@@ -218,12 +339,7 @@ class Gateway:
 
     def _finish(self, event: LlmRequestFinished, call: Call) -> None:
         self.publisher.emit(event)
-        if self.limiter is not None and call.identity.counts_tokens:
-            task = asyncio.get_running_loop().create_task(
-                self.limiter.spend_tokens(call.identity, event.total_tokens)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._give_back(call.request_id, event)
         try:
             metrics.record(event)
         except Exception:  # metrics must never fail a call
@@ -333,6 +449,40 @@ class Gateway:
                 h["x-litellm-model-api-base"] = call.deployment.params.api_base
         return h
 
+    def _estimated_cost(
+        self, call: Call, completion_tokens: int, seen: Usage | None = None
+    ) -> tuple[Usage, Decimal, bool]:
+        """The usage the upstream reported, else an estimate from the prompt and the text
+        streamed so far (marked as estimated), and its cost: what the upstream bills for a
+        call the client gave up on."""
+        if seen is not None:
+            usage, estimated = seen, False
+        else:
+            prompt = estimate_prompt_tokens(call.request.messages)
+            usage = Usage(prompt, completion_tokens, prompt + completion_tokens)
+            estimated = True
+        spend = self._cost(call, usage)[0] if call.deployment is not None else Decimal(0)
+        return usage, spend, estimated
+
+    def _cancelled(self, call: Call, t_start: float) -> LlmRequestFinished:
+        """The call was cancelled while waiting for the upstream (the client went away, or
+        ingress is shutting down): a failed call, costed with its prompt as estimated."""
+        usage, spend, estimated = self._estimated_cost(call, 0)
+        return call.failed(
+            elapsed_s=time.perf_counter() - t_start,
+            upstream_s=None,
+            error_class="Cancelled",
+            error_message="the call was cancelled before the upstream answered "
+            "(client disconnected or ingress shutting down)",
+            status_code=499,
+            upstream_status_code=None,
+            upstream_reachable=True,
+            usage=usage,
+            spend=spend,
+            usage_estimated=estimated,
+            warnings=["tokens estimated from the prompt: the upstream may bill the call"],
+        )
+
     def _refused(self, call: Call, exc: Failure, t_start: float) -> Answer:
         """No deployment answered: the client gets OpenAI's error, the stream a failed event."""
         event = self._failed(call, exc, t_start, None)
@@ -375,6 +525,9 @@ class Gateway:
             _dep, data, t_up = await self._attempt(call, one)
         except (UpstreamError, UpstreamUnreachableError) as exc:
             return self._refused(call, exc, t_start)
+        except asyncio.CancelledError:
+            self._finish(self._cancelled(call, t_start), call)
+            raise
         upstream_s = time.perf_counter() - t_up
         usage = usage_from(data.get("usage"))
         spend, warnings = self._cost(call, usage)
@@ -427,6 +580,9 @@ class Gateway:
             _dep, source, t_up = await self._attempt(call, one)
         except (UpstreamError, UpstreamUnreachableError) as exc:
             return self._refused(call, exc, t_start)
+        except asyncio.CancelledError:
+            self._finish(self._cancelled(call, t_start), call)
+            raise
         return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
 
     async def _relay(
@@ -470,7 +626,10 @@ class Gateway:
             yield b"data: " + error_json(exc.message, exc.status) + b"\n\n"
         finally:
             await source.close()
-            if event is None:  # the client went away mid-stream
+            if event is None:  # the client went away mid-stream: the upstream bills anyway
+                usage, spend, estimated = self._estimated_cost(
+                    call, acc.estimated_completion_tokens(), acc.usage
+                )
                 event = call.failed(
                     elapsed_s=time.perf_counter() - t_start,
                     upstream_s=time.perf_counter() - t_up,
@@ -480,17 +639,11 @@ class Gateway:
                     upstream_status_code=None,
                     upstream_reachable=True,
                     response=acc.response(),
+                    usage=usage,
+                    spend=spend,
+                    usage_estimated=estimated,
+                    warnings=["tokens estimated from the prompt and the text streamed so far"]
+                    if estimated
+                    else [],
                 )
             self._finish(event, call)
-
-
-async def _then_leave(
-    body: AsyncIterator[bytes], limiter: RateLimiter, identity: Identity, slot: str
-) -> AsyncIterator[bytes]:
-    """The stream, giving back its parallel slot when it ends, fails or is abandoned."""
-    try:
-        async with contextlib.aclosing(body) as chunks:  # type: ignore[type-var]
-            async for chunk in chunks:
-                yield chunk
-    finally:
-        await limiter.leave(identity, slot)

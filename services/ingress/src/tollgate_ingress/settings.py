@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from tollgate_shared.settings import ServiceSettings
 
 
@@ -21,3 +23,16 @@ class IngressSettings(ServiceSettings):
     upstream_max_connections: int = 1000
     # How long to wait at start for NATS to rebuild the key/team/model view.
     state_ready_timeout_s: float = 60.0
+    # How long to wait at start for NATS before serving degraded: the port bound, events
+    # spooled, only the master key known until NATS answers and the views load.
+    nats_start_timeout_s: float = 5.0
+    # Events still in memory this long (queued, or in a batch JetStream has not acked) are
+    # written ahead to the spool: what a SIGKILL can lose is bounded by time.
+    spool_write_ahead_ms: int = Field(200, gt=0)
+    # Budgets: admit calls of an entity with a max budget when its spend total or the
+    # reservations cannot be read (NATS or Redis down)? Refused by default (fail closed).
+    budget_fail_open: bool = False
+    # How long a finished call's cost stays reserved (time for the ledger to commit it).
+    budget_hold_s: float = Field(15.0, ge=0)
+    # Completion tokens reserved for a call that sets no max_tokens.
+    budget_reserve_output_tokens: int = Field(1024, ge=0)

@@ -1,9 +1,17 @@
-"""Token usage: read from a response, rebuilt from a stream's chunks, hidden when unasked."""
+"""Token usage: read from a response, rebuilt from a stream's chunks, estimated where the
+upstream never said, hidden when unasked."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+
+# OpenAI's rule of thumb for English text, and the tokens each chat message's framing takes.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,36 @@ def usage_from(raw: Any) -> Usage:
         cached_tokens=_int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0,
         reasoning_tokens=_int(cdet.get("reasoning_tokens")) if isinstance(cdet, dict) else 0,
     )
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if value is None:
+        return 0
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return len(str(value))
+
+
+def estimate_text_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(messages: Any) -> int:
+    """Tokens of a chat prompt (or an embeddings input) estimated from its characters."""
+    if isinstance(messages, list):
+        chars = 0
+        framing = 0
+        for m in messages:
+            if isinstance(m, dict):
+                framing += TOKENS_PER_MESSAGE
+                chars += sum(_chars(v) for k, v in m.items() if k != "role")
+            else:
+                chars += _chars(m)
+        return math.ceil(chars / CHARS_PER_TOKEN) + framing
+    return math.ceil(_chars(messages) / CHARS_PER_TOKEN)
 
 
 @dataclass
@@ -74,6 +112,14 @@ class StreamAccumulator:
                     slot["function"]["arguments"] += fn["arguments"]
             if choice.get("finish_reason"):
                 self.finish_reasons.append(choice["finish_reason"])
+
+    def estimated_completion_tokens(self) -> int:
+        """What the streamed text and tool-call arguments so far amount to, estimated."""
+        text = "".join(self.parts) + "".join(
+            tc["function"].get("name", "") + tc["function"]["arguments"]
+            for tc in self.tool_calls.values()
+        )
+        return estimate_text_tokens(text)
 
     def response(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": self.role, "content": "".join(self.parts)}

@@ -70,6 +70,12 @@ class LlmRequestFinished(LlmRequestBase):
     reasoning_tokens: int = 0
     spend: Money = Decimal(0)
     cache_hit: bool = False
+    usage_estimated: bool = Field(
+        False,
+        description="the tokens (and so the spend) were estimated from the prompt and the "
+        "text streamed so far, because the upstream never reported usage (e.g. the client "
+        "went away mid-stream)",
+    )
     warnings: list[str] = Field(default_factory=list)
 
     # Content always travels (sinks need it); storage and export decide downstream.
