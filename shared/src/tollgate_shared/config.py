@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -135,17 +137,51 @@ class TollgateConfig(_Section):
         return list(dict.fromkeys(m.model_name for m in self.model_list))
 
 
-def resolve_env(value: Any, path: str = "") -> Any:
-    """Replace every `os.environ/NAME` string with the variable's value."""
+# Tollgate's own secrets: config.yaml may name them, a key's or team's `callback_vars` may
+# not (whoever sets a callback controls where its values are sent).
+_PROTECTED_ENV = re.compile(r"^(TOLLGATE_.*|LITELLM_MASTER_KEY|LITELLM_SALT_KEY|DATABASE_URL)$")
+
+
+def resolve_env(
+    value: Any,
+    path: str = "",
+    *,
+    environ: Mapping[str, str] | None = None,
+    unset: list[str] | None = None,
+    protect: bool = False,
+) -> Any:
+    """Replace every `os.environ/NAME` string with the variable's value.
+
+    `environ` defaults to the process environment. A missing variable raises ConfigError,
+    or, when `unset` is given, is recorded there and replaced by a placeholder that is
+    never a usable value. With `protect`, Tollgate's own secrets cannot be referenced.
+    """
+    env = os.environ if environ is None else environ
     if isinstance(value, dict):
-        return {k: resolve_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {
+            k: resolve_env(
+                v, f"{path}.{k}" if path else str(k), environ=env, unset=unset, protect=protect
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [resolve_env(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [
+            resolve_env(v, f"{path}[{i}]", environ=env, unset=unset, protect=protect)
+            for i, v in enumerate(value)
+        ]
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX) :]
-        if name not in os.environ:
-            raise ConfigError(f"{path}: environment variable {name} is not set")
-        return os.environ[name]
+        problem = None
+        if protect and _PROTECTED_ENV.match(name):
+            problem = f"{path}: environment variable {name} is Tollgate's own and cannot be used"
+        elif name not in env:
+            problem = f"{path}: environment variable {name} is not set"
+        if problem is None:
+            return env[name]
+        if unset is None:
+            raise ConfigError(problem)
+        unset.append(problem)
+        return f"<unset {name}>"
     return value
 
 

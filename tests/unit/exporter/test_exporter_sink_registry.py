@@ -66,12 +66,14 @@ def echo_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def test_the_registry_finds_every_sink_module() -> None:
-    assert registry().kinds == ("langfuse", "otel", "webhook")
+    kinds = registry().kinds
+    assert {"langfuse", "otel", "webhook"} <= set(kinds)
+    assert list(kinds) == sorted(set(kinds))
 
 
 async def test_a_new_module_is_a_new_sink_routed_and_delivered(echo_sink: None) -> None:
     found = discover()
-    assert found.kinds == ("echo", "langfuse", "otel", "webhook")
+    assert found.kinds == tuple(sorted({"echo", *registry().kinds}))
     litellm = parse_config(
         {"litellm_settings": {"callbacks": ["echo_alias", "langfuse"]}}
     ).litellm_settings
@@ -104,8 +106,10 @@ async def test_a_new_module_is_a_new_sink_routed_and_delivered(echo_sink: None) 
 
 
 def test_unknown_names_are_reported_by_asking_the_registry() -> None:
-    reason = registry().destination_for("s3", {}, {}, {})
-    assert reason == "'s3' is not a sink of the exporter (langfuse, otel, webhook)"
+    reason = registry().destination_for("not_a_vendor", {}, {}, {})
+    assert isinstance(reason, str)
+    assert reason.startswith("'not_a_vendor' is not a sink of the exporter (")
+    assert "langfuse, " in reason
     assert registry().destination_for("prometheus", {}, {}, {}) is None
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from tollgate_exporter.destinations import Destination, truthy
-from tollgate_shared.config import ENV_PREFIX, LitellmSettings
+from tollgate_shared.config import LitellmSettings, resolve_env
 from tollgate_shared.state import CallbackType, KeyState, LoggingCallback, TeamState
 
 log = logging.getLogger(__name__)
@@ -209,22 +209,11 @@ def resolve_references(value: Any, env: Mapping[str, str], path: str, unset: lis
     exporter's environment: a key's or team's `callback_vars` come from the KV buckets,
     not from config.yaml, so they are resolved here, when the destination is built. An
     unset variable is recorded in `unset` (as config.yaml's error spells it) and its
-    value becomes a placeholder that is never sent.
+    value becomes a placeholder that is never sent; so is a reference to one of
+    Tollgate's own secrets (`TOLLGATE_*`, the master and salt keys), which a callback
+    could otherwise send to an endpoint its author controls.
     """
-    if isinstance(value, Mapping):
-        return {
-            k: resolve_references(v, env, f"{path}.{k}" if path else str(k), unset)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [resolve_references(v, env, f"{path}[{i}]", unset) for i, v in enumerate(value)]
-    if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX) :]
-        if name in env:
-            return env[name]
-        unset.append(f"{path}: environment variable {name} is not set")
-        return f"<unset {name}>"
-    return value
+    return resolve_env(value, path, environ=env, unset=unset, protect=True)
 
 
 def destination_for(
