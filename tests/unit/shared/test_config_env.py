@@ -8,7 +8,7 @@ from tollgate_shared.config import ConfigError, resolve_env
 
 
 def test_config_yaml_references_raise_when_unset() -> None:
-    with pytest.raises(ConfigError, match="a.b: environment variable NOPE is not set"):
+    with pytest.raises(ConfigError, match=r"a\.b: environment variable NOPE is not set"):
         resolve_env({"a": {"b": "os.environ/NOPE"}}, environ={})
 
 
