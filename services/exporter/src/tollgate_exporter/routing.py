@@ -184,8 +184,17 @@ def resolve_callbacks(
 
 def callback_settings(settings: LitellmSettings) -> Mapping[str, Mapping[str, Any]]:
     """`litellm_settings.callback_settings`: per-callback-name options (LiteLLM's key)."""
-    raw = (settings.model_extra or {}).get("callback_settings") or {}
-    return {str(k): v for k, v in raw.items() if isinstance(v, Mapping)}
+    extra = settings.model_extra or {}
+    raw = extra.get("callback_settings") or {}
+    out = {str(k): v for k, v in raw.items() if isinstance(v, Mapping)}
+    # LiteLLM's older spelling, `<name>_callback_params` (s3_callback_params), serves
+    # `<name>` and its `<name>_v2`; `callback_settings.<name>` wins key by key.
+    for key, params in extra.items():
+        if key.endswith("_callback_params") and isinstance(params, Mapping):
+            base = key.removesuffix("_callback_params")
+            for name in (base, f"{base}_v2"):
+                out[name] = {**params, **out.get(name, {})}
+    return out
 
 
 class SinkCatalog(Protocol):
