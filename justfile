@@ -105,3 +105,7 @@ test-supervision *ARGS: sync
 # backup size and restore time for N spend rows (default 1,000,000; a few minutes)
 backup-bench *ARGS: sync
     uv run --no-sync python -m tollgate_devstack.backup_bench {{ARGS}}
+
+# install the test emulators that do not come from PyPI (Azurite, from npm) into .cache/ when missing
+emulators:
+    @test -x .cache/azurite/node_modules/.bin/azurite-blob || { command -v npm >/dev/null || { echo "npm is needed for Azurite (apt-get install npm)" >&2; exit 1; }; npm install --prefix .cache/azurite --no-audit --no-fund --loglevel=error azurite@3; }
