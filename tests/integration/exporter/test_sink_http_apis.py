@@ -29,6 +29,7 @@ from support.receivers.athina import AthinaReceiver
 from support.receivers.braintrust import BraintrustReceiver
 from support.receivers.cloudzero import CloudzeroReceiver
 from support.receivers.deepeval import DeepevalReceiver
+from support.receivers.galileo import GalileoReceiver
 from support.receivers.greenscale import GreenscaleReceiver
 from support.receivers.helicone import HeliconeReceiver
 from support.receivers.http_api import VendorReceiver
@@ -67,6 +68,7 @@ SINKS = (
     "greenscale",
     "cloudzero",
     "lago",
+    "galileo",
 )
 # Metering sinks bill successes only, as LiteLLM's do.
 METERING = {"openmeter", "greenscale", "cloudzero", "lago"}
@@ -86,6 +88,7 @@ RECEIVERS: dict[str, type[VendorReceiver]] = {
     "greenscale": GreenscaleReceiver,
     "cloudzero": CloudzeroReceiver,
     "lago": LagoReceiver,
+    "galileo": GalileoReceiver,
 }
 
 
@@ -126,6 +129,9 @@ def env_for(r: dict[str, VendorReceiver]) -> dict[str, str]:
         "LAGO_API_KEY": "lago-global",
         "LAGO_API_BASE": r["lago"].base_url,
         "LAGO_API_EVENT_CODE": "llm_tokens",
+        "GALILEO_API_KEY": "galileo-global",
+        "GALILEO_BASE_URL": r["galileo"].base_url,
+        "GALILEO_PROJECT_ID": "p1",
     }
 
 
@@ -173,6 +179,7 @@ async def _flow(provisioned: StackUrls, js: JetStreamContext) -> AsyncIterator[F
         r: dict[str, VendorReceiver] = {}
         for sink, cls in RECEIVERS.items():
             keys = {f"{sink}-{t}": t for t in ("global", "team-a", "team-b", "optout")}
+            keys.update({f"user-{t}:pw": t for t in ("team-a", "team-b")})  # galileo's login
             r[sink] = stack.enter_context(serving(cls(keys=keys)))
         assert isinstance(r["argilla"], ArgillaReceiver)
         r["argilla"].datasets = {"global": ["litellm-completion"]}
@@ -195,6 +202,15 @@ async def _flow(provisioned: StackUrls, js: JetStreamContext) -> AsyncIterator[F
                         "lago_api_base": r["lago"].base_url,
                         "lago_api_event_code": "llm_tokens",
                         "lago_api_charge_by": "team_id",
+                    },
+                ),
+                LoggingCallback(
+                    callback_name="galileo",
+                    callback_vars={
+                        "galileo_username": f"user-team-{tag}",
+                        "galileo_password": "pw",
+                        "galileo_base_url": r["galileo"].base_url,
+                        "galileo_project_id": f"p-{tag}",
                     },
                 ),
                 LoggingCallback(
@@ -669,6 +685,34 @@ async def test_lago(flow: Flow) -> None:
     assert flow.bad.request_id.encode() not in rec.all_bytes()
 
 
+async def test_galileo(flow: Flow) -> None:
+    rec = flow.receivers["galileo"]
+
+    def of(tenant: str, rid: str) -> dict[str, Any]:
+        return one([x for x in rec.of(tenant) if x["user_metadata"]["request_id"] == rid], rid)
+
+    span = of("global", flow.ok.request_id)
+    assert (span["_api"], span["_project"], span["type"]) == ("v2", "p1", "llm")
+    assert span["model"] == "gpt-4o-2024-08-06"
+    assert span["metrics"] == {
+        "duration_ns": 850_000_000,
+        "num_input_tokens": 9,
+        "num_output_tokens": 8,
+    }
+    assert span["user_metadata"]["response_cost"] == "0.000123"
+    assert span["user_metadata"]["key_alias"] == "alias-1"
+    assert span["user_metadata"]["session_id"] == "sess-42"
+    assert span["tags"] == ["t1", "t2"]
+    assert span["output"]["content"] == "redacted-by-litellm"
+    fail = of("global", flow.bad.request_id)
+    assert fail["status_code"] == 429
+    assert "slow down" in fail["output"]["content"]
+    # the enterprise login flow, for team A's own project
+    record = of("team-a", flow.team_a.request_id)
+    assert (record["_api"], record["_project"], record["latency_ms"]) == ("observe", "p-a", 850)
+    assert record["user_metadata"]["team_id"] == flow.team_a.team_id
+
+
 async def test_teams_credentials_carry_only_their_own_calls(flow: Flow) -> None:
     a, b = flow.team_a, flow.team_b
     bt, lago, lunary = (flow.receivers[s] for s in ("braintrust", "lago", "lunary"))
@@ -681,7 +725,10 @@ async def test_teams_credentials_carry_only_their_own_calls(flow: Flow) -> None:
         e["metadata"]["litellm_call_id"] for e in lunary.of("team-a") if e["event"] == "start"
     } == {a.request_id}
     # a team's own callbacks replace the global ones
-    for sink in set(SINKS) - {"braintrust", "lago", "lunary"}:
+    assert [x["user_metadata"]["request_id"] for x in flow.receivers["galileo"].of("team-b")] == [
+        b.request_id
+    ]
+    for sink in set(SINKS) - {"braintrust", "lago", "lunary", "galileo"}:
         assert a.request_id.encode() not in flow.receivers[sink].all_bytes(), sink
 
 

@@ -185,6 +185,39 @@ def json_of(response: httpx.Response, what: str) -> Any:
         raise SinkError(f"{what} answered with unreadable JSON: {response.text[:200]}") from exc
 
 
+class Credentials:
+    """A vendor's settings from callback variables, else the environment (LiteLLM's order).
+
+    The environment's credentials belong to the endpoint the environment names: when the
+    callback variables name an endpoint (or any credential) of their own, secrets come
+    from the callback variables only, so a team pointing at its own host never carries
+    the global key there.
+    """
+
+    def __init__(
+        self, vars_: Mapping[str, Any], env: Mapping[str, str], own: Sequence[str]
+    ) -> None:
+        self._vars = vars_
+        self._env = env
+        self.own = any(vars_.get(n) not in (None, "") for n in own)
+
+    def get(self, var: str, *env_names: str) -> str | None:
+        """A setting (endpoint, project): the callback's, else the environment's."""
+        found = self._vars.get(var)
+        if found not in (None, ""):
+            return str(found)
+        return next((self._env[n] for n in env_names if self._env.get(n)), None)
+
+    def secret(self, var: str, *env_names: str) -> str | None:
+        """A credential: the callback's; the environment's only when the callback has none."""
+        found = self._vars.get(var)
+        if found not in (None, ""):
+            return str(found)
+        if self.own:
+            return None
+        return next((self._env[n] for n in env_names if self._env.get(n)), None)
+
+
 # --- a call's fields, as every vendor needs them ------------------------------------
 
 

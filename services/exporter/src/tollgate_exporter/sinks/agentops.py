@@ -23,8 +23,8 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
-from tollgate_exporter.sinks._http_api import cached, json_of, request
+from tollgate_exporter.destinations import Destination, digest, safe_url
+from tollgate_exporter.sinks._http_api import Credentials, cached, json_of, request
 from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType
 from tollgate_exporter.sinks.otel import build_span
 
@@ -33,15 +33,20 @@ AUTH_ENDPOINT = "https://api.agentops.ai/v3/auth/token"
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "agentops_api_key") or env.get("AGENTOPS_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "agentops_api_key",
+            "agentops_otlp_endpoint",
+            "agentops_auth_endpoint",
+        ),
+    )
+    key = c.secret("agentops_api_key", "AGENTOPS_API_KEY")
     if not key:
         return "agentops needs agentops_api_key (or AGENTOPS_API_KEY)"
-    otlp = (
-        pick(vars_, "agentops_otlp_endpoint") or env.get("AGENTOPS_OTLP_ENDPOINT") or OTLP_ENDPOINT
-    )
-    auth = (
-        pick(vars_, "agentops_auth_endpoint") or env.get("AGENTOPS_AUTH_ENDPOINT") or AUTH_ENDPOINT
-    )
+    otlp = c.get("agentops_otlp_endpoint", "AGENTOPS_OTLP_ENDPOINT") or OTLP_ENDPOINT
+    auth = c.get("agentops_auth_endpoint", "AGENTOPS_AUTH_ENDPOINT") or AUTH_ENDPOINT
     service = env.get("AGENTOPS_SERVICE_NAME") or "agentops"
     environment = env.get("AGENTOPS_ENVIRONMENT") or "production"
     return Destination(

@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tollgate_exporter.content import REDACTED
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     HttpApiSink,
     Part,
     Post,
@@ -46,13 +47,19 @@ MAX_RECORDS = 500
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "argilla_api_key") or env.get("ARGILLA_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "argilla_api_key",
+            "argilla_base_url",
+        ),
+    )
+    key = c.secret("argilla_api_key", "ARGILLA_API_KEY")
     if not key:
         return "argilla needs argilla_api_key (or ARGILLA_API_KEY)"
-    base = base_url(pick(vars_, "argilla_base_url") or env.get("ARGILLA_BASE_URL") or DEFAULT_BASE)
-    dataset = (
-        pick(vars_, "argilla_dataset_name") or env.get("ARGILLA_DATASET_NAME") or DEFAULT_DATASET
-    )
+    base = base_url(c.get("argilla_base_url", "ARGILLA_BASE_URL") or DEFAULT_BASE)
+    dataset = c.get("argilla_dataset_name", "ARGILLA_DATASET_NAME") or DEFAULT_DATASET
     return Destination(
         "argilla",
         f"argilla:{digest(base, key, dataset)}",

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -53,10 +54,18 @@ METADATA_KEYS = (
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "athina_api_key") or env.get("ATHINA_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "athina_api_key",
+            "athina_base_url",
+        ),
+    )
+    key = c.secret("athina_api_key", "ATHINA_API_KEY")
     if not key:
         return "athina needs athina_api_key (or ATHINA_API_KEY)"
-    base = base_url(pick(vars_, "athina_base_url") or env.get("ATHINA_BASE_URL") or DEFAULT_BASE)
+    base = base_url(c.get("athina_base_url", "ATHINA_BASE_URL") or DEFAULT_BASE)
     return Destination(
         "athina",
         f"athina:{digest(base, key)}",

@@ -22,6 +22,7 @@ from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest, pick, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -45,12 +46,18 @@ MAX_EVENTS = 500
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "braintrust_api_key") or env.get("BRAINTRUST_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "braintrust_api_key",
+            "braintrust_api_base",
+        ),
+    )
+    key = c.secret("braintrust_api_key", "BRAINTRUST_API_KEY")
     if not key:
         return "braintrust needs braintrust_api_key (or BRAINTRUST_API_KEY)"
-    base = base_url(
-        pick(vars_, "braintrust_api_base") or env.get("BRAINTRUST_API_BASE") or DEFAULT_BASE
-    )
+    base = base_url(c.get("braintrust_api_base", "BRAINTRUST_API_BASE") or DEFAULT_BASE)
     project_id = pick(vars_, "braintrust_project_id")
     project = pick(vars_, "braintrust_project_name") or DEFAULT_PROJECT
     return Destination(

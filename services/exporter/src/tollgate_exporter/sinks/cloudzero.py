@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -42,13 +43,20 @@ _CZRN_PART = re.compile(r"[^a-z0-9-]+")
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "cloudzero_api_key") or env.get("CLOUDZERO_API_KEY")
-    connection = pick(vars_, "cloudzero_connection_id") or env.get("CLOUDZERO_CONNECTION_ID")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "cloudzero_api_key",
+            "cloudzero_connection_id",
+            "cloudzero_api_base",
+        ),
+    )
+    key = c.secret("cloudzero_api_key", "CLOUDZERO_API_KEY")
+    connection = c.secret("cloudzero_connection_id", "CLOUDZERO_CONNECTION_ID")
     if not key or not connection:
         return "cloudzero needs cloudzero_api_key and cloudzero_connection_id (CLOUDZERO_*)"
-    base = base_url(
-        pick(vars_, "cloudzero_api_base") or env.get("CLOUDZERO_API_BASE") or DEFAULT_BASE
-    )
+    base = base_url(c.get("cloudzero_api_base", "CLOUDZERO_API_BASE") or DEFAULT_BASE)
     return Destination(
         "cloudzero",
         f"cloudzero:{digest(base, key, connection)}",

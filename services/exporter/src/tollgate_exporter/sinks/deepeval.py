@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -38,17 +39,20 @@ ENVIRONMENTS = ("production", "development", "staging")
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "confident_api_key") or env.get("CONFIDENT_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "confident_api_key",
+            "confident_base_url",
+        ),
+    )
+    key = c.secret("confident_api_key", "CONFIDENT_API_KEY")
     if not key:
         return "deepeval needs confident_api_key (or CONFIDENT_API_KEY)"
-    base = base_url(
-        pick(vars_, "confident_base_url") or env.get("CONFIDENT_BASE_URL") or DEFAULT_BASE
-    )
+    base = base_url(c.get("confident_base_url", "CONFIDENT_BASE_URL") or DEFAULT_BASE)
     environment = (
-        pick(vars_, "litellm_environment")
-        or env.get("LITELM_ENVIRONMENT")
-        or env.get("LITELLM_ENVIRONMENT")
-        or "development"
+        c.get("litellm_environment", "LITELM_ENVIRONMENT", "LITELLM_ENVIRONMENT") or "development"
     )
     if environment not in ENVIRONMENTS:
         return f"deepeval environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}"

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -32,8 +33,16 @@ from tollgate_exporter.sinks.base import ExportItem, SinkType
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "greenscale_api_key") or env.get("GREENSCALE_API_KEY")
-    url = pick(vars_, "greenscale_endpoint") or env.get("GREENSCALE_ENDPOINT")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "greenscale_api_key",
+            "greenscale_endpoint",
+        ),
+    )
+    key = c.secret("greenscale_api_key", "GREENSCALE_API_KEY")
+    url = c.get("greenscale_endpoint", "GREENSCALE_ENDPOINT")
     if not key or not url:
         return "greenscale needs greenscale_api_key and greenscale_endpoint (GREENSCALE_*)"
     if not url.startswith(("http://", "https://")):

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -38,12 +39,18 @@ DEFAULT_BASE = "https://api.worker.helicone.ai"
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "helicone_api_key") or env.get("HELICONE_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "helicone_api_key",
+            "helicone_api_base",
+        ),
+    )
+    key = c.secret("helicone_api_key", "HELICONE_API_KEY")
     if not key:
         return "helicone needs helicone_api_key (or HELICONE_API_KEY)"
-    base = base_url(
-        pick(vars_, "helicone_api_base") or env.get("HELICONE_API_BASE") or DEFAULT_BASE
-    )
+    base = base_url(c.get("helicone_api_base", "HELICONE_API_BASE") or DEFAULT_BASE)
     return Destination(
         "helicone",
         f"helicone:{digest(base, key)}",

@@ -19,6 +19,7 @@ from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest, pick, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -48,12 +49,18 @@ _PROMPT_PARAMS = (
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "humanloop_api_key") or env.get("HUMANLOOP_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "humanloop_api_key",
+            "humanloop_base_url",
+        ),
+    )
+    key = c.secret("humanloop_api_key", "HUMANLOOP_API_KEY")
     if not key:
         return "humanloop needs humanloop_api_key (or HUMANLOOP_API_KEY)"
-    base = base_url(
-        pick(vars_, "humanloop_base_url") or env.get("HUMANLOOP_BASE_URL") or DEFAULT_BASE
-    )
+    base = base_url(c.get("humanloop_base_url", "HUMANLOOP_BASE_URL") or DEFAULT_BASE)
     path = pick(vars_, "humanloop_path")
     return Destination(
         "humanloop",

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     Reject,
@@ -40,9 +41,17 @@ MAX_EVENTS = 100
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "lago_api_key") or env.get("LAGO_API_KEY")
-    base = pick(vars_, "lago_api_base") or env.get("LAGO_API_BASE")
-    code = pick(vars_, "lago_api_event_code") or env.get("LAGO_API_EVENT_CODE")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "lago_api_key",
+            "lago_api_base",
+        ),
+    )
+    key = c.secret("lago_api_key", "LAGO_API_KEY")
+    base = c.get("lago_api_base", "LAGO_API_BASE")
+    code = c.get("lago_api_event_code", "LAGO_API_EVENT_CODE")
     missing = [
         n
         for n, v in (("LAGO_API_KEY", key), ("LAGO_API_BASE", base), ("LAGO_API_EVENT_CODE", code))
@@ -50,7 +59,7 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
     ]
     if missing:
         return f"lago needs {', '.join(missing)} (or lago_api_* callback vars)"
-    charge_by = pick(vars_, "lago_api_charge_by") or env.get("LAGO_API_CHARGE_BY") or "end_user_id"
+    charge_by = c.get("lago_api_charge_by", "LAGO_API_CHARGE_BY") or "end_user_id"
     if charge_by not in CHARGE_BY:
         return f"lago: LAGO_API_CHARGE_BY {charge_by!r} is not one of {', '.join(CHARGE_BY)}"
     url = base_url(str(base))

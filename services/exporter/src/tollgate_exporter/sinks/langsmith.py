@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -44,13 +45,19 @@ MAX_RUNS = 100
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "langsmith_api_key") or env.get("LANGSMITH_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "langsmith_api_key",
+            "langsmith_base_url",
+        ),
+    )
+    key = c.secret("langsmith_api_key", "LANGSMITH_API_KEY")
     if not key:
         return "langsmith needs langsmith_api_key (or LANGSMITH_API_KEY)"
-    base = base_url(
-        pick(vars_, "langsmith_base_url") or env.get("LANGSMITH_BASE_URL") or DEFAULT_BASE
-    )
-    project = pick(vars_, "langsmith_project") or env.get("LANGSMITH_PROJECT") or DEFAULT_PROJECT
+    base = base_url(c.get("langsmith_base_url", "LANGSMITH_BASE_URL") or DEFAULT_BASE)
+    project = c.get("langsmith_project", "LANGSMITH_PROJECT") or DEFAULT_PROJECT
     run_name = env.get("LANGSMITH_DEFAULT_RUN_NAME") or "LLMRun"
     return Destination(
         "langsmith",

@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -58,10 +59,18 @@ _ARGS = (
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "literalai_api_key") or env.get("LITERAL_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "literalai_api_key",
+            "literalai_api_url",
+        ),
+    )
+    key = c.secret("literalai_api_key", "LITERAL_API_KEY")
     if not key:
         return "literalai needs literalai_api_key (or LITERAL_API_KEY)"
-    url = base_url(pick(vars_, "literalai_api_url") or env.get("LITERAL_API_URL") or DEFAULT_URL)
+    url = base_url(c.get("literalai_api_url", "LITERAL_API_URL") or DEFAULT_URL)
     return Destination(
         "literalai",
         f"literalai:{digest(url, key)}",

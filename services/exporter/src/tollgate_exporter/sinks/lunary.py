@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -38,12 +39,18 @@ DEFAULT_URL = "https://api.lunary.ai"
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = (
-        pick(vars_, "lunary_public_key") or env.get("LUNARY_PUBLIC_KEY") or env.get("LUNARY_APP_ID")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "lunary_public_key",
+            "lunary_api_url",
+        ),
     )
+    key = c.secret("lunary_public_key", "LUNARY_PUBLIC_KEY", "LUNARY_APP_ID")
     if not key:
         return "lunary needs lunary_public_key (or LUNARY_PUBLIC_KEY)"
-    url = base_url(pick(vars_, "lunary_api_url") or env.get("LUNARY_API_URL") or DEFAULT_URL)
+    url = base_url(c.get("lunary_api_url", "LUNARY_API_URL") or DEFAULT_URL)
     return Destination(
         "lunary", f"lunary:{digest(url, key)}", f"lunary {safe_url(url)}", {"url": url, "key": key}
     )

@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     Reject,
@@ -40,15 +41,19 @@ BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "openmeter_api_key") or env.get("OPENMETER_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "openmeter_api_key",
+            "openmeter_api_endpoint",
+        ),
+    )
+    key = c.secret("openmeter_api_key", "OPENMETER_API_KEY")
     if not key:
         return "openmeter needs openmeter_api_key (or OPENMETER_API_KEY)"
-    url = base_url(
-        pick(vars_, "openmeter_api_endpoint")
-        or env.get("OPENMETER_API_ENDPOINT")
-        or DEFAULT_ENDPOINT
-    )
-    kind = pick(vars_, "openmeter_event_type") or env.get("OPENMETER_EVENT_TYPE") or DEFAULT_TYPE
+    url = base_url(c.get("openmeter_api_endpoint", "OPENMETER_API_ENDPOINT") or DEFAULT_ENDPOINT)
+    kind = c.get("openmeter_event_type", "OPENMETER_EVENT_TYPE") or DEFAULT_TYPE
     return Destination(
         "openmeter",
         f"openmeter:{digest(url, key, kind)}",

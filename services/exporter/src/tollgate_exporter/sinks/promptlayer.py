@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tollgate_exporter.content import REDACTED
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
+    Credentials,
     Part,
     Post,
     RenderContext,
@@ -38,12 +39,18 @@ DEFAULT_BASE = "https://api.promptlayer.com"
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    key = pick(vars_, "promptlayer_api_key") or env.get("PROMPTLAYER_API_KEY")
+    c = Credentials(
+        vars_,
+        env,
+        (
+            "promptlayer_api_key",
+            "promptlayer_api_base",
+        ),
+    )
+    key = c.secret("promptlayer_api_key", "PROMPTLAYER_API_KEY")
     if not key:
         return "promptlayer needs promptlayer_api_key (or PROMPTLAYER_API_KEY)"
-    base = base_url(
-        pick(vars_, "promptlayer_api_base") or env.get("PROMPTLAYER_API_BASE") or DEFAULT_BASE
-    )
+    base = base_url(c.get("promptlayer_api_base", "PROMPTLAYER_API_BASE") or DEFAULT_BASE)
     return Destination(
         "promptlayer",
         f"promptlayer:{digest(base, key)}",

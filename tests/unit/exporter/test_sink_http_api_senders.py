@@ -57,6 +57,9 @@ ENV = {
     "LAGO_API_KEY": "k",
     "LAGO_API_BASE": BASE,
     "LAGO_API_EVENT_CODE": "tokens",
+    "GALILEO_API_KEY": "k",
+    "GALILEO_BASE_URL": BASE,
+    "GALILEO_PROJECT_ID": "p1",
 }
 # callback name -> the environment variable its error names when credentials are missing
 PART_B = {
@@ -75,6 +78,7 @@ PART_B = {
     "greenscale": "GREENSCALE",
     "cloudzero": "CLOUDZERO",
     "lago": "LAGO_API_KEY",
+    "galileo": "GALILEO_PROJECT_ID",
 }
 
 
@@ -220,3 +224,30 @@ async def test_braintrust_project_from_call_metadata_and_a_401_refetches_it() ->
         "/project",
         "/project_logs/p-chat/insert",
     ]
+
+
+ENDPOINT_VARS = {
+    "langsmith": "langsmith_base_url",
+    "lunary": "lunary_api_url",
+    "helicone": "helicone_api_base",
+    "deepeval": "confident_base_url",
+    "athina": "athina_base_url",
+    "braintrust": "braintrust_api_base",
+    "humanloop": "humanloop_base_url",
+    "literalai": "literalai_api_url",
+    "promptlayer": "promptlayer_api_base",
+    "argilla": "argilla_base_url",
+    "agentops": "agentops_otlp_endpoint",
+    "openmeter": "openmeter_api_endpoint",
+    "greenscale": "greenscale_endpoint",
+    "cloudzero": "cloudzero_api_base",
+    "lago": "lago_api_base",
+    "galileo": "galileo_base_url",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENDPOINT_VARS))
+def test_a_callback_with_its_own_endpoint_never_carries_the_global_key(name: str) -> None:
+    own = {ENDPOINT_VARS[name]: "https://team-host.example"}
+    reason = registry().destination_for(name, own, {}, ENV)
+    assert isinstance(reason, str), f"{name} sent the environment's key to the team's host"
