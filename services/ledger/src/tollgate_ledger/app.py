@@ -39,9 +39,11 @@ from tollgate_ledger.settings import LedgerSettings
 from tollgate_shared import durations, names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_nats, check_postgres
+from tollgate_shared.kvview import KvView
 from tollgate_shared.migrate import apply_migrations
 from tollgate_shared.names import ConsumerSpec
 from tollgate_shared.publishing import connect_nats
+from tollgate_shared.state import KeyState
 from tollgate_shared.web import health_router
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,12 @@ def create_app(
             settings.database_url, min_size=1, max_size=settings.db_pool_size
         )
         read.reads.pool = deps.pool
+        # Which virtual keys may read their own rows (admin's key bucket, watched live).
+        read_keys = read.reads.keys = KvView(names.KV_KEYS, KeyState)
+        try:
+            await read_keys.start(js, 10)
+        except TimeoutError:
+            log.warning("KV bucket of keys not readable yet; only the master key reads")
         budgets = BudgetBook(durations.budget_timezone(cfg.litellm_settings.timezone))
         announcer: Announcer | None = None
         if settings.consumers_enabled:
@@ -141,6 +149,7 @@ def create_app(
             if announcer is not None:
                 await announcer.stop()
             await budgets.stop()
+            await read_keys.stop()
             await deps.pool.close()
             await deps.nc.drain()
 

@@ -11,6 +11,7 @@ from tollgate_shared.state import hash_key
 
 STATUSES = ("success", "failure")
 TOTAL_ENTITIES = ("key", "team", "user", "end_user")
+DAILY_DIMENSIONS = ("key", "team", "user", "end_user", "model", "tag")
 
 
 class FilterError(ValueError):
@@ -33,6 +34,7 @@ class SpendLogFilter:
     model: str | None = None
     key_alias: str | None = None
     end_user: str | None = None
+    tag: str | None = None
     start: datetime | None = None
     end: datetime | None = None
     min_spend: Decimal | None = None

@@ -51,7 +51,9 @@ from tollgate_shared.events import (
     LedgerTrackingFailed,
     LlmRequestFinished,
 )
+from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import hydrate_content, publish_event
+from tollgate_shared.state import KeyState
 from tollgate_shared.vocabulary import Producer
 
 log = logging.getLogger(__name__)
@@ -535,6 +537,13 @@ class ReadService:
 
     reader: LedgerReader
     pool: asyncpg.Pool | None = field(default=None)
+    # Admin's live key bucket: which virtual keys may read (their own rows); set at start.
+    keys: KvView[KeyState] | None = field(default=None)
+
+    def key_may_read(self, key_hash: str) -> bool:
+        """A virtual key that admin knows and has not blocked reads its own rows."""
+        state = self.keys.get(key_hash) if self.keys is not None else None
+        return state is not None and not state.blocked
 
     def _pool(self) -> asyncpg.Pool:
         if self.pool is None:
@@ -542,31 +551,63 @@ class ReadService:
         return self.pool
 
     async def spend_logs(
-        self, f: SpendLogFilter, *, limit: int, offset: int, ascending: bool = False
+        self,
+        f: SpendLogFilter,
+        *,
+        limit: int,
+        offset: int,
+        ascending: bool = False,
+        key_scope: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """Spend rows matching `f`; with `key_scope` (a key hash) only that key's rows."""
         async with self._pool().acquire() as conn:
             return await self.reader.spend_logs(
-                conn, f, limit=limit, offset=offset, ascending=ascending
+                conn, f, limit=limit, offset=offset, ascending=ascending, key_scope=key_scope
             )
 
-    async def spend_summary(self, f: SpendLogFilter) -> list[dict[str, Any]]:
+    async def spend_summary(
+        self, f: SpendLogFilter, key_scope: str | None = None
+    ) -> list[dict[str, Any]]:
         async with self._pool().acquire() as conn:
-            return await self.reader.spend_summary(conn, f)
+            return await self.reader.spend_summary(conn, f, key_scope)
 
     async def sessions(
-        self, *, limit: int, offset: int, start: datetime | None, end: datetime | None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        start: datetime | None,
+        end: datetime | None,
+        key_scope: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         async with self._pool().acquire() as conn:
+            if key_scope is not None:
+                return await self.reader.key_sessions(
+                    conn, key_scope, limit=limit, offset=offset, start=start, end=end
+                )
             return await self.reader.sessions(
                 conn, limit=limit, offset=offset, start=start, end=end
             )
 
     async def session_with_requests(
-        self, session_id: str, *, limit: int, offset: int
+        self, session_id: str, *, limit: int, offset: int, key_scope: str | None = None
     ) -> tuple[dict[str, Any], list[dict[str, Any]], int] | None:
-        """A session's totals and its spend-log rows in call order; None when unknown."""
+        """A session's totals and its spend-log rows in call order; None when unknown (or,
+        with `key_scope`, when that key made none of its calls)."""
         async with self._pool().acquire() as conn:
-            session = await self.reader.session(conn, session_id)
+            if key_scope is None:
+                session = await self.reader.session(conn, session_id)
+            else:
+                found, _ = await self.reader.key_sessions(
+                    conn,
+                    key_scope,
+                    limit=1,
+                    offset=0,
+                    start=None,
+                    end=None,
+                    session_id=session_id,
+                )
+                session = found[0] if found else None
             if session is None:
                 return None
             rows, total = await self.reader.spend_logs(
@@ -575,8 +616,33 @@ class ReadService:
                 limit=limit,
                 offset=offset,
                 ascending=True,
+                key_scope=key_scope,
             )
         return session, rows, total
+
+    async def daily(
+        self,
+        dimension: str,
+        *,
+        since: date,
+        until: date | None,
+        key_scope: str | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+        """Spend per day and id of a dimension, with each id's last alias (keys, teams);
+        with `key_scope`, of that key's own calls only."""
+        async with self._pool().acquire() as conn:
+            if key_scope is None:
+                rows = await self.reader.daily(conn, dimension, since=since, until=until)
+            else:
+                rows = await self.reader.key_daily(
+                    conn, key_scope, dimension, since=since, until=until
+                )
+            aliases: dict[str, str | None] = {}
+            if dimension in ("key", "team", "user"):
+                aliases = await self.reader.aliases(
+                    conn, dimension, sorted({r["dimension_id"] for r in rows})
+                )
+        return rows, aliases
 
     async def totals(
         self, entity: str | None, entity_id: str | None, *, limit: int, offset: int

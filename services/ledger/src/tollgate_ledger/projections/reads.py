@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,15 @@ from tollgate_ledger.filters import AuditFilter, SpendLogFilter
 
 _SPEND_JSON = ("metadata", "request_tags", "messages", "response", "proxy_server_request")
 _AUDIT_JSON = ("before_value", "updated_values")
+# The spend-row column behind each daily dimension, for one key's own aggregates.
+_KEY_DIMENSIONS = {
+    "key": "api_key",
+    "team": "team_id",
+    "user": '"user"',
+    "end_user": "end_user",
+    "model": "model",
+    "tag": "t.tag",
+}
 
 
 def _row(rec: asyncpg.Record, json_cols: tuple[str, ...]) -> dict[str, Any]:
@@ -45,8 +54,10 @@ class _Where:
         return f"${len(self.args)}"
 
 
-def _spend_where(f: SpendLogFilter) -> _Where:
+def _spend_where(f: SpendLogFilter, key_scope: str | None = None) -> _Where:
     w = _Where()
+    # A virtual key's scope is one more condition: a filter on another key finds nothing.
+    w.add("api_key = {}", key_scope)
     w.add("request_id = {}", f.request_id)
     w.add("api_key = {}", f.api_key)
     w.add('"user" = {}', f.user_id)
@@ -56,6 +67,7 @@ def _spend_where(f: SpendLogFilter) -> _Where:
     w.add("(model = {0} OR model_group = {0})", f.model)
     w.add("key_alias = {}", f.key_alias)
     w.add("end_user = {}", f.end_user)
+    w.add("request_tags @> {}::jsonb", orjson.dumps([f.tag]).decode() if f.tag else None)
     w.add('"startTime" >= {}', f.start)
     w.add('"startTime" <= {}', f.end)
     w.add("spend >= {}", f.min_spend)
@@ -88,8 +100,9 @@ class LedgerReader:
         offset: int,
         ascending: bool = False,
         count: bool = True,
+        key_scope: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        w = _spend_where(f)
+        w = _spend_where(f, key_scope)
         order = "ASC" if ascending else "DESC"
         lim, off = w.param(limit), w.param(offset)
         rows = await conn.fetch(
@@ -99,17 +112,17 @@ class LedgerReader:
         )
         total = len(rows) + offset
         if count:
-            wc = _spend_where(f)
+            wc = _spend_where(f, key_scope)
             total = await conn.fetchval(
                 f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}", *wc.args
             )
         return [_row(r, _SPEND_JSON) for r in rows], int(total)
 
     async def spend_summary(
-        self, conn: asyncpg.Connection, f: SpendLogFilter
+        self, conn: asyncpg.Connection, f: SpendLogFilter, key_scope: str | None = None
     ) -> list[dict[str, Any]]:
         """LiteLLM's summarized /spend/logs: spend per day, per key, user and model."""
-        w = _spend_where(f)
+        w = _spend_where(f, key_scope)
         rows = await conn.fetch(
             f"""SELECT ("startTime" AT TIME ZONE 'UTC')::date AS day, api_key, "user", model,
                        sum(spend) AS spend
@@ -152,6 +165,109 @@ class LedgerReader:
             *w.args,
         )
         return [dict(r) for r in rows], int(total)
+
+    async def key_sessions(
+        self,
+        conn: asyncpg.Connection,
+        key_hash: str,
+        *,
+        limit: int,
+        offset: int,
+        start: datetime | None,
+        end: datetime | None,
+        session_id: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Sessions as one key saw them: totals of that key's own rows only (a session id
+        shared with other keys shows none of their calls)."""
+        w = _Where()
+        w.add("api_key = {}", key_hash)
+        w.add("session_id = {}", session_id)
+        having = _Where()
+        having.args = w.args
+        having.add('max("startTime") >= {}', start)
+        having.add('min("startTime") <= {}', end)
+        grouped = f"""SELECT session_id, min("startTime") AS first_seen,
+                       max("startTime") AS last_seen,
+                       count(*) AS request_count,
+                       count(*) FILTER (WHERE status = 'success') AS success_count,
+                       count(*) FILTER (WHERE status <> 'success') AS failure_count,
+                       sum(spend) AS spend, sum(prompt_tokens) AS prompt_tokens,
+                       sum(completion_tokens) AS completion_tokens,
+                       sum(total_tokens) AS total_tokens
+                FROM {self.s}.spend_logs {w.clause()} AND session_id IS NOT NULL
+                GROUP BY session_id """ + (
+            f"HAVING {' AND '.join(having.parts)}" if having.parts else ""
+        )
+        total = await conn.fetchval(f"SELECT count(*) FROM ({grouped}) g", *w.args)
+        lim, off = w.param(limit), w.param(offset)
+        rows = await conn.fetch(
+            f"{grouped} ORDER BY last_seen DESC, session_id LIMIT {lim} OFFSET {off}", *w.args
+        )
+        return [dict(r) for r in rows], int(total)
+
+    async def daily(
+        self,
+        conn: asyncpg.Connection,
+        dimension: str,
+        *,
+        since: date,
+        until: date | None,
+        dimension_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Spend, requests and tokens per day and id of one dimension (the daily aggregate)."""
+        w = _Where()
+        w.add("dimension = {}", dimension)
+        w.add("dimension_id = {}", dimension_id)
+        w.add("day >= {}", since)
+        w.add("day <= {}", until)
+        rows = await conn.fetch(
+            f"""SELECT day, dimension_id, spend, requests, successes, failures,
+                       prompt_tokens, completion_tokens, total_tokens
+                FROM {self.s}.daily_spend {w.clause()} ORDER BY day, spend DESC, dimension_id""",
+            *w.args,
+        )
+        return [dict(r) for r in rows]
+
+    async def key_daily(
+        self,
+        conn: asyncpg.Connection,
+        key_hash: str,
+        dimension: str,
+        *,
+        since: date,
+        until: date | None,
+    ) -> list[dict[str, Any]]:
+        """`daily` for one key's own calls, summed from its spend rows (the daily aggregate
+        does not split a model's or a tag's spend by key)."""
+        column = _KEY_DIMENSIONS[dimension]
+        lateral = (
+            "CROSS JOIN LATERAL jsonb_array_elements_text("
+            "CASE WHEN jsonb_typeof(request_tags) = 'array' THEN request_tags "
+            "ELSE '[]'::jsonb END) AS t(tag)"
+            if dimension == "tag"
+            else ""
+        )
+        w = _Where()
+        w.add("api_key = {}", key_hash)
+        w.add('"startTime" >= {}', datetime.combine(since, time(), UTC))
+        w.add(
+            '"startTime" < {}',
+            datetime.combine(until, time(), UTC) + timedelta(days=1) if until else None,
+        )
+        rows = await conn.fetch(
+            f"""SELECT ("startTime" AT TIME ZONE 'UTC')::date AS day,
+                       COALESCE({column}, '') AS dimension_id, sum(spend) AS spend,
+                       count(*) AS requests,
+                       count(*) FILTER (WHERE status = 'success') AS successes,
+                       count(*) FILTER (WHERE status <> 'success') AS failures,
+                       sum(prompt_tokens) AS prompt_tokens,
+                       sum(completion_tokens) AS completion_tokens,
+                       sum(total_tokens) AS total_tokens
+                FROM {self.s}.spend_logs {lateral} {w.clause()}
+                GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""",
+            *w.args,
+        )
+        return [dict(r) for r in rows]
 
     async def audit_logs(
         self,

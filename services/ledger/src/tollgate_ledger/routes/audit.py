@@ -10,7 +10,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tollgate_ledger.audit import audit_table_filter
 from tollgate_ledger.filters import AuditFilter, date_range, page_envelope, sort_ascending
-from tollgate_ledger.routes.guards import ReadDeps, master_key_guard
+from tollgate_ledger.routes.guards import ReadDeps, Scoped, read_guard, scope_provider
 from tollgate_ledger.routes.responses import json_response, operation_ids
 
 Str = Annotated[str | None, QueryParameter(max_length=512)]
@@ -34,6 +34,8 @@ def audit_router(deps: ReadDeps) -> Router:
         sort_order: FromQuery[str] = "desc",
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 10,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`{audit_logs, total, page, page_size, total_pages}`, newest first (LiteLLM's shape).
 
@@ -42,6 +44,7 @@ def audit_router(deps: ReadDeps) -> Router:
         an alias), `action` (created, updated, deleted, ...), `changed_by`,
         `changed_by_api_key`, `start_date`/`end_date` on updated_at.
         """
+        key_scope.require_master("the audit log")
         ascending = sort_ascending(sort_order)
         start, end = date_range(start_date, end_date)
         table = table_name or entity
@@ -60,9 +63,10 @@ def audit_router(deps: ReadDeps) -> Router:
         return json_response(page_envelope(rows, total, page, page_size, key="audit_logs"))
 
     @get("/audit/{audit_id:str}", operation_id="audit_log_get", summary="One audit log entry")
-    async def audit_log_get(audit_id: FromPath[str]) -> Response[bytes]:
+    async def audit_log_get(audit_id: FromPath[str], key_scope: Scoped) -> Response[bytes]:
         """One audit entry by id: id, updated_at, changed_by, changed_by_api_key, action,
         table_name, object_id, before_value, updated_values. 404 when unknown."""
+        key_scope.require_master("the audit log")
         row = await deps.reads.audit_log(audit_id)
         if row is None:
             raise NotFoundException(f"Audit log with ID {audit_id} not found")
@@ -72,5 +76,6 @@ def audit_router(deps: ReadDeps) -> Router:
         path="/",
         route_handlers=[audit_logs, audit_log_get],
         tags=["Audit Logging"],
-        guards=[master_key_guard(deps)],
+        dependencies={"key_scope": scope_provider(deps)},
+        guards=[read_guard(deps)],
     )

@@ -1,4 +1,5 @@
-"""What guards the read routes: the master key, presented as every service reads a key."""
+"""What guards the read routes: any presented key; the master key reads everything, a virtual
+key only its own rows (the scope every route applies, whatever the query asks for)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from tollgate_ledger.service import ReadService
 from tollgate_shared.credentials import presented_key
+from tollgate_shared.state import hash_key
 
 
 @dataclass
@@ -22,16 +26,55 @@ class ReadDeps:
     master_key: str | None
 
 
-def master_key_guard(deps: ReadDeps) -> Any:
+@dataclass(frozen=True)
+class KeyScope:
+    """Whose rows a request may read: everyone's (`key_hash` None: the master key, or an open
+    ledger) or one virtual key's (its SHA-256 hash, as spend rows carry it)."""
+
+    key_hash: str | None = None
+
+    @property
+    def is_master(self) -> bool:
+        return self.key_hash is None
+
+    def require_master(self, what: str) -> None:
+        if self.key_hash is not None:
+            raise PermissionDeniedException(f"{what} needs the master key")
+
+
+# How a route asks for its scope: `key_scope: Scoped`.
+Scoped = NamedDependency[KeyScope]
+
+
+def _is_master(deps: ReadDeps, token: str) -> bool:
+    return deps.master_key is not None and hmac.compare_digest(
+        token.encode(), deps.master_key.encode()
+    )
+
+
+def read_guard(deps: ReadDeps) -> Any:
+    """401 without a key, or with one that is neither the master key nor a live virtual key;
+    a virtual key passes, scoped to its own rows by `key_scope` below."""
+
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if deps.master_key is None:
             return
         token = presented_key(connection.headers.get)
         if not token:
-            raise NotAuthorizedException(
-                "No api key passed in: send 'Authorization: Bearer <master key>'"
-            )
-        if not hmac.compare_digest(token.encode(), deps.master_key.encode()):
-            raise NotAuthorizedException("Invalid key: the ledger's read API needs the master key")
+            raise NotAuthorizedException("No api key passed in: send 'Authorization: Bearer <key>'")
+        if not _is_master(deps, token) and not deps.reads.key_may_read(hash_key(token)):
+            raise NotAuthorizedException("Invalid key: not the master key nor a live virtual key")
 
     return guard
+
+
+def scope_provider(deps: ReadDeps) -> Provide:
+    """The `key_scope` dependency of every read route."""
+
+    def key_scope(request: Request[Any, Any, Any]) -> KeyScope:
+        token = presented_key(request.headers.get)
+        if deps.master_key is None or token is None or _is_master(deps, token):
+            return KeyScope()
+        return KeyScope(hash_key(token))
+
+    return Provide(key_scope, sync_to_thread=False)

@@ -11,6 +11,8 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from tollgate_ledger.filters import (
+    DAILY_DIMENSIONS,
+    FilterError,
     SpendLogFilter,
     date_range,
     key_filter,
@@ -21,11 +23,37 @@ from tollgate_ledger.filters import (
     total_entity_filter,
     total_pages,
 )
-from tollgate_ledger.routes.guards import ReadDeps, master_key_guard
+from tollgate_ledger.routes.guards import ReadDeps, Scoped, read_guard, scope_provider
 from tollgate_ledger.routes.responses import json_response, operation_ids
 
 Page = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="page number, from 1")]
 Str = Annotated[str | None, QueryParameter(max_length=512)]
+
+
+def sum_by_id(rows: list[dict[str, Any]]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for r in rows:
+        out[r["dimension_id"]] = out.get(r["dimension_id"], Decimal(0)) + r["spend"]
+    return out
+
+
+def top_rows(daily: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Daily rows summed per id, highest spend first (`top_by_dimension`'s shape)."""
+    acc: dict[str, dict[str, Any]] = {}
+    for r in daily:
+        t = acc.setdefault(
+            r["dimension_id"],
+            {
+                "dimension_id": r["dimension_id"],
+                "total_spend": Decimal(0),
+                "requests": 0,
+                "total_tokens": 0,
+            },
+        )
+        t["total_spend"] += r["spend"]
+        t["requests"] += r["requests"]
+        t["total_tokens"] += r["total_tokens"]
+    return sorted(acc.values(), key=lambda t: (-t["total_spend"], t["dimension_id"]))
 
 
 def spend_router(deps: ReadDeps) -> Router:
@@ -44,6 +72,7 @@ def spend_router(deps: ReadDeps) -> Router:
         end_user: str | None = None,
         min_spend: str | None = None,
         max_spend: str | None = None,
+        tag: str | None = None,
         status_param: str = "status",
     ) -> SpendLogFilter:
         start, end = date_range(start_date, end_date)
@@ -57,6 +86,7 @@ def spend_router(deps: ReadDeps) -> Router:
             model=model or None,
             key_alias=key_alias or None,
             end_user=end_user or None,
+            tag=tag or None,
             start=start,
             end=end,
             min_spend=money_filter(min_spend, "min_spend"),
@@ -76,6 +106,8 @@ def spend_router(deps: ReadDeps) -> Router:
         summarize: FromQuery[bool] = True,
         page: Page = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """Spend-log rows, newest first, as a JSON list (LiteLLM's shape).
 
@@ -98,8 +130,10 @@ def spend_router(deps: ReadDeps) -> Router:
             end_date=end_date,
         )
         if start_date and end_date and summarize:
-            return json_response(await deps.reads.spend_summary(f))
-        rows, total = await deps.reads.spend_logs(f, limit=page_size, offset=(page - 1) * page_size)
+            return json_response(await deps.reads.spend_summary(f, key_scope.key_hash))
+        rows, total = await deps.reads.spend_logs(
+            f, limit=page_size, offset=(page - 1) * page_size, key_scope=key_scope.key_hash
+        )
         return json_response(
             rows,
             headers={
@@ -126,6 +160,9 @@ def spend_router(deps: ReadDeps) -> Router:
         sort_order: str,
         page: int,
         page_size: int,
+        end_user: str | None,
+        tag: str | None,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         ascending = sort_ascending(sort_order)
         f = spend_filter(
@@ -141,10 +178,16 @@ def spend_router(deps: ReadDeps) -> Router:
             key_alias=key_alias,
             min_spend=min_spend,
             max_spend=max_spend,
+            end_user=end_user,
+            tag=tag,
             status_param="status_filter",
         )
         rows, total = await deps.reads.spend_logs(
-            f, limit=page_size, offset=(page - 1) * page_size, ascending=ascending
+            f,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+            ascending=ascending,
+            key_scope=key_scope.key_hash,
         )
         return json_response(page_envelope(rows, total, page, page_size))
 
@@ -169,14 +212,19 @@ def spend_router(deps: ReadDeps) -> Router:
         key_alias: Str = None,
         min_spend: Str = None,
         max_spend: Str = None,
+        end_user: Str = None,
+        tag: Str = None,
         sort_order: FromQuery[str] = "desc",
         page: Page = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`{data, total, page, page_size, total_pages}` of spend-log rows (LiteLLM's v2/UI shape).
 
         Filters as `/spend/logs` plus `status_filter` (or `status`), `model`, `key_alias`,
-        `min_spend`, `max_spend`; `sort_order` asc|desc on startTime.
+        `end_user`, `tag` (rows carrying that request tag), `min_spend`, `max_spend`;
+        `sort_order` asc|desc on startTime. A virtual key reads only its own rows.
         """
         return await paged_logs(
             request_id=request_id,
@@ -194,6 +242,9 @@ def spend_router(deps: ReadDeps) -> Router:
             sort_order=sort_order,
             page=page,
             page_size=page_size,
+            end_user=end_user,
+            tag=tag,
+            key_scope=key_scope,
         )
 
     @get("/sessions", operation_id="sessions_list", summary="Sessions, most recent first")
@@ -202,15 +253,21 @@ def spend_router(deps: ReadDeps) -> Router:
         end_date: Str = None,
         page: Page = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 50,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`{data, total, page, page_size, total_pages}` of sessions active in the range.
 
         Each session: session_id, first_seen, last_seen, request_count, success_count,
-        failure_count, spend and token counts.
+        failure_count, spend and token counts (for a virtual key: of its own calls).
         """
         start, end = date_range(start_date, end_date)
         rows, total = await deps.reads.sessions(
-            limit=page_size, offset=(page - 1) * page_size, start=start, end=end
+            limit=page_size,
+            offset=(page - 1) * page_size,
+            start=start,
+            end=end,
+            key_scope=key_scope.key_hash,
         )
         return json_response(page_envelope(rows, total, page, page_size))
 
@@ -223,13 +280,18 @@ def spend_router(deps: ReadDeps) -> Router:
         session_id: FromPath[str],
         page: Page = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """A session's totals and its spend-log rows in call order (`requests`, paginated).
 
-        404 when no request carried this session id.
+        404 when no request carried this session id (for a virtual key: none of its own).
         """
         found = await deps.reads.session_with_requests(
-            session_id, limit=page_size, offset=(page - 1) * page_size
+            session_id,
+            limit=page_size,
+            offset=(page - 1) * page_size,
+            key_scope=key_scope.key_hash,
         )
         if found is None:
             raise NotFoundException(f"session {session_id!r} not found")
@@ -255,16 +317,21 @@ def spend_router(deps: ReadDeps) -> Router:
         entity_id: Str = None,
         page: Page = 1,
         page_size: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`{data, total, page, page_size, total_pages}` of running totals, highest spend first.
 
-        `entity` is one of key (the key hash), team, user, end_user.
+        `entity` is one of key (the key hash), team, user, end_user. A virtual key reads only
+        its own key's total.
         """
+        kind, ident = total_entity_filter(entity), entity_id or None
+        if key_scope.key_hash is not None:
+            if kind not in (None, "key") or ident not in (None, key_scope.key_hash):
+                return json_response(page_envelope([], 0, page, page_size))
+            kind, ident = "key", key_scope.key_hash
         rows, total = await deps.reads.totals(
-            total_entity_filter(entity),
-            entity_id or None,
-            limit=page_size,
-            offset=(page - 1) * page_size,
+            kind, ident, limit=page_size, offset=(page - 1) * page_size
         )
         return json_response(page_envelope(rows, total, page, page_size))
 
@@ -272,8 +339,16 @@ def spend_router(deps: ReadDeps) -> Router:
         return (datetime.now(UTC) - timedelta(days=days)).date()
 
     @get("/global/spend", operation_id="global_spend", summary="Total spend, last 30 days")
-    async def global_spend() -> Response[bytes]:
-        """`{spend, max_budget}`: spend across all keys over the last 30 days (LiteLLM)."""
+    async def global_spend(key_scope: Scoped) -> Response[bytes]:
+        """`{spend, max_budget}`: spend across all keys over the last 30 days (LiteLLM); for a
+        virtual key, its own."""
+        if key_scope.key_hash is not None:
+            rows, _ = await deps.reads.daily(
+                "key", since=since_days(30), until=None, key_scope=key_scope.key_hash
+            )
+            return json_response(
+                {"spend": sum_by_id(rows).get(key_scope.key_hash, Decimal(0)), "max_budget": None}
+            )
         spend = await deps.reads.total_spend(since_days(30))
         return json_response({"spend": spend, "max_budget": None})
 
@@ -284,9 +359,16 @@ def spend_router(deps: ReadDeps) -> Router:
     )
     async def global_spend_keys(
         limit: Annotated[int | None, QueryParameter(ge=1, le=10_000)] = None,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`[{api_key, total_spend, key_alias, key_name}]`, highest spend first (LiteLLM)."""
-        rows, aliases = await deps.reads.top_with_aliases("key", since=since_days(30), limit=limit)
+        if key_scope.key_hash is not None:
+            rows, aliases = await scoped_top("key", key_scope.key_hash)
+        else:
+            rows, aliases = await deps.reads.top_with_aliases(
+                "key", since=since_days(30), limit=limit
+            )
         return json_response(
             [
                 {
@@ -306,11 +388,16 @@ def spend_router(deps: ReadDeps) -> Router:
     )
     async def global_spend_models(
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 10,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
         """`[{model, total_spend, total_tokens}]`, highest spend first (LiteLLM)."""
-        rows = await deps.reads.top_by_dimension(
-            "model", since=since_days(30), until=None, limit=limit
-        )
+        if key_scope.key_hash is not None:
+            rows = (await scoped_top("model", key_scope.key_hash))[0][:limit]
+        else:
+            rows = await deps.reads.top_by_dimension(
+                "model", since=since_days(30), until=None, limit=limit
+            )
         return json_response(
             [
                 {
@@ -326,12 +413,15 @@ def spend_router(deps: ReadDeps) -> Router:
     async def global_spend_teams(
         start_date: Str = None,
         end_date: Str = None,
+        *,
+        key_scope: Scoped,
     ) -> Response[bytes]:
-        """`{daily_spend, teams, total_spend_per_team}` (LiteLLM's shape); default last 30 days."""
+        """`{daily_spend, teams, total_spend_per_team}` (LiteLLM's shape); default last 30 days.
+        For a virtual key: its own calls per team."""
         start, end = date_range(start_date, end_date)
         since = start.date() if start else since_days(30)
-        rows, aliases = await deps.reads.daily_with_aliases(
-            "team", since=since, until=end.date() if end else None
+        rows, aliases = await deps.reads.daily(
+            "team", since=since, until=end.date() if end else None, key_scope=key_scope.key_hash
         )
         by_day: dict[str, dict[str, Any]] = {}
         per_team: dict[str, Decimal] = {}
@@ -350,15 +440,21 @@ def spend_router(deps: ReadDeps) -> Router:
         )
 
     @get("/spend/tags", operation_id="spend_tags", summary="Spend per request tag")
-    async def spend_tags(start_date: Str = None, end_date: Str = None) -> Response[bytes]:
-        """`[{individual_request_tag, log_count, total_spend}]` (LiteLLM's shape)."""
+    async def spend_tags(
+        start_date: Str = None, end_date: Str = None, *, key_scope: Scoped
+    ) -> Response[bytes]:
+        """`[{individual_request_tag, log_count, total_spend}]` (LiteLLM's shape); for a virtual
+        key, of its own calls."""
         start, end = date_range(start_date, end_date)
-        rows = await deps.reads.top_by_dimension(
-            "tag",
-            since=start.date() if start else datetime(1970, 1, 1).date(),
-            until=end.date() if end else None,
-            limit=None,
-        )
+        since = start.date() if start else datetime(1970, 1, 1).date()
+        until = end.date() if end else None
+        if key_scope.key_hash is not None:
+            daily, _ = await deps.reads.daily(
+                "tag", since=since, until=until, key_scope=key_scope.key_hash
+            )
+            rows = top_rows(daily)
+        else:
+            rows = await deps.reads.top_by_dimension("tag", since=since, until=until, limit=None)
         return json_response(
             [
                 {
@@ -370,9 +466,54 @@ def spend_router(deps: ReadDeps) -> Router:
             ]
         )
 
+    async def scoped_top(
+        dimension: str, key_hash: str
+    ) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+        daily, aliases = await deps.reads.daily(
+            dimension, since=since_days(30), until=None, key_scope=key_hash
+        )
+        return top_rows(daily), aliases
+
+    @get("/spend/daily", operation_id="spend_daily", summary="Spend per day by key, team, ...")
+    async def spend_daily(
+        group_by: FromQuery[str] = "model",
+        start_date: Str = None,
+        end_date: Str = None,
+        *,
+        key_scope: Scoped,
+    ) -> Response[bytes]:
+        """`{group_by, start_date, end_date, data, totals}`: spend, requests and tokens per UTC
+        day and id of `group_by` (key, team, user, end_user, model, tag), and per id over the
+        range, highest spend first; default the last 30 days. A virtual key sees only its own
+        calls. Keys, teams and users carry their last alias."""
+        if group_by not in DAILY_DIMENSIONS:
+            raise FilterError("group_by", f"group_by must be one of {', '.join(DAILY_DIMENSIONS)}")
+        start, end = date_range(start_date, end_date)
+        since = start.date() if start else since_days(30)
+        until = end.date() if end else None
+        rows, aliases = await deps.reads.daily(
+            group_by, since=since, until=until, key_scope=key_scope.key_hash
+        )
+        data = [
+            {**r, "day": r["day"].isoformat(), "alias": aliases.get(r["dimension_id"])}
+            for r in rows
+        ]
+        totals = [{**r, "alias": aliases.get(r["dimension_id"])} for r in top_rows(rows)]
+        return json_response(
+            {
+                "group_by": group_by,
+                "start_date": since.isoformat(),
+                "end_date": until.isoformat() if until else None,
+                "data": data,
+                "totals": totals,
+            }
+        )
+
     return Router(
         path="/",
+        dependencies={"key_scope": scope_provider(deps)},
         route_handlers=[
+            spend_daily,
             spend_logs,
             spend_logs_v2,
             sessions_list,
@@ -385,5 +526,5 @@ def spend_router(deps: ReadDeps) -> Router:
             spend_tags,
         ],
         tags=["Budget & Spend Tracking"],
-        guards=[master_key_guard(deps)],
+        guards=[read_guard(deps)],
     )
