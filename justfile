@@ -109,3 +109,11 @@ backup-bench *ARGS: sync
 # install the test emulators that do not come from PyPI (Azurite, from npm) into .cache/ when missing
 emulators:
     @test -x .cache/azurite/node_modules/.bin/azurite-blob || { command -v npm >/dev/null || { echo "npm is needed for Azurite (apt-get install npm)" >&2; exit 1; }; npm install --prefix .cache/azurite --no-audit --no-fund --loglevel=error azurite@3; }
+
+# Chromium for the console's browser tests: Debian's package when /usr/bin/chromium is missing
+browser:
+    @if [ -x /usr/bin/chromium ]; then echo "chromium: $(/usr/bin/chromium --version)"; else apt-get install -y --no-install-recommends chromium || (apt-get update && apt-get install -y --no-install-recommends chromium); fi
+
+# the console's Logs page p95 with 1,000,000 spend rows (seeds a scratch database; a few minutes)
+console-bench *ARGS: sync
+    uv run --no-sync python -m tollgate_bench.console_logs {{ARGS}}
