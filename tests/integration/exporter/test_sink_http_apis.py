@@ -132,6 +132,8 @@ def env_for(r: dict[str, VendorReceiver]) -> dict[str, str]:
         "GALILEO_API_KEY": "galileo-global",
         "GALILEO_BASE_URL": r["galileo"].base_url,
         "GALILEO_PROJECT_ID": "p1",
+        "BRAINTRUST_KEY_TEAM_A": "braintrust-team-a",
+        "BRAINTRUST_KEY_TEAM_B": "braintrust-team-b",
     }
 
 
@@ -190,7 +192,8 @@ async def _flow(provisioned: StackUrls, js: JetStreamContext) -> AsyncIterator[F
                 LoggingCallback(
                     callback_name="braintrust",
                     callback_vars={
-                        "braintrust_api_key": f"braintrust-team-{tag}",
+                        # seed 003's form: the credential is a reference to the environment
+                        "braintrust_api_key": f"os.environ/BRAINTRUST_KEY_TEAM_{tag.upper()}",
                         "braintrust_api_base": f"{r['braintrust'].base_url}/v1",
                     },
                 ),
@@ -251,6 +254,15 @@ async def _flow(provisioned: StackUrls, js: JetStreamContext) -> AsyncIterator[F
                 },
             ),
         ]
+        refusing.append(
+            LoggingCallback(
+                callback_name="athina",
+                callback_vars={
+                    "athina_api_key": "os.environ/ATHINA_KEY_NOBODY_SET",
+                    "athina_base_url": r["athina"].base_url,
+                },
+            )
+        )
         await put(js, names.KV_TEAMS, team_c, TeamState(team_id=team_c, logging=refusing).to_json())
         optout_key = KeyState(
             token=hash_key(uid("sk-optout")),
@@ -315,7 +327,7 @@ async def _flow(provisioned: StackUrls, js: JetStreamContext) -> AsyncIterator[F
                         ok.request_id.encode() in r[s].all_bytes() for s in SINKS if s != "agentops"
                     )
                     and bool(r["agentops"].all())
-                    and len([d for d in flow.dead if d.source_event_id == refused.event_id]) == 2
+                    and len([d for d in flow.dead if d.source_event_id == refused.event_id]) == 3
                     and len(r["lunary"].of("team-b")) == 2
                 ),
                 what="every sink's receiver and the refused team's dead letters",
@@ -739,6 +751,9 @@ async def test_refusals_dead_letter_at_once_with_the_vendors_answer(flow: Flow) 
     assert "invalid api key" in letters["helicone"].error
     assert "hc-wrong" not in letters["helicone"].destination
     assert "no end_user_id" in letters["lago"].error  # LiteLLM's default charge_by, no end user
+    # an unset os.environ/ reference: dead-lettered naming it, the literal never sent
+    assert "ATHINA_KEY_NOBODY_SET" in letters["athina"].error
+    assert b"os.environ/" not in flow.receivers["athina"].all_bytes()
 
 
 async def test_no_redacted_content_left_tollgate(flow: Flow) -> None:
