@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from pydantic import SecretStr
 
 from tollgate_devstack.datadir import DataDir, tollgate_version
 from tollgate_devstack.embedded import EmbeddedStack
 from tollgate_shared.publishing import connect_nats
+from tollgate_shared.settings import NatsAuth
 
 CHUNK = 128 * 1024
 FORMAT = 1
+# Key, beside the server URLs, of how to connect to NATS (None: as the URL says).
+_AUTH = "nats_auth"
 
 
 def _say(msg: str) -> None:
@@ -102,8 +106,10 @@ async def restore_stream(nc: NATS, meta: dict[str, Any], data: Path) -> None:
         raise RuntimeError(f"restoring stream {name}: {result['error']}")
 
 
-async def snapshot_jetstream(nats_url: str, folder: Path) -> list[str]:
-    nc = await connect_nats(nats_url, "tollgate-backup")
+async def snapshot_jetstream(
+    nats_url: str, folder: Path, auth: NatsAuth | None = None
+) -> list[str]:
+    nc = await connect_nats(nats_url, "tollgate-backup", auth=auth)
     try:
         names = await stream_names(nc)
         for name in names:
@@ -114,8 +120,10 @@ async def snapshot_jetstream(nats_url: str, folder: Path) -> list[str]:
         await nc.drain()
 
 
-async def restore_jetstream(nats_url: str, folder: Path, names: list[str]) -> None:
-    nc = await connect_nats(nats_url, "tollgate-restore")
+async def restore_jetstream(
+    nats_url: str, folder: Path, names: list[str], auth: NatsAuth | None = None
+) -> None:
+    nc = await connect_nats(nats_url, "tollgate-restore", auth=auth)
     try:
         for name in names:
             meta = json.loads((folder / f"{name}.json").read_text())
@@ -130,18 +138,29 @@ def _run(cmd: list[str]) -> None:
         raise RuntimeError(f"{Path(cmd[0]).name} failed: {done.stderr.decode(errors='replace')}")
 
 
+def _operator_auth(status: dict[str, Any]) -> NatsAuth | None:
+    """The `provision` user of a running stack whose embedded NATS has authorization."""
+    users_file = status.get("nats_users_file")
+    if not users_file:
+        return None
+    passwords = json.loads(Path(users_file).read_text())
+    return NatsAuth(user="provision", password=SecretStr(passwords["provision"]))
+
+
 @contextlib.contextmanager
 def _servers(data: DataDir, need_redis: bool = False) -> Any:
-    """The running stack's servers when it is up, else the embedded ones started for this."""
+    """The running stack's servers when it is up, else the embedded ones started for this.
+
+    Yields the URLs and, under `TOLLGATE_NATS_AUTH`, how to connect to its NATS."""
     status = data.read_status() or {}
     servers = status.get("servers") or {}
     if data.running_pid() is not None and servers:
-        yield servers
+        yield {**servers, _AUTH: _operator_auth(status)}
         return
     stack = EmbeddedStack(data.root, say=True)
     try:
         urls = stack.start(redis_url=None if need_redis else "redis://unused")
-        yield urls.env()
+        yield {**urls.env(), _AUTH: None}
     finally:
         stack.stop()
 
@@ -158,7 +177,9 @@ def backup(data: DataDir, out: Path | None) -> int:
         folder = Path(tmp)
         (folder / "jetstream").mkdir()
         _say("snapshotting JetStream streams and KV buckets")
-        names = asyncio.run(snapshot_jetstream(urls["TOLLGATE_NATS_URL"], folder / "jetstream"))
+        names = asyncio.run(
+            snapshot_jetstream(urls["TOLLGATE_NATS_URL"], folder / "jetstream", urls[_AUTH])
+        )
         _say("dumping PostgreSQL (one consistent transaction)")
         _run(
             [
@@ -211,7 +232,10 @@ def restore(data: DataDir, archive: Path) -> int:
                 _say(f"restoring {len(manifest['streams'])} JetStream streams and buckets")
                 asyncio.run(
                     restore_jetstream(
-                        urls["TOLLGATE_NATS_URL"], folder / "jetstream", manifest["streams"]
+                        urls["TOLLGATE_NATS_URL"],
+                        folder / "jetstream",
+                        manifest["streams"],
+                        urls[_AUTH],
                     )
                 )
                 _say("restoring PostgreSQL")

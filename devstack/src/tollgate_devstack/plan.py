@@ -49,15 +49,21 @@ def service_env(
     server_urls: Mapping[str, str],
     data_dir: Path,
     base_port: int = BASE_PORT,
+    nats_passwords: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The full environment of one service process.
 
     Everything the person exported is passed through (TOLLGATE_CONFIG,
     TOLLGATE_MASTER_KEY, TOLLGATE_LOG_LEVEL, …); the server URLs, the port and
-    the addresses of the other services are set by the supervisor.
+    the addresses of the other services are set by the supervisor. With
+    `nats_passwords` (the embedded NATS has authorization) each service connects as
+    its own NATS user, named after it.
     """
     env = dict(base_env)
     env.update(server_urls)
+    if nats_passwords is not None:
+        env["TOLLGATE_NATS_USER"] = spec.name
+        env["TOLLGATE_NATS_PASSWORD"] = nats_passwords[spec.name]
     env["TOLLGATE_PORT"] = str(spec.port(base_port))
     env["TOLLGATE_PUBLIC_URL"] = local_url(base_port)
     for other in SERVICES:
@@ -130,7 +136,10 @@ def export_lines(server_urls: Mapping[str, str]) -> list[str]:
 
 
 def banner(
-    server_urls: Mapping[str, str], base_port: int = BASE_PORT, custom_config: bool = False
+    server_urls: Mapping[str, str],
+    base_port: int = BASE_PORT,
+    custom_config: bool = False,
+    nats_users_file: Path | None = None,
 ) -> str:
     """What a person reads once everything answers /health."""
     base = local_url(base_port)
@@ -139,6 +148,11 @@ def banner(
     lines += [f"  {s.name:<{width}}  {local_url(s.port(base_port))}" for s in SERVICES]
     lines += ["", "  servers:"]
     lines += [f"    {line}" for line in export_lines(server_urls)]
+    if nats_users_file is not None:
+        lines += [
+            f"    (NATS takes one user per service; their passwords are in {nats_users_file},",
+            "     e.g. TOLLGATE_NATS_USER=provision TOLLGATE_NATS_PASSWORD=… for `just provision`)",
+        ]
     body = '{"model":"demo","messages":[{"role":"user","content":"Hello"}]}'
     lines += [
         "",

@@ -23,8 +23,10 @@ from tollgate_devstack.embedded import (
     PREFERRED_NATS_PORT,
     PREFERRED_REDIS_PORT,
     EmbeddedStack,
+    StackUrls,
     free_port,
     nats_argv,
+    nats_passwords,
     port_is_free,
     redis_argv,
     write_nats_config,
@@ -32,6 +34,7 @@ from tollgate_devstack.embedded import (
 from tollgate_devstack.supervision import Supervised, Supervisor
 from tollgate_devstack.units import Console, PostgresUnit, ProcessUnit, Unit
 from tollgate_shared.provision import provision_url
+from tollgate_shared.settings import NatsAuth
 
 _SERVER_NAMES = {
     "TOLLGATE_NATS_URL": "NATS",
@@ -117,7 +120,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_int)
 
 
-def start_servers(stack: EmbeddedStack, env: Mapping[str, str]) -> dict[str, str]:
+def start_servers(stack: EmbeddedStack, env: Mapping[str, str]) -> StackUrls:
     """Embedded servers for every URL not given in the environment."""
     for var, name in _SERVER_NAMES.items():
         if env.get(var):
@@ -132,13 +135,13 @@ def start_servers(stack: EmbeddedStack, env: Mapping[str, str]) -> dict[str, str
         raise StartError(
             f"could not start the embedded servers: {exc} (logs under {stack.data_dir})"
         ) from exc
-    return urls.env()
+    return urls
 
 
-def provision(nats_url: str) -> None:
+def provision(nats_url: str, auth: NatsAuth | None = None) -> None:
     say("provisioning streams, durable consumers and buckets")
     try:
-        asyncio.run(provision_url(nats_url))
+        asyncio.run(provision_url(nats_url, auth=auth))
     except Exception as exc:
         raise StartError(f"provisioning NATS at {nats_url} failed: {exc}") from exc
 
@@ -228,9 +231,14 @@ class HealthWatch:
 
 def start_embedded(
     sup: Supervisor, data: DataDir, env: Mapping[str, str], console: Console
-) -> dict[str, str]:
-    """Start, under supervision, an embedded server for every URL not given in `env`."""
+) -> StackUrls:
+    """Start, under supervision, an embedded server for every URL not given in `env`.
+
+    The embedded NATS runs with authorization: one user per service (passwords in
+    `<data>/nats/users.json`, 0600); a NATS given by URL is used as it is.
+    """
     urls: dict[str, str] = {}
+    passwords: dict[str, str] | None = None
     for var, name in _SERVER_NAMES.items():
         if env.get(var):
             say(f"using {name} at {env[var]} ({var})")
@@ -239,13 +247,16 @@ def start_embedded(
         if "TOLLGATE_NATS_URL" not in urls:
             d = data.root / "nats"
             port, monitor = free_port(PREFERRED_NATS_PORT), free_port()
-            conf = write_nats_config(d, port, monitor)
+            passwords = nats_passwords(d)
+            conf = write_nats_config(d, port, monitor, passwords)
             say(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
             nats = ProcessUnit("nats", nats_argv(conf))
             sup.add(Supervised(nats, "server", port, stop_phase=3))
             wait_for_port(port, nats, "nats-server")
             urls["TOLLGATE_NATS_URL"] = f"nats://127.0.0.1:{port}"
             sup.info["nats_monitor_url"] = f"http://127.0.0.1:{monitor}"
+            # Where the users' passwords are (never the passwords: status.json is 0644).
+            sup.info["nats_users_file"] = str(d / "users.json")
         if "TOLLGATE_DATABASE_URL" not in urls:
             d = data.root / "pg"
             d.mkdir(parents=True, exist_ok=True)
@@ -270,7 +281,12 @@ def start_embedded(
         raise StartError(
             f"could not start the embedded servers: {exc} (logs under {data.root})"
         ) from exc
-    return urls
+    return StackUrls(
+        nats_url=urls["TOLLGATE_NATS_URL"],
+        database_url=urls["TOLLGATE_DATABASE_URL"],
+        redis_url=urls["TOLLGATE_REDIS_URL"],
+        nats_passwords=passwords,
+    )
 
 
 def check_data_version(data: DataDir) -> None:
@@ -314,9 +330,10 @@ def up(
             data.claim()
             claimed = True
             sup.write_status()
-            server_urls = start_embedded(sup, data, env, console)
+            stack = start_embedded(sup, data, env, console)
+            server_urls = stack.env()
             sup.info["servers"] = server_urls
-            provision(server_urls["TOLLGATE_NATS_URL"])
+            provision(stack.nats_url, stack.nats_auth("provision"))
             migrate(python, {**env, **server_urls}, cwd)
             data.mark()
         except StartError as exc:
@@ -336,7 +353,17 @@ def up(
                 data.release()
             raise
     try:
-        return run_services(sup, python, env, server_urls, data, cwd, base_port, health_timeout)
+        return run_services(
+            sup,
+            python,
+            env,
+            server_urls,
+            data,
+            cwd,
+            base_port,
+            health_timeout,
+            stack.nats_passwords,
+        )
     finally:
         say("stopping the servers")
         sup.shutdown()
@@ -353,6 +380,7 @@ def run_services(
     cwd: Path,
     base_port: int,
     health_timeout: float,
+    nats_passwords: Mapping[str, str] | None = None,
 ) -> int:
     """Supervise the five services until Ctrl-C/SIGTERM (or they never became healthy)."""
     custom = bool(env.get("TOLLGATE_CONFIG"))
@@ -361,7 +389,10 @@ def run_services(
         sup.info["ready_at"] = time.time()
         sup.write_status()
 
-    banner = plan.banner(server_urls, base_port, custom)
+    users_file = sup.info.get("nats_users_file")
+    banner = plan.banner(
+        server_urls, base_port, custom, Path(str(users_file)) if users_file else None
+    )
     watch = HealthWatch(base_port, health_timeout, banner, ready)
     width = max(len(s.name) for s in plan.SERVICES)
     last = base_port + len(plan.SERVICES) - 1
@@ -370,7 +401,7 @@ def run_services(
         unit = ProcessUnit(
             spec.name,
             plan.service_command(python, spec),
-            env=plan.service_env(spec, env, server_urls, data.root, base_port),
+            env=plan.service_env(spec, env, server_urls, data.root, base_port, nats_passwords),
             cwd=cwd,
             log_path=data.log_file(spec.name),
             console=sup.console,
@@ -419,9 +450,10 @@ def servers(data_dir: Path, also_provision: bool) -> int:
     with sigterm_as_interrupt():
         try:
             say(f"data folder: {data_dir}")
-            server_urls = start_servers(stack, env)
+            urls = start_servers(stack, env)
+            server_urls = urls.env()
             if also_provision:
-                provision(server_urls["TOLLGATE_NATS_URL"])
+                provision(urls.nats_url, urls.nats_auth("provision"))
             for line in plan.export_lines(server_urls):
                 print(line, flush=True)
             say("servers are up; Ctrl-C stops them")

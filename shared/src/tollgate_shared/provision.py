@@ -11,7 +11,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from tollgate_shared import names
 from tollgate_shared.publishing import connect_nats
-from tollgate_shared.settings import ServiceSettings
+from tollgate_shared.settings import NatsAuth, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,10 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> None:
         log.info("object store %s created", names.OBJ_BODIES)
 
 
-async def provision_url(nats_url: str, replicas: int = 1) -> None:
-    nc = await connect_nats(nats_url, "tollgate-provision")
+async def provision_url(nats_url: str, replicas: int = 1, auth: NatsAuth | None = None) -> None:
+    """Provision as `auth`'s user (the `provision` user where NATS has authorization),
+    else as the process's own NATS user from the environment."""
+    nc = await connect_nats(nats_url, "tollgate-provision", auth=auth)
     try:
         await provision(nc.jetstream(), replicas)
     finally:
@@ -86,7 +88,8 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="stream replicas (3 in a cluster)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    asyncio.run(provision_url(ServiceSettings().nats_url, args.replicas))
+    settings = ServiceSettings()
+    asyncio.run(provision_url(settings.nats_url, args.replicas, settings.nats_auth()))
 
 
 if __name__ == "__main__":

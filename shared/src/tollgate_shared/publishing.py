@@ -45,6 +45,7 @@ from prometheus_client import Counter, Gauge
 
 from tollgate_shared import names
 from tollgate_shared.events import Event, EventDecodeError, LlmRequestFinished, decode
+from tollgate_shared.settings import NatsAuth
 from tollgate_shared.spool import DeadLetter, Spool, SpoolRow
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,15 @@ def msg_headers(event: Event) -> dict[str, str]:
     return {"Nats-Msg-Id": event.event_id, names.HDR_EVENT_TYPE: event.event_type}
 
 
-async def connect_nats(url: str, name: str, **kwargs: Any) -> NATS:
-    """Connect with unlimited reconnects (the client buffers while reconnecting)."""
+async def connect_nats(url: str, name: str, *, auth: NatsAuth | None = None, **kwargs: Any) -> NATS:
+    """Connect with unlimited reconnects (the client buffers while reconnecting).
+
+    As `auth`'s user, with its TLS settings; without `auth`, as the process's own NATS
+    user from the environment (TOLLGATE_NATS_USER / TOLLGATE_NATS_PASSWORD / …_TLS_*),
+    else as the URL says (anonymous, or its own `user:password@`).
+    """
+    options = (auth if auth is not None else NatsAuth()).connect_options()
+    options.update(kwargs)
     return await nats.connect(
         url,
         name=name,
@@ -120,7 +128,7 @@ async def connect_nats(url: str, name: str, **kwargs: Any) -> NATS:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=2,
-        **kwargs,
+        **options,
     )
 
 
