@@ -107,6 +107,11 @@ class GeneralSettings(_Section):
     disable_error_logs: bool = False
     maximum_spend_logs_retention_period: str | None = None
     maximum_spend_logs_retention_interval: str | None = None
+    # Tollgate's own, in LiteLLM's style: each table's retention (unset: kept; sessions
+    # follow the spend logs by default, the audit log only ever by its own setting).
+    maximum_session_logs_retention_period: str | None = None
+    maximum_daily_spend_retention_period: str | None = None
+    maximum_audit_logs_retention_period: str | None = None
     alerting: list[Literal["slack", "webhook", "pagerduty", "email", "discord", "msteams"]] = Field(
         default_factory=list
     )
@@ -115,6 +120,19 @@ class GeneralSettings(_Section):
     alerting_args: dict[str, Any] = Field(default_factory=dict)
     alert_to_webhook_url: dict[str, str | list[str]] = Field(default_factory=dict)
     spend_report_frequency: str | None = None
+
+    @field_validator(
+        "maximum_spend_logs_retention_period",
+        "maximum_spend_logs_retention_interval",
+        "maximum_session_logs_retention_period",
+        "maximum_daily_spend_retention_period",
+        "maximum_audit_logs_retention_period",
+    )
+    @classmethod
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            durations.parse_duration(v)
+        return v
 
 
 class RouterSettings(_Section):

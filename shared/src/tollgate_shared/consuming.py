@@ -1,10 +1,16 @@
-"""Runs a durable pull consumer in batches; the handler decides ack, nak or term per message."""
+"""Runs a durable pull consumer in batches; the handler decides ack, nak or term per message.
+
+A `CircuitBreaker` pauses a consumer while a dependency its handler needs (a database)
+is down: the runner stops fetching, the messages it holds are kept alive with
+in-progress acks (no delivery is spent), and a probe decides when to go on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -29,7 +35,111 @@ CONSUMER_ACK_PENDING = Gauge(
     "tollgate_consumer_ack_pending", "Messages delivered and not yet acked", ["consumer"]
 )
 
+CONSUMER_PAUSED = Gauge(
+    "tollgate_consumer_paused",
+    "1 while a consumer is paused because a dependency it writes to is down",
+    ["breaker"],
+)
+CONSUMER_PAUSES = Counter(
+    "tollgate_consumer_pauses_total",
+    "Times a consumer paused for a dependency outage",
+    ["breaker"],
+)
+
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+Probe = Callable[[], Awaitable[bool]]
+
+
+class CircuitBreaker:
+    """Pauses consumers while a dependency is down, instead of spending their deliveries.
+
+    The handler calls `check` when a write failed in a way that may be the dependency's
+    fault: the probe runs at once, and if the dependency is down the breaker opens.
+    While open, every runner sharing it stops fetching and keeps the messages it holds
+    alive (`in_progress`), so neither `ack_wait` nor `max_deliver` runs out; the
+    handler waits in `closed()` and retries the same batch once the probe succeeds.
+    Probes back off along `probe_every_s`, repeating its last step.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        probe: Probe,
+        *,
+        probe_every_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0),
+        probe_timeout_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self._probe = probe
+        self._probe_every = probe_every_s
+        self._probe_timeout = probe_timeout_s
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self._prober: asyncio.Task[None] | None = None
+        self.opened_at: float | None = None
+        self.last_error = ""
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed.is_set()
+
+    async def probe(self) -> bool:
+        """Whether the dependency answers now (a probe that raises or hangs says no)."""
+        try:
+            return await asyncio.wait_for(self._probe(), self._probe_timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+
+    async def check(self, error: BaseException | str = "") -> bool:
+        """After a failed write: probe, and open if the dependency is down. True if open."""
+        if self.is_open:
+            return True
+        if await self.probe():
+            return False
+        self.trip(error)
+        return True
+
+    def trip(self, error: BaseException | str = "") -> None:
+        """Open the breaker (idempotent) and start probing until the dependency is back."""
+        if error:
+            self.last_error = str(error) or type(error).__name__
+        if self.is_open:
+            return
+        self._closed.clear()
+        self.opened_at = time.monotonic()
+        CONSUMER_PAUSED.labels(self.name).set(1)
+        CONSUMER_PAUSES.labels(self.name).inc()
+        log.error("%s is down (%s): consumers paused, messages held", self.name, self.last_error)
+        self._prober = asyncio.create_task(self._probe_until_back(), name=f"probe-{self.name}")
+
+    async def closed(self) -> None:
+        """Return when the breaker is closed (at once when it is)."""
+        await self._closed.wait()
+
+    async def _probe_until_back(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self._probe_every[min(attempt, len(self._probe_every) - 1)])
+            attempt += 1
+            if await self.probe():
+                break
+            log.warning("%s still down after %d probes: %s", self.name, attempt, self.last_error)
+        paused = time.monotonic() - (self.opened_at or time.monotonic())
+        log.warning("%s is back after %.1f s: consumers resume", self.name, paused)
+        self.opened_at = None
+        CONSUMER_PAUSED.labels(self.name).set(0)
+        self._closed.set()
+
+    async def stop(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._prober
+
+
 Prepared = TypeVar("Prepared")
 
 
@@ -69,15 +179,17 @@ async def run_consumer(
     *,
     batch_size: int = 500,
     fetch_timeout: float = 0.5,
+    breaker: CircuitBreaker | None = None,
 ) -> None:
     """Fetch batches forever and hand each to `handle`, which acks what it committed.
 
     The next batch is fetched while `handle` works on the current one, so a
     consumer waiting on its database is not also waiting on the network. Batches
     are still handled one at a time, in order. A batch fetched but not handled
-    when the consumer stops is nak'ed, so it is redelivered at once.
+    when the consumer stops is nak'ed, so it is redelivered at once. With a `breaker`,
+    nothing is fetched while it is open and what is held is kept alive.
     """
-    async with _pulling(js, spec, batch_size, fetch_timeout) as batches:
+    async with _pulling(js, spec, batch_size, fetch_timeout, breaker) as batches:
         while True:
             msgs = await batches.next()
             if msgs:
@@ -93,6 +205,7 @@ async def run_pipelined_consumer(
     batch_size: int = 500,
     fetch_timeout: float = 0.5,
     stop_timeout: float = 10.0,
+    breaker: CircuitBreaker | None = None,
 ) -> None:
     """`run_consumer` in two stages: a batch is prepared while the one before it commits.
 
@@ -101,11 +214,12 @@ async def run_pipelined_consumer(
     core, decoding the next batch while the database writes the last one keeps both
     busy. Commits still run one at a time, in fetch order, and a commit is never
     cancelled half-way: on stop the one in flight is awaited (it acks what it
-    committed), and batches fetched or prepared but not committed are nak'ed.
+    committed), and batches fetched or prepared but not committed are nak'ed. A commit
+    waiting for an open `breaker` holds no transaction and is cancelled on stop.
     """
     committing: asyncio.Task[None] | None = None
     uncommitted: list[Msg] = []  # prepared, waiting for the commit before it
-    async with _pulling(js, spec, batch_size, fetch_timeout) as batches:
+    async with _pulling(js, spec, batch_size, fetch_timeout, breaker) as batches:
         try:
             while True:
                 msgs = await batches.next()
@@ -120,7 +234,9 @@ async def run_pipelined_consumer(
                 uncommitted = []
         finally:
             if committing is not None and not committing.done():
-                with contextlib.suppress(Exception):
+                if breaker is not None and breaker.is_open:
+                    committing.cancel()  # parked until the database is back: no transaction
+                with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(committing), stop_timeout)
             for msg in uncommitted:
                 with contextlib.suppress(Exception):
@@ -130,11 +246,21 @@ async def run_pipelined_consumer(
 class _Batches:
     """Pull batches of a bound consumer, always fetching one ahead of the caller."""
 
-    def __init__(self, psub: Any, spec: ConsumerSpec, batch_size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        psub: Any,
+        spec: ConsumerSpec,
+        batch_size: int,
+        timeout: float,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._psub = psub
         self._spec = spec
         self._batch_size = batch_size
         self._timeout = timeout
+        self._breaker = breaker
+        # Fetched and not yet acked, nak'ed or terminated: kept alive while paused.
+        self.held: list[Msg] = []
         self._task = asyncio.current_task()
         self._ahead = asyncio.create_task(self._fetch())
 
@@ -148,6 +274,8 @@ class _Batches:
         return msgs
 
     async def _fetch(self) -> list[Msg]:
+        if self._breaker is not None:
+            await self._breaker.closed()
         try:
             msgs: list[Msg] = await self._psub.fetch(self._batch_size, timeout=self._timeout)
         except TimeoutError:
@@ -156,7 +284,17 @@ class _Batches:
             log.warning("fetch on %s failed: %s", self._spec.name, exc)
             await asyncio.sleep(0.5)
             return []
+        if msgs:
+            self.held = [m for m in self.held if not m.is_acked] + msgs
         return msgs
+
+    async def keep_alive(self) -> int:
+        """Reset `ack_wait` of every message still held; returns how many."""
+        self.held = [m for m in self.held if not m.is_acked]
+        for msg in self.held:
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+        return len(self.held)
 
     async def close(self) -> None:
         """Nak a batch fetched but never handed out, so it is redelivered at once."""
@@ -165,16 +303,27 @@ class _Batches:
 
 @contextlib.asynccontextmanager
 async def _pulling(
-    js: JetStreamContext, spec: ConsumerSpec, batch_size: int, fetch_timeout: float
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    batch_size: int,
+    fetch_timeout: float,
+    breaker: CircuitBreaker | None = None,
 ) -> AsyncIterator[_Batches]:
     """Bind the consumer, watch its lag, and fetch ahead; undo all of it on the way out."""
     psub = await bind(js, spec)
     lag_task = asyncio.create_task(_watch_lag(js, spec))
-    batches = _Batches(psub, spec, batch_size, fetch_timeout)
+    batches = _Batches(psub, spec, batch_size, fetch_timeout, breaker)
+    holder = (
+        asyncio.create_task(_hold_while_paused(batches, breaker, spec))
+        if breaker is not None
+        else None
+    )
     try:
         yield batches
     finally:
         lag_task.cancel()
+        if holder is not None:
+            holder.cancel()
         await batches.close()
         # Without this a stopping process waits out its drain timeout on the pull subscription.
         with contextlib.suppress(Exception):
@@ -192,6 +341,19 @@ async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:
     for msg in ahead.result():
         with contextlib.suppress(Exception):
             await msg.nak()
+
+
+async def _hold_while_paused(
+    batches: _Batches, breaker: CircuitBreaker, spec: ConsumerSpec
+) -> None:
+    """While the breaker is open, keep every held message from timing out (a redelivery
+    would spend one of its `max_deliver` attempts)."""
+    every = max(spec.ack_wait_s / 3, 0.1)
+    while True:
+        await asyncio.sleep(every)
+        if breaker.is_open:
+            held = await batches.keep_alive()
+            log.info("%s paused (%s down): holding %d messages", spec.name, breaker.name, held)
 
 
 async def _watch_lag(js: JetStreamContext, spec: ConsumerSpec) -> None:

@@ -1,4 +1,9 @@
-"""Applies a service's numbered plain-SQL migrations once each, under an advisory lock."""
+"""Applies a service's numbered plain-SQL migrations once each, under an advisory lock.
+
+Migrations are forward-only. A database that already carries a migration this release
+does not know was written by a newer release: the runner refuses it (`SchemaTooNewError`)
+rather than run old code against a schema it does not understand.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release than this one."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +43,13 @@ def discover(directory: Path) -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: asyncpg.Connection, schema: str, directory: Path) -> list[int]:
-    """Apply the pending migrations of `schema`; returns the versions applied."""
-    migrations = discover(directory)
+async def apply_migrations(
+    conn: asyncpg.Connection, schema: str, directory: Path, *, upto: int | None = None
+) -> list[int]:
+    """Apply the pending migrations of `schema` (those numbered up to `upto`, when given);
+    returns the versions applied. Raises `SchemaTooNewError` on a newer database."""
+    migrations = [m for m in discover(directory) if upto is None or m.version <= upto]
+    known = {m.version for m in discover(directory)}
     # One lock per schema: replicas starting together apply each file once.
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"tollgate-migrate:{schema}")
     try:
@@ -50,6 +63,14 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, directory: Pat
             r["version"]
             for r in await conn.fetch(f'SELECT version FROM "{schema}".schema_migrations')
         }
+        unknown = sorted(done - known)
+        if unknown:
+            raise SchemaTooNewError(
+                f"schema {schema!r} carries migration(s) {', '.join(f'{v:04d}' for v in unknown)}"
+                f" that this release does not have (it knows up to {max(known, default=0):04d}):"
+                " the database was written by a newer Tollgate. Run that version, or restore"
+                " a backup taken before the upgrade; migrations only go forward."
+            )
         applied: list[int] = []
         for mig in migrations:
             if mig.version in done:
@@ -69,9 +90,11 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, directory: Pat
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"tollgate-migrate:{schema}")
 
 
-async def migrate_url(database_url: str, schema: str, directory: Path) -> list[int]:
+async def migrate_url(
+    database_url: str, schema: str, directory: Path, *, upto: int | None = None
+) -> list[int]:
     conn = await asyncpg.connect(database_url)
     try:
-        return await apply_migrations(conn, schema, directory)
+        return await apply_migrations(conn, schema, directory, upto=upto)
     finally:
         await conn.close()

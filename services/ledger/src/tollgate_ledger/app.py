@@ -15,12 +15,16 @@ import asyncpg
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client as NATS
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 
 from tollgate_ledger import subscribers
 from tollgate_ledger.budgets import BudgetBook, SpendMirror
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
+from tollgate_ledger.projections.dead_letters import DeadLetterProjection
 from tollgate_ledger.projections.reads import LedgerReader
+from tollgate_ledger.projections.retention import RetentionProjection
 from tollgate_ledger.projections.spend import SpendProjection
 from tollgate_ledger.routes.audit import audit_router
 from tollgate_ledger.routes.guards import ReadDeps
@@ -29,14 +33,18 @@ from tollgate_ledger.routes.spend import spend_router
 from tollgate_ledger.service import (
     Announcer,
     AuditService,
+    DeadLetters,
     ReadService,
+    Retention,
     SpendService,
+    database_probe,
     js_publisher,
     partitions_forever,
     reset_forever,
+    retention_forever,
 )
 from tollgate_ledger.settings import LedgerSettings
-from tollgate_shared import durations, names
+from tollgate_shared import consuming, durations, names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_nats, check_postgres
 from tollgate_shared.kvview import KvView
@@ -57,6 +65,16 @@ async def migrate(database_url: str, schema: str = names.SCHEMA_LEDGER) -> list[
         return await apply_migrations(conn, schema, MIGRATIONS)
     finally:
         await conn.close()
+
+
+async def _stream_age(js: JetStreamContext, stream: str) -> float | None:
+    """The stream's max age as provisioned (what a redelivery or replay can reach back)."""
+    try:
+        info = await js.stream_info(stream)
+    except Exception as exc:
+        log.warning("stream %s not readable (%s): assuming the provisioned default", stream, exc)
+        return names.STREAM_LLM.max_age_s
+    return info.config.max_age
 
 
 @dataclass
@@ -101,6 +119,10 @@ def create_app(
             log.warning("KV bucket of keys not readable yet; only the master key reads")
         budgets = BudgetBook(durations.budget_timezone(cfg.litellm_settings.timezone))
         announcer: Announcer | None = None
+        # One breaker for both consumers: while PostgreSQL is down they hold their
+        # messages instead of spending deliveries (finding 3 of issue 16).
+        breaker = consuming.CircuitBreaker("ledger-postgres", database_probe(deps.pool))
+        advisories: list[Subscription] = []
         if settings.consumers_enabled:
             try:
                 await asyncio.wait_for(budgets.start(js), 10)
@@ -113,19 +135,34 @@ def create_app(
                 SpendService(
                     spend_spec.name, js, deps.pool, spend_projection, policy, announcer, publish
                 ),
+                breaker,
             )
             audit = subscribers.AuditSubscriber(
                 audit_spec,
                 AuditService(audit_spec.name, deps.pool, AuditProjection(schema), policy, publish),
+                breaker,
+            )
+            dead = DeadLetters(deps.pool, js, DeadLetterProjection(schema), publish)
+            advisories = await subscribers.watch_dead_letters(
+                deps.nc, [spend_spec, audit_spec], dead
+            )
+            retention = Retention(
+                deps.pool,
+                spend_projection,
+                RetentionProjection(schema),
+                policy.for_stream_age(await _stream_age(js, spend_spec.stream)),
             )
             deps.tasks = [
                 asyncio.create_task(
                     subscribers.run_spend(js, spend_spec, spend, settings.spend_batch_size)
                 ),
                 asyncio.create_task(
-                    subscribers.run(js, audit_spec, audit.handle, settings.audit_batch_size)
+                    subscribers.run(
+                        js, audit_spec, audit.handle, settings.audit_batch_size, breaker
+                    )
                 ),
-                asyncio.create_task(partitions_forever(deps.pool, spend_projection, policy)),
+                asyncio.create_task(partitions_forever(deps.pool, spend_projection)),
+                asyncio.create_task(retention_forever(retention)),
                 asyncio.create_task(
                     reset_forever(
                         deps.pool,
@@ -146,6 +183,10 @@ def create_app(
             for task in deps.tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for sub in advisories:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            await breaker.stop()
             if announcer is not None:
                 await announcer.stop()
             await budgets.stop()

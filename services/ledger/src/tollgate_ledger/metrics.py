@@ -40,3 +40,18 @@ DB_ERRORS = Counter(
 PARTITIONS_DROPPED = Counter(
     "tollgate_ledger_partitions_dropped_total", "Daily partitions dropped by retention"
 )
+RETENTION_DROPPED = Counter(
+    "tollgate_ledger_retention_dropped_total",
+    "Rows dropped by retention, by table (whole partitions count their rows)",
+    ["table"],
+)
+DEAD_LETTERS = Counter(
+    "tollgate_ledger_dead_letters_total",
+    "Messages JetStream stopped delivering (max deliveries), recorded for replay",
+    ["consumer"],
+)
+DEAD_LETTERS_REPLAYED = Counter(
+    "tollgate_ledger_dead_letters_replayed_total",
+    "Dead letters replayed, by outcome",
+    ["outcome"],
+)

@@ -41,7 +41,7 @@ def partitions_to_drop(names: Iterable[str], now: datetime, retention: timedelta
     return sorted(out)
 
 
-def maintenance_interval_s(retention_interval: timedelta) -> float:
-    """How often partitions are checked: retention's interval, at least hourly (partitions
-    must exist before midnight), never more than once a second."""
-    return max(min(retention_interval, timedelta(hours=1)).total_seconds(), 1.0)
+def retention_check_s(retention_interval: timedelta) -> float:
+    """How often a ledger asks whether a cleanup is due: a tenth of the interval, between
+    once a second and once a minute (the run record, not this, spaces the cleanups)."""
+    return min(max(retention_interval.total_seconds() / 10, 1.0), 60.0)

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,25 +33,26 @@ from nats.js.errors import NotFoundError
 from tollgate_ledger import metrics
 from tollgate_ledger.audit import audit_row
 from tollgate_ledger.budgets import BudgetBook, SpendMirror, spend_totals
+from tollgate_ledger.decoding import ADMIN_CHANGE, FINISHED, MaxDeliveries, request_id_hint
 from tollgate_ledger.filters import AuditFilter, SpendLogFilter
-from tollgate_ledger.partitions import (
-    PARTITIONED_TABLES,
-    maintenance_interval_s,
-    partitions_ahead,
-    partitions_to_drop,
-)
+from tollgate_ledger.partitions import partitions_ahead, partitions_to_drop, retention_check_s
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
+from tollgate_ledger.projections.dead_letters import DeadLetter, DeadLetterProjection
 from tollgate_ledger.projections.reads import LedgerReader
+from tollgate_ledger.projections.retention import RetentionProjection
 from tollgate_ledger.projections.spend import BatchResult, SpendProjection, TotalAfter
 from tollgate_ledger.rows import SpendRow, spend_row
+from tollgate_shared import names
 from tollgate_shared.events import (
     AdminChanged,
     Event,
+    EventDecodeError,
     LedgerDbError,
     LedgerSpendUpdated,
     LedgerTrackingFailed,
     LlmRequestFinished,
+    decode,
 )
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import hydrate_content, publish_event
@@ -442,7 +445,246 @@ class AuditService:
         metrics.TRACKING_FAILED.labels(self.consumer).inc()
 
 
+# --- the database breaker and dead letters ------------------------------------------------
+
+
+def database_probe(pool: asyncpg.Pool) -> Callable[[], Awaitable[bool]]:
+    """A probe for the consumers' breaker: the database answers and takes writes (a
+    failover that left us on a read-only standby counts as down)."""
+
+    async def probe() -> bool:
+        async with pool.acquire(timeout=5) as conn:
+            return bool(await conn.fetchval("SELECT NOT pg_is_in_recovery()"))
+
+    return probe
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What `replay-dead` made of the recorded dead letters."""
+
+    recorded: int = 0
+    refused: int = 0
+    gone: int = 0
+    retry: int = 0
+
+    def lines(self) -> list[str]:
+        return [
+            f"replayed: {self.recorded} recorded, {self.refused} refused (poison), "
+            f"{self.gone} gone from the stream, {self.retry} left for a later replay"
+        ]
+
+
+@dataclass
+class DeadLetters:
+    """Messages JetStream stopped delivering (its max-delivery advisory): each is recorded
+    by stream sequence, reported as `ledger.tracking.failed.v1` (the alerter's
+    `failed_tracking_spend`), and `replay` re-reads it from the stream and writes it
+    through the same services as the consumers (idempotent: replaying twice is harmless).
+    """
+
+    pool: asyncpg.Pool
+    js: JetStreamContext
+    projection: DeadLetterProjection
+    publish: Publish | None = None
+
+    async def captured(self, advisory: MaxDeliveries, attempts: int = 5) -> bool:
+        """Record one advisory (retried while the database is away); True if new."""
+        subject, request_id = await self._peek(advisory.stream, advisory.stream_seq)
+        dead = DeadLetter(
+            advisory.stream,
+            advisory.stream_seq,
+            advisory.consumer,
+            advisory.deliveries,
+            subject,
+            request_id,
+        )
+        delay = 0.5
+        for attempt in range(attempts):
+            try:
+                async with self.pool.acquire() as conn:
+                    new = await self.projection.record(conn, dead)
+                break
+            except DB_ERRORS as exc:
+                if attempt == attempts - 1:
+                    log.error("could not record dead letter %s: %s", dead, exc)
+                    new = True  # still report it: the alert is all that is left
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        if not new:
+            return False
+        metrics.DEAD_LETTERS.labels(advisory.consumer).inc()
+        log.error(
+            "%s gave up on %s #%d (%s) after %d deliveries: recorded for replay-dead",
+            advisory.consumer,
+            advisory.stream,
+            advisory.stream_seq,
+            request_id or subject,
+            advisory.deliveries,
+        )
+        await _tell(
+            self.publish,
+            LedgerTrackingFailed(
+                producer=PRODUCER,
+                request_id=request_id,
+                subject_name=subject or f"{advisory.stream}#{advisory.stream_seq}",
+                error=(
+                    f"{advisory.consumer}: max deliveries ({advisory.deliveries}) reached for "
+                    f"{advisory.stream} sequence {advisory.stream_seq}; "
+                    "replay with `python -m tollgate_ledger replay-dead`"
+                ),
+            ),
+        )
+        return True
+
+    async def _peek(self, stream: str, seq: int) -> tuple[str | None, str | None]:
+        try:
+            raw = await self.js.get_msg(stream, seq)
+        except Exception as exc:
+            log.warning("dead letter %s #%d not readable: %s", stream, seq, exc)
+            return None, None
+        return raw.subject, request_id_hint(raw.data or b"")
+
+    async def replay(
+        self, spend: SpendService, audit: AuditService, *, limit: int = 10_000
+    ) -> ReplayReport:
+        """Re-read every pending dead letter from its stream and write it."""
+        async with self.pool.acquire() as conn:
+            pending = await self.projection.pending(conn, limit)
+        counts = {"recorded": 0, "refused": 0, "gone": 0, "retry": 0}
+        for dead in pending:
+            outcome = await self._replay_one(dead, spend, audit)
+            kind = outcome.split(":", 1)[0]
+            counts[kind] += 1
+            metrics.DEAD_LETTERS_REPLAYED.labels(kind).inc()
+            if kind != "retry":
+                async with self.pool.acquire() as conn:
+                    await self.projection.settle(conn, dead, outcome)
+        return ReplayReport(**counts)
+
+    async def _replay_one(self, dead: DeadLetter, spend: SpendService, audit: AuditService) -> str:
+        try:
+            raw = await self.js.get_msg(dead.stream, dead.stream_seq)
+        except NotFoundError:
+            return "gone: no longer in the stream (past its max age)"
+        subject, data = raw.subject or "", raw.data or b""
+        try:
+            if dead.stream == names.STREAM_ADMIN.name:
+                admin = decode(subject, data, ADMIN_CHANGE)
+                v = await audit.record([admin], received=1, started=time.perf_counter())
+                return "recorded" if v.fate is Fate.RECORDED else f"retry: {v.reason}"
+            event = decode(subject, data, FINISHED, content=spend.reads_content)
+        except EventDecodeError as exc:
+            await spend.untracked(subject, str(exc), request_id_hint(data))
+            return f"refused: {exc}"
+        batch = await spend.prepare([(dead, event)], received=1, started=time.perf_counter())
+        if batch.later:
+            return "retry: content not readable yet"
+        for _, verdict in await spend.commit(batch):
+            if verdict.fate is Fate.REFUSED:
+                await spend.untracked(subject, verdict.reason, verdict.request_id)
+                return f"refused: {verdict.reason}"
+            if verdict.fate is Fate.RETRY:
+                return "retry: database"
+        return "recorded"
+
+
 # --- partitions and retention ---------------------------------------------------------
+
+RETENTION_JOB = "cleanup"
+# Partitions must exist before traffic reaches them: checked at least this often.
+PARTITIONS_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one cleanup dropped: partitions by name, and rows per table."""
+
+    partitions: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"partitions": self.partitions, "rows": self.rows}
+
+
+@dataclass
+class Retention:
+    """Drops what the retention settings say is expired, on one replica at a time.
+
+    A cleanup holds a PostgreSQL advisory lock (`pg_try_advisory_lock`) on its own
+    connection from start to end: a second ledger finds it taken and skips. Each run is
+    recorded (`retention_runs`: when, by whom, what it dropped) and the next one is due
+    `retention_interval` after the last, whichever replica ran it and however long the
+    interval. Spend-log partitions go whole days at a time; `processed_requests` (the
+    idempotency record) is kept for at least `policy.idempotency_window`.
+    """
+
+    pool: asyncpg.Pool
+    spend: SpendProjection
+    store: RetentionProjection
+    policy: LedgerPolicy
+    runner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    async def run(
+        self, now: datetime | None = None, *, force: bool = False
+    ) -> RetentionReport | None:
+        """One cleanup if it is due (or `force`); None when skipped (not due, or locked)."""
+        now = now or datetime.now(UTC)
+        async with self.pool.acquire() as conn:
+            if not await self.store.try_lock(conn):
+                log.info("retention: another ledger is running the cleanup; skipped")
+                return None
+            try:
+                last = await self.store.last_run(conn, RETENTION_JOB)
+                if not force and last is not None and last + self.policy.retention_interval > now:
+                    return None
+                report = await self._cleanup(conn, now)
+                await self.store.record_run(conn, RETENTION_JOB, self.runner, now, report.summary())
+            finally:
+                await self.store.unlock(conn)
+        self._tell(report)
+        return report
+
+    async def _cleanup(self, conn: asyncpg.Connection, now: datetime) -> RetentionReport:
+        report = RetentionReport()
+        for table, keep in (
+            ("spend_logs", self.policy.retention),
+            ("processed_requests", self.policy.idempotency_retention),
+        ):
+            if keep is None:
+                continue
+            existing = await self.spend.existing_partitions(conn, table)
+            for name in partitions_to_drop(existing, now, keep):
+                async with conn.transaction():
+                    rows = await self.store.count_rows(conn, name)
+                    await self.spend.drop_partitions(conn, [name])
+                report.partitions.append(name)
+                report.rows[table] = report.rows.get(table, 0) + rows
+        for table, keep in (
+            ("sessions", self.policy.session_retention),
+            ("daily_spend", self.policy.daily_retention),
+            ("audit_log", self.policy.audit_retention),
+        ):
+            if keep is None:
+                continue
+            cutoff: datetime | date = now - keep
+            if table == "daily_spend":
+                cutoff = (now - keep).date()  # whole days only
+            report.rows[table] = await self.store.prune(conn, table, cutoff)
+        return report
+
+    def _tell(self, report: RetentionReport) -> None:
+        for table, n in report.rows.items():
+            metrics.RETENTION_DROPPED.labels(table).inc(n)
+        if report.partitions:
+            metrics.PARTITIONS_DROPPED.inc(len(report.partitions))
+        log.info(
+            "retention by %s: dropped partitions [%s]; rows %s",
+            self.runner,
+            ", ".join(report.partitions),
+            ", ".join(f"{t}={n}" for t, n in report.rows.items()) or "none",
+        )
 
 
 async def maintain_partitions(
@@ -451,36 +693,40 @@ async def maintain_partitions(
     policy: LedgerPolicy,
     now: datetime | None = None,
 ) -> list[str]:
-    """Create today's and tomorrow's partitions; drop whole days past retention."""
+    """Create today's and tomorrow's partitions; then a cleanup now (under its lock)."""
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
         await projection.ensure_partitions(conn, partitions_ahead(now))
-    if policy.retention is None:
+    if not policy.prunes_anything:
         return []
-    dropped: list[str] = []
-    async with pool.acquire() as conn, conn.transaction():
-        for table in PARTITIONED_TABLES:
-            existing = await projection.existing_partitions(conn, table)
-            old = partitions_to_drop(existing, now, policy.retention)
-            dropped += await projection.drop_partitions(conn, old)
-    if dropped:
-        metrics.PARTITIONS_DROPPED.inc(len(dropped))
-        log.info("retention %s: dropped partitions %s", policy.retention, ", ".join(dropped))
-    return dropped
+    retention = Retention(pool, projection, RetentionProjection(projection.schema), policy)
+    report = await retention.run(now, force=True)
+    return report.partitions if report is not None else []
 
 
-async def partitions_forever(
-    pool: asyncpg.Pool, projection: SpendProjection, policy: LedgerPolicy
-) -> None:
-    """Partition maintenance and retention, at `maintenance_interval_s`."""
-    every = maintenance_interval_s(policy.retention_interval)
+async def partitions_forever(pool: asyncpg.Pool, projection: SpendProjection) -> None:
+    """Today's and tomorrow's partitions, checked hourly."""
     while True:
         try:
-            await maintain_partitions(pool, projection, policy)
+            async with pool.acquire() as conn, conn.transaction():
+                await projection.ensure_partitions(conn, partitions_ahead(datetime.now(UTC)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("partition maintenance failed: %s", exc)
+        await asyncio.sleep(PARTITIONS_EVERY_S)
+
+
+async def retention_forever(retention: Retention) -> None:
+    """A cleanup whenever one is due; checked every `retention_check_s(interval)`."""
+    every = retention_check_s(retention.policy.retention_interval)
+    while True:
+        try:
+            await retention.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("retention cleanup failed: %s", exc)
         await asyncio.sleep(every)
 
 

@@ -4,9 +4,12 @@ ack, nak or terminate what it says.
 Ack policy (both consumers): a message is acked only after the transaction that
 records it has committed. A message that can never be recorded (bad JSON, wrong
 schema, unknown version, or a row the database refuses) is terminated at once,
-counted, and reported as `ledger.tracking.failed.v1` (spend). A database failure
-naks the batch with the consumer's backoff (`names.LEDGER_SPEND`: max_deliver 8,
-backoff 1-30 s); the service reports it as `ledger.db.error.v1`.
+counted, and reported as `ledger.tracking.failed.v1` (spend). A database failure is
+reported as `ledger.db.error.v1`; then, if the database is down (the breaker's probe
+fails), the consumers pause: the batch is held, unacked and not nak'ed, and written
+again once the database answers, so an outage of any length spends no delivery. A
+failure while the database answers naks the batch with the consumer's backoff
+(`names.LEDGER_SPEND`: max_deliver 8, backoff 1-30 s).
 """
 
 from __future__ import annotations
@@ -17,11 +20,26 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from tollgate_ledger.decoding import ADMIN_CHANGE, FINISHED, request_id_hint
-from tollgate_ledger.service import AuditService, Fate, SpendBatch, SpendService, Verdict
+from tollgate_ledger.decoding import (
+    ADMIN_CHANGE,
+    FINISHED,
+    MaxDeliveries,
+    max_deliveries_subject,
+    request_id_hint,
+)
+from tollgate_ledger.service import (
+    AuditService,
+    DeadLetters,
+    Fate,
+    SpendBatch,
+    SpendService,
+    Verdict,
+)
 from tollgate_shared import consuming
 from tollgate_shared.events import AdminChanged, EventDecodeError, LlmRequestFinished, decode
 from tollgate_shared.names import ConsumerSpec
@@ -43,6 +61,7 @@ class SpendSubscriber:
 
     spec: ConsumerSpec
     service: SpendService
+    breaker: consuming.CircuitBreaker | None = None
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Decode, record and acknowledge one batch."""
@@ -63,16 +82,24 @@ class SpendSubscriber:
         return batch
 
     async def commit(self, batch: SpendBatch[Msg]) -> None:
-        """Have the service write a prepared batch, then ack, nak or term each message."""
-        retry: list[Msg] = []
-        for msg, verdict in await self.service.commit(batch):
-            if verdict.fate is Fate.RECORDED:
-                await msg.ack()
-            elif verdict.fate is Fate.RETRY:
-                retry.append(msg)
-            else:
-                await self._refuse(msg, verdict)
-        await _nak(self.spec, retry)
+        """Have the service write a prepared batch, then ack, nak or term each message;
+        while the database is down, hold what is left and write it when it is back."""
+        while True:
+            retry: list[Msg] = []
+            for msg, verdict in await self.service.commit(batch):
+                if verdict.fate is Fate.RECORDED:
+                    await msg.ack()
+                elif verdict.fate is Fate.RETRY:
+                    retry.append(msg)
+                else:
+                    await self._refuse(msg, verdict)
+            if not retry:
+                return
+            if not await _database_down(self.breaker):
+                await _nak(self.spec, retry)
+                return
+            held = {id(m) for m in retry}
+            batch = SpendBatch([(m, row) for m, row in batch.ready if id(m) in held], [], 0.0)
 
     async def _refuse(self, msg: Msg, verdict: Verdict) -> None:
         await consuming.terminate(self.spec, msg, verdict.reason)
@@ -85,6 +112,7 @@ class AuditSubscriber:
 
     spec: ConsumerSpec
     service: AuditService
+    breaker: consuming.CircuitBreaker | None = None
 
     async def handle(self, msgs: list[Msg]) -> None:
         started = time.perf_counter()
@@ -95,14 +123,26 @@ class AuditSubscriber:
             except EventDecodeError as exc:
                 self.service.untracked()
                 await consuming.terminate(self.spec, msg, str(exc))
-        verdict = await self.service.record(
-            [e for _, e in ready], received=len(msgs), started=started
-        )
-        if verdict.fate is Fate.RETRY:
-            await _nak(self.spec, [m for m, _ in ready])
-            return
+        while True:
+            verdict = await self.service.record(
+                [e for _, e in ready], received=len(msgs), started=started
+            )
+            if verdict.fate is not Fate.RETRY:
+                break
+            if not await _database_down(self.breaker):
+                await _nak(self.spec, [m for m, _ in ready])
+                return
         for msg, _ in ready:
             await msg.ack()
+
+
+async def _database_down(breaker: consuming.CircuitBreaker | None) -> bool:
+    """After a failed write: True once the database, found down, is back (write again);
+    False when it answers (the failure is the batch's own: nak with backoff)."""
+    if breaker is None or not await breaker.check("a ledger write failed"):
+        return False
+    await breaker.closed()
+    return True
 
 
 @contextlib.contextmanager
@@ -120,6 +160,7 @@ async def run(
     spec: ConsumerSpec,
     handle: Callable[[list[Msg]], Awaitable[None]],
     batch_size: int,
+    breaker: consuming.CircuitBreaker | None = None,
 ) -> None:
     """Run one consumer until cancelled; a crash in a batch is logged, never fatal."""
 
@@ -127,7 +168,7 @@ async def run(
         with _survives(spec, "batch"):
             await handle(msgs)
 
-    await consuming.run_consumer(js, spec, guarded, batch_size=batch_size)
+    await consuming.run_consumer(js, spec, guarded, batch_size=batch_size, breaker=breaker)
 
 
 async def run_spend(
@@ -145,4 +186,39 @@ async def run_spend(
             with _survives(spec, "batch"):
                 await subscriber.commit(batch)
 
-    await consuming.run_pipelined_consumer(js, spec, prepare, commit, batch_size=batch_size)
+    await consuming.run_pipelined_consumer(
+        js, spec, prepare, commit, batch_size=batch_size, breaker=subscriber.breaker
+    )
+
+
+async def watch_dead_letters(
+    nc: NATS, specs: list[ConsumerSpec], dead: DeadLetters
+) -> list[Subscription]:
+    """Capture JetStream's max-delivery advisories of the ledger's consumers (one replica
+    of the queue group handles each) and hand them to `DeadLetters`."""
+
+    async def on_advisory(msg: Msg) -> None:
+        try:
+            advisory = MaxDeliveries.model_validate_json(msg.data)
+        except ValueError as exc:
+            log.warning("unreadable max-delivery advisory on %s: %s", msg.subject, exc)
+            return
+        with _survives_named("dead-letter capture"):
+            await dead.captured(advisory)
+
+    return [
+        await nc.subscribe(
+            max_deliveries_subject(spec.stream, spec.name),
+            queue="ledger-dead-letters",
+            cb=on_advisory,
+        )
+        for spec in specs
+    ]
+
+
+@contextlib.contextmanager
+def _survives_named(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:
+        log.exception("%s failed unexpectedly", what)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import asyncpg
@@ -182,7 +182,13 @@ class SpendProjection:
         self._known_partitions.clear()
 
     async def ensure_partitions(self, conn: asyncpg.Connection, days: Iterable[date]) -> None:
-        """Create the daily partitions the batch needs, in the caller's transaction."""
+        """Create the daily partitions the batch needs, in the caller's transaction.
+
+        Only today's and later partitions are remembered: an older one may be dropped by
+        retention on another replica at any time, so it is checked in each batch (under
+        the partition's lock, which retention takes to drop it).
+        """
+        today = datetime.now(UTC).date()
         for day in sorted(set(days) - self._known_partitions):
             start, end = partition_bounds(day)
             for table in PARTITIONED_TABLES:
@@ -196,7 +202,8 @@ class SpendProjection:
                     f'PARTITION OF "{self.schema}"."{table}" '
                     f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
-            self._known_partitions.add(day)
+            if day >= today:
+                self._known_partitions.add(day)
 
     async def write(self, conn: asyncpg.Connection, rows: Sequence[SpendRow]) -> BatchResult:
         """Write one batch; call inside a transaction and commit before acknowledging."""
@@ -327,6 +334,11 @@ class SpendProjection:
         """Drop whole partitions (retention): never a bulk DELETE."""
         dropped = []
         for name in names:
+            # A writer holds this lock from creating-if-missing to commit: never drop a
+            # partition between its check and its insert.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"{self.schema}.{name}"
+            )
             await conn.execute(f'DROP TABLE IF EXISTS "{self.schema}"."{name}"')
             dropped.append(name)
         self.forget_partitions()
