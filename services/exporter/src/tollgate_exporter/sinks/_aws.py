@@ -1,0 +1,43 @@
+"""AWS clients for the s3, sqs and dynamodb sinks: one aiobotocore client per destination
+(region, endpoint, credentials), kept open while the exporter runs.
+
+Botocore's own retries are off (one attempt per call): the exporter's delivery loop
+retries, honours `Retry-After`, and dead-letters, as for every sink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+
+class AwsClients:
+    """One client per (service, destination key), created on first use."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._session = get_session()
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._config = AioConfig(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+        )
+
+    async def get(self, service: str, key: str, aws: Mapping[str, str | None]) -> Any:
+        client = self._clients.get(key)
+        if client is None:
+            kwargs = {k: v for k, v in aws.items() if v}
+            client = await self._stack.enter_async_context(
+                self._session.create_client(service, config=self._config, **kwargs)
+            )
+            self._clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        self._clients.clear()
+        await self._stack.aclose()
