@@ -9,6 +9,7 @@ module. A missing emulator is an error with the command that installs it, never 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -16,10 +17,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from support.receivers.samples import PROMPT, REPLY
+from tollgate_exporter.content import redact
+from tollgate_exporter.destinations import Destination
+from tollgate_exporter.settings import ExporterSettings
+from tollgate_exporter.sinks import ClosableSink, ExportItem, SinkContext, registry
+from tollgate_shared.config import LitellmSettings
+from tollgate_shared.events import LlmRequestCompleted, LlmRequestFinished
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BIN = ROOT / ".cache" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -40,7 +51,9 @@ def _wait(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"{proc.args} exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+            )
         with contextlib.suppress(httpx.HTTPError):
             httpx.get(url, timeout=1)
             return
@@ -120,3 +133,88 @@ def azurite() -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
     with _process(args, url):
         yield url
+
+
+# --- driving a sink into an emulator, and checking what landed ------------------------
+
+
+def destination_of(name: str, vars_: dict[str, Any], env: dict[str, str]) -> Destination:
+    """The destination the registry builds for callback `name` (asserting it is usable)."""
+    dest = registry().destination_for(name, vars_, {}, env)
+    assert isinstance(dest, Destination), dest
+    return dest
+
+
+@contextlib.asynccontextmanager
+async def sink_of(kind: str, env: dict[str, str] | None = None) -> AsyncIterator[ClosableSink]:
+    """The registry's sender of `kind`, with a real HTTP client, closed afterwards."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        ctx = SinkContext(
+            client, ExporterSettings(export_timeout_s=10), LitellmSettings(), env or {}
+        )
+        sink = registry().create(ctx)[kind]
+        try:
+            yield sink
+        finally:
+            await sink.close()
+
+
+def item(event: LlmRequestFinished, content: bool) -> ExportItem:
+    """An item as the exporter hands it to a sink: redacted unless content may leave."""
+    return ExportItem(event if content else redact(event), redacted=not content)
+
+
+def check_record(doc: dict[str, Any], event: LlmRequestFinished, content: bool) -> None:
+    """A stored `_storage.record`: cost, tokens, key, team, session, tags, content if allowed."""
+    assert doc["id"] == event.request_id
+    assert doc["event_id"] == event.event_id
+    assert Decimal(str(doc["spend"])) == event.spend
+    assert abs(float(doc["response_cost"]) - float(event.spend)) < 1e-12
+    assert (doc["prompt_tokens"], doc["completion_tokens"], doc["total_tokens"]) == (
+        event.prompt_tokens,
+        event.completion_tokens,
+        event.total_tokens,
+    )
+    assert doc["key_alias"] == event.key_alias
+    assert doc["metadata"]["user_api_key_alias"] == event.key_alias
+    assert doc["team_id"] == event.team_id
+    assert doc["session_id"] == event.session_id
+    assert doc["request_tags"] == list(event.tags)
+    assert doc["content_redacted"] is (not content)
+    text = json.dumps(doc)
+    if content:
+        assert PROMPT in text
+        assert (REPLY in text) is isinstance(event, LlmRequestCompleted)
+    else:
+        assert PROMPT not in text
+        assert REPLY not in text
+        assert doc["messages"] is None
+
+
+def check_spend_row(row: dict[str, Any], event: LlmRequestFinished, content: bool) -> None:
+    """A stored spend log row (`_google.spend_log_row`), JSON columns as text or values."""
+
+    def js(v: Any) -> Any:
+        return json.loads(v) if isinstance(v, str) else v
+
+    assert row["request_id"] == event.request_id
+    assert Decimal(str(row["spend"])) == event.spend
+    assert (int(row["prompt_tokens"]), int(row["completion_tokens"])) == (
+        event.prompt_tokens,
+        event.completion_tokens,
+    )
+    assert int(row["total_tokens"]) == event.total_tokens
+    assert row["key_alias"] == event.key_alias
+    assert js(row["metadata"])["user_api_key_alias"] == event.key_alias
+    assert row["team_id"] == event.team_id
+    assert row["session_id"] == event.session_id
+    assert js(row["request_tags"]) == list(event.tags)
+    assert row["content_redacted"] is (not content)
+    text = json.dumps(row)
+    if content:
+        assert PROMPT in text
+        assert (REPLY in text) is isinstance(event, LlmRequestCompleted)
+    else:
+        assert PROMPT not in text
+        assert REPLY not in text
+        assert row["messages"] is None
