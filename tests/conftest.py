@@ -50,8 +50,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUrls]:
 
 @pytest.fixture(scope="session")
 async def provisioned(stack: StackUrls) -> StackUrls:
-    """Streams, consumers and buckets exist (idempotent, as `just provision`)."""
-    await provision_url(stack.nats_url)
+    """Streams, consumers and buckets exist (idempotent, as `just provision`), created as
+    the `provision` user where the embedded NATS has authorization."""
+    await provision_url(stack.nats_url, auth=stack.nats_auth("provision"))
     return stack
 
 

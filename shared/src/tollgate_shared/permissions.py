@@ -28,7 +28,7 @@ from tollgate_shared import names
 INBOX = "_INBOX.>"
 # JetStream API subjects every service may use: account and stream metadata (health,
 # readiness probes, `wait_provisioned`), nothing that changes anything.
-_READ_METADATA = ("$JS.API.INFO", "$JS.API.STREAM.INFO.>")
+_READ_METADATA = ("$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES")
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,11 @@ def read_stream(stream: str) -> tuple[str, ...]:
         f"$JS.API.DIRECT.GET.{stream}",
         f"$JS.API.DIRECT.GET.{stream}.>",
         f"$JS.API.STREAM.MSG.GET.{stream}",
+        # Ephemeral consumers only: the server refuses a durable name on these subjects
+        # (durables are created by `provision`, under CONSUMER.DURABLE.CREATE).
+        f"$JS.API.CONSUMER.CREATE.{stream}",
         f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.INFO.{stream}.>",
         f"$JS.API.CONSUMER.DELETE.{stream}.>",
         f"$JS.FC.{stream}.>",
     )
