@@ -16,6 +16,7 @@ from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
+from tollgate_ingress.console import console_router
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.limits import RateLimiter
 from tollgate_ingress.routes.forward import forward
@@ -214,7 +215,13 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         return {"nats": publisher, "state": state, "redis": redis}
 
     app = Litestar(
-        route_handlers=[chat_completions, list_models, forward, health_router("ingress", checks)],
+        route_handlers=[
+            chat_completions,
+            list_models,
+            forward,
+            health_router("ingress", checks),
+            console_router,
+        ],
         lifespan=[lifespan],
     )
     return FastLlmRoutes(app)
