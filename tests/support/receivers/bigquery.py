@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.params import FromPath
 
 from support.receivers import _Receiver
 
@@ -33,7 +34,9 @@ class BigqueryReceiver(_Receiver):
         rec = self
 
         @get(f"{PATH}/{{table:str}}")
-        async def table_get(project: str, dataset: str, table: str) -> Response[Any]:
+        async def table_get(
+            project: FromPath[str], dataset: FromPath[str], table: FromPath[str]
+        ) -> Response[Any]:
             found = rec.tables.get(f"{project}.{dataset}.{table}")
             if found is None:
                 return Response({"error": {"code": 404, "message": "Not found"}}, status_code=404)
@@ -41,7 +44,7 @@ class BigqueryReceiver(_Receiver):
 
         @post(PATH, status_code=200)
         async def table_insert(
-            project: str, dataset: str, request: Request[Any, Any, Any]
+            project: FromPath[str], dataset: FromPath[str], request: Request[Any, Any, Any]
         ) -> Response[Any]:
             doc = json.loads(await request.body())
             ref = doc["tableReference"]
@@ -55,7 +58,10 @@ class BigqueryReceiver(_Receiver):
 
         @post(f"{PATH}/{{table:str}}/insertAll", status_code=200)
         async def insert_all(
-            project: str, dataset: str, table: str, request: Request[Any, Any, Any]
+            project: FromPath[str],
+            dataset: FromPath[str],
+            table: FromPath[str],
+            request: Request[Any, Any, Any],
         ) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:

@@ -1,5 +1,5 @@
-"""An Elasticsearch receiver: validates `PUT /_index_template/{name}` and `POST /_bulk` as
-Elasticsearch documents them (NDJSON action/document pairs, one JSON object per line, a
+"""An Elasticsearch receiver: validates `PUT /_index_template/{name}` and `POST|PUT /_bulk`
+as Elasticsearch documents them (NDJSON action/document pairs, one JSON object per line, a
 final newline, `create` into a data stream matching an installed template) and keeps the
 documents per index, answering with the per-item statuses (409 for an `_id` already there).
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
-from litestar import Litestar, Request, Response, post, put
+from litestar import Litestar, Request, Response, put, route
+from litestar.params import FromPath
 
 from support.receivers import _Receiver
 
@@ -79,7 +80,7 @@ class ElasticsearchReceiver(_Receiver):
         rec = self
 
         @put("/_index_template/{name:str}")
-        async def template(name: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        async def template(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:
                 return failure
@@ -92,7 +93,7 @@ class ElasticsearchReceiver(_Receiver):
                 rec.templates[name] = doc
             return Response({"acknowledged": True}, headers=HEADERS)
 
-        @post("/_bulk", status_code=200)
+        @route("/_bulk", http_method=["POST", "PUT"], status_code=200)
         async def bulk(request: Request[Any, Any, Any]) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:

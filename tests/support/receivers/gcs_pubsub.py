@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
 
 from support.receivers import _Receiver
 
@@ -45,7 +46,7 @@ class PubsubReceiver(_Receiver):
 
         @post("/v1/projects/{project:str}/{rest:path}", status_code=200)
         async def publish(
-            project: str, rest: str, request: Request[Any, Any, Any]
+            project: FromPath[str], rest: FromPath[str], request: Request[Any, Any, Any]
         ) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
 
 from support.receivers import _Receiver
 
@@ -30,7 +31,7 @@ class SupabaseReceiver(_Receiver):
         rec = self
 
         @post("/rest/v1/{table:str}", status_code=201)
-        async def insert(table: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        async def insert(table: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
             body, failure = await rec._gate(request)
             if failure is not None:
                 return failure
