@@ -11,6 +11,7 @@ vendor's answer or the reason). Each vendor's test then reads its own receiver.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -767,3 +768,66 @@ async def test_no_redacted_content_left_tollgate(flow: Flow) -> None:
         assert PROMPT.encode() not in sent, sink
         assert REPLY.encode() not in sent, sink
         assert not rec.invalid, (sink, rec.invalid)
+
+
+BENCH_SINKS = (
+    "langsmith",
+    "lunary",
+    "braintrust",
+    "literalai",
+    "argilla",
+    "openmeter",
+    "cloudzero",
+    "lago",
+    "galileo",
+    "athina",
+)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TOLLGATE_EXPORTER_BENCH"),
+    reason="throughput figure: TOLLGATE_EXPORTER_BENCH=<events> (not part of ./just test)",
+)
+async def test_throughput_with_ten_destinations(provisioned: StackUrls) -> None:
+    """Events/s through one exporter fanning out to ten vendor destinations at once.
+
+    The events are on the stream before the exporter starts; the clock runs from its
+    start until every receiver holds every call. Receivers share the exporter's
+    process (threads), so this is a floor.
+    """
+    count = int(os.environ["TOLLGATE_EXPORTER_BENCH"])
+    nc = await connect_nats(provisioned.nats_url, "tollgate-tests")
+    js = nc.jetstream()
+    with ExitStack() as stack:
+        r: dict[str, VendorReceiver] = {}
+        for sink in BENCH_SINKS:
+            keys = {f"{sink}-global": "global"}
+            r[sink] = stack.enter_context(serving(RECEIVERS[sink](keys=keys)))
+        assert isinstance(r["argilla"], ArgillaReceiver)
+        r["argilla"].datasets = {"global": ["litellm-completion"]}
+        events = [completed(end_user="cust-1") for _ in range(count)]
+        for ev in events:
+            await publish_event(js, ev)
+        settings = ExporterSettings(nats_url=provisioned.nats_url, master_key="sk-bench")
+        litellm = {"callbacks": list(BENCH_SINKS)}
+        env = env_for({s: r.get(s, r["langsmith"]) for s in RECEIVERS})
+        app = create_app(settings, parse_config({"litellm_settings": litellm}), env)
+        last = events[-1].request_id.encode()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with LifespanManager(app, startup_timeout=30):
+            await eventually(
+                lambda: (
+                    all(len(r[s].all()) >= count for s in BENCH_SINKS if s != "lunary")
+                    and len(r["lunary"].all()) >= 2 * count
+                ),
+                timeout=600,
+                what="every destination holding every call",
+            )
+            elapsed = loop.time() - started
+        assert all(last in r[s].all_bytes() for s in BENCH_SINKS)
+    await nc.drain()
+    print(
+        f"\nexporter: {count} events x {len(BENCH_SINKS)} destinations in {elapsed:.1f} s = "
+        f"{count / elapsed:.0f} events/s ({count * len(BENCH_SINKS) / elapsed:.0f} deliveries/s)"
+    )

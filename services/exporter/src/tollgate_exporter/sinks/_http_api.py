@@ -18,6 +18,7 @@ Content: items arrive already redacted when they must be (`content.redact`); the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
 
 # Remember this many delivered posts per sink, so a retried batch does not resend them.
 _SENT_MEMORY = 20_000
+# Requests of one batch in flight at once (per-call APIs post each call on its own).
+POSTS_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class HttpApiSink:
         cache = self._caches.setdefault(destination.key, {})
         rctx = RenderContext(self._ctx.client, self._ctx, cache)
         result = BatchResult()
+        posts: list[tuple[Post, str]] = []
         for part in await self._render(rctx, destination, items):
             if isinstance(part, Skip):
                 continue
@@ -137,31 +141,48 @@ class HttpApiSink:
                 if refused is not None:
                     result.rejected.update(dict.fromkeys(part.indices, refused))
                 continue
-            body = json.dumps(part.body, default=str).encode()
-            headers = {**part.headers, "content-type": part.content_type}
-            try:
-                response = await request(
-                    self._ctx.client,
-                    part.method,
-                    part.url,
-                    part.what or self.kind,
-                    content=body,
-                    headers=headers,
-                )
-                refusal = part.check(response) if part.check else None
-                if refusal:
-                    raise PermanentError(f"{part.what or self.kind} refused: {refusal}", 200)
-            except PermanentError as exc:
-                if exc.status_code in (401, 403):
-                    cache.clear()  # a token or project id fetched earlier may be stale
-                if len(part.indices) == len(items):
-                    raise
-                for i in part.indices:
-                    result.rejected[i] = str(exc)
-                self._remember(mark, str(exc))
-                continue
-            self._remember(mark)
+            posts.append((part, mark))
+        # Per-call APIs: a batch's posts go out a few at a time, not one after another.
+        gate = asyncio.Semaphore(POSTS_IN_FLIGHT)
+
+        async def deliver(part: Post, mark: str) -> None:
+            async with gate:
+                await self._post(part, mark, len(items), cache, result)
+
+        outcomes = await asyncio.gather(*(deliver(p, m) for p, m in posts), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        # A refusal of the whole batch wins (dead-letter now); else retry what failed.
+        for error in sorted(errors, key=lambda e: not isinstance(e, PermanentError)):
+            raise error
         return result
+
+    async def _post(
+        self, part: Post, mark: str, batch_size: int, cache: dict[str, Any], result: BatchResult
+    ) -> None:
+        body = json.dumps(part.body, default=str).encode()
+        headers = {**part.headers, "content-type": part.content_type}
+        try:
+            response = await request(
+                self._ctx.client,
+                part.method,
+                part.url,
+                part.what or self.kind,
+                content=body,
+                headers=headers,
+            )
+            refusal = part.check(response) if part.check else None
+            if refusal:
+                raise PermanentError(f"{part.what or self.kind} refused: {refusal}", 200)
+        except PermanentError as exc:
+            if exc.status_code in (401, 403):
+                cache.clear()  # a token or project id fetched earlier may be stale
+            if len(part.indices) == batch_size:
+                raise
+            for i in part.indices:
+                result.rejected[i] = str(exc)
+            self._remember(mark, str(exc))
+            return
+        self._remember(mark)
 
     async def close(self) -> None:
         """Nothing of its own to release (the HTTP client is shared)."""
