@@ -164,7 +164,7 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
 # The service keys this file uses, all from the Compose specification.
 _COMPOSE_SERVICE_KEYS = {
     "image", "build", "command", "entrypoint", "environment", "volumes", "ports", "restart",
-    "depends_on", "healthcheck", "deploy", "networks",
+    "depends_on", "healthcheck", "deploy", "networks", "profiles",
 }  # fmt: skip
 
 
