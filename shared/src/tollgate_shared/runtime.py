@@ -25,7 +25,7 @@ def setup_logging(level: str, service: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
+def serve(app: Any, host: str, port: int, *, log_level: str = "info", grace_s: int = 10) -> None:
     """Serve an ASGI app with uvloop and httptools; graceful on SIGINT/SIGTERM."""
     uvicorn.run(
         app,
@@ -38,7 +38,7 @@ def serve(app: Any, host: str, port: int, *, log_level: str = "info") -> None:
         access_log=False,
         # Keep the process's logging setup (setup_logging) instead of uvicorn's own.
         log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=grace_s,
     )
 
 
@@ -50,4 +50,10 @@ def serve_service(settings: S, create_app: Callable[[S, TollgateConfig], Any]) -
     loopback, build the app from its settings and config, and serve it."""
     cfg = settings.load_config()
     check_master_key(settings.effective_master_key(cfg), settings.host)
-    serve(create_app(settings, cfg), settings.host, settings.port, log_level=settings.log_level)
+    serve(
+        create_app(settings, cfg),
+        settings.host,
+        settings.port,
+        log_level=settings.log_level,
+        grace_s=settings.shutdown_grace_s,
+    )

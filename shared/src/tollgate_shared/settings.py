@@ -82,6 +82,8 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "INFO"
+    # How long a stopping service lets calls in flight finish before cancelling them.
+    shutdown_grace_s: int = Field(10, ge=1, le=300)
     # The ingress base URL, for links in logs and health answers.
     public_url: str = "http://127.0.0.1:4000"
 

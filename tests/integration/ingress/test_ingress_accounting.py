@@ -227,6 +227,7 @@ async def test_a_call_cancelled_by_shutdown_is_a_costed_failure(
                 **provisioned.env(),
                 "TOLLGATE_CONFIG": str(config(tmp_path / "config.yaml", hanging, slow_base)),
                 "TOLLGATE_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
+                "TOLLGATE_SHUTDOWN_GRACE_S": "1",
             },
             tmp_path,
         )
@@ -249,7 +250,7 @@ async def test_a_call_cancelled_by_shutdown_is_a_costed_failure(
                         break
                     await asyncio.sleep(0.05)
                 assert hanging.requests, "the call never reached the upstream"
-                svc.proc.send_signal(signal.SIGTERM)  # uvicorn cancels it after 10 s
+                svc.proc.send_signal(signal.SIGTERM)  # cancelled after the 1 s grace
                 await asyncio.to_thread(svc.proc.wait, 30)
                 call.cancel()
         finally:
