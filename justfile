@@ -117,3 +117,7 @@ browser:
 # the console's Logs page p95 with 1,000,000 spend rows (seeds a scratch database; a few minutes)
 console-bench *ARGS: sync
     uv run --no-sync python -m tollgate_bench.console_logs {{ARGS}}
+
+# exporter throughput: N events fanned out to ten vendor destinations (default 5000; about a minute)
+bench-exporter EVENTS="5000": sync
+    TOLLGATE_EXPORTER_BENCH={{EVENTS}} uv run --no-sync pytest tests/integration/exporter/test_sink_http_apis.py -k throughput -q -s -p no:cacheprovider
