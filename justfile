@@ -121,3 +121,7 @@ console-bench *ARGS: sync
 # exporter throughput: N events fanned out to ten vendor destinations (default 5000; about a minute)
 bench-exporter EVENTS="5000": sync
     TOLLGATE_EXPORTER_BENCH={{EVENTS}} uv run --no-sync pytest tests/integration/exporter/test_sink_http_apis.py -k throughput -q -s -p no:cacheprovider
+
+# write the ledger's dead letters (messages JetStream stopped delivering) from their streams
+replay-dead: sync
+    uv run --no-sync python -m tollgate_ledger replay-dead
