@@ -804,11 +804,18 @@ class ReadService:
         offset: int,
         ascending: bool = False,
         key_scope: str | None = None,
+        count_limit: int | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Spend rows matching `f`; with `key_scope` (a key hash) only that key's rows."""
         async with self._pool().acquire() as conn:
             return await self.reader.spend_logs(
-                conn, f, limit=limit, offset=offset, ascending=ascending, key_scope=key_scope
+                conn,
+                f,
+                limit=limit,
+                offset=offset,
+                ascending=ascending,
+                key_scope=key_scope,
+                count_limit=count_limit,
             )
 
     async def spend_summary(

@@ -101,7 +101,10 @@ class LedgerReader:
         ascending: bool = False,
         count: bool = True,
         key_scope: str | None = None,
+        count_limit: int | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """A page of rows and the total; with `count_limit`, counting stops past that many
+        (the total is then `count_limit + 1`: "more than"), which keeps a wide filter fast."""
         w = _spend_where(f, key_scope)
         order = "ASC" if ascending else "DESC"
         lim, off = w.param(limit), w.param(offset)
@@ -113,9 +116,15 @@ class LedgerReader:
         total = len(rows) + offset
         if count:
             wc = _spend_where(f, key_scope)
-            total = await conn.fetchval(
-                f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}", *wc.args
-            )
+            if count_limit is None:
+                sql = f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}"
+            else:
+                cap = wc.param(count_limit + 1)
+                sql = (
+                    f"SELECT count(*) FROM (SELECT 1 FROM {self.s}.spend_logs {wc.clause()} "
+                    f"LIMIT {cap}) capped"
+                )
+            total = await conn.fetchval(sql, *wc.args)
         return [_row(r, _SPEND_JSON) for r in rows], int(total)
 
     async def spend_summary(
