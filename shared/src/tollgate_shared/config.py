@@ -72,6 +72,14 @@ class ModelEntry(_Section):
     model_info: ModelInfo = Field(default_factory=ModelInfo)
 
 
+class PrometheusMetricsGroup(_Section):
+    """One entry of `prometheus_metrics_config`: these metrics, with only these labels."""
+
+    group: str
+    metrics: list[str]
+    include_labels: list[str] | None = None
+
+
 class LitellmSettings(_Section):
     callbacks: list[str] = Field(default_factory=list)
     success_callback: list[str] = Field(default_factory=list)
@@ -82,6 +90,14 @@ class LitellmSettings(_Section):
     store_audit_logs: bool = False
     custom_prometheus_metadata_labels: list[str] = Field(default_factory=list)
     custom_prometheus_tags: list[str] = Field(default_factory=list)
+    # Which metrics are exported and with which labels (LiteLLM's; unset: all, all labels).
+    prometheus_metrics_config: list[PrometheusMetricsGroup] | None = None
+    # The `end_user` label stays "None" unless this is on (LiteLLM's default: off).
+    enable_end_user_cost_tracking_prometheus_only: bool = False
+    require_auth_for_metrics_endpoint: bool = False
+    prometheus_latency_buckets: list[float] | None = None
+    # Tollgate's own: label sets per metric beyond this are dropped and counted.
+    prometheus_max_series_per_metric: int = Field(2000, ge=1)
     drop_params: bool = False
     request_timeout: float | None = Field(None, gt=0)
     # The zone budget periods (`budget_duration`) reset in: midnight there, as LiteLLM.

@@ -175,5 +175,56 @@ class Call:
         )
 
 
+def refusal(
+    *,
+    request_id: str,
+    start_time: datetime,
+    elapsed_s: float,
+    call_type: str,
+    identity: Identity | None,
+    request: ChatRequest | None,
+    requested_model: str,
+    error_class: str,
+    error_message: str,
+    error_code: str | None,
+    status_code: int,
+    requester_ip: str | None,
+    user_agent: str | None,
+    traceparent: str | None,
+) -> LlmRequestFailed:
+    """A call the gateway refused before any upstream was chosen (bad key, budget, rate
+    limit, invalid request): a failed call, as LiteLLM records it."""
+    ident, req = identity, request
+    return LlmRequestFailed(
+        producer=PRODUCER,
+        traceparent=traceparent,
+        request_id=request_id,
+        call_type=req.call_type if req is not None else call_type,
+        api_key_hash=ident.api_key_hash if ident else None,
+        key_alias=ident.key_alias if ident else None,
+        user_id=ident.user_id if ident else None,
+        user_email=ident.user_email if ident else None,
+        team_id=ident.team_id if ident else None,
+        team_alias=ident.team_alias if ident else None,
+        end_user=req.end_user if req else None,
+        requested_model=req.model if req else requested_model,
+        start_time=start_time,
+        stream=req.stream if req else False,
+        session_id=req.session_id if req else None,
+        trace_id=req.trace_id if req else None,
+        metadata=req.metadata if req else {},
+        tags=req.tags if req else [],
+        requester_ip=requester_ip,
+        user_agent=user_agent,
+        end_time=start_time + timedelta(seconds=elapsed_s),
+        total_latency_ms=round(elapsed_s * 1000, 3),
+        messages=req.messages if req else None,
+        error_class=error_class,
+        error_message=error_message[:4000],
+        error_code=error_code,
+        status_code=status_code,
+    )
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import orjson
 
-from tollgate_ingress import metrics
 from tollgate_ingress.auth import (
     AuthError,
     Identity,
@@ -34,6 +33,7 @@ from tollgate_ingress.limits import (
     Ticket,
     to_nano,
 )
+from tollgate_ingress.metrics import HEALTHY, PARTIAL_OUTAGE, Recorder
 from tollgate_ingress.parsing import (
     BadRequestError,
     ChatRequest,
@@ -41,7 +41,8 @@ from tollgate_ingress.parsing import (
     parse_embedding_request,
 )
 from tollgate_ingress.pricing import cost_of
-from tollgate_ingress.records import PRODUCER, Call, now_utc, without_vectors
+from tollgate_ingress.records import PRODUCER, Call, now_utc, refusal, without_vectors
+from tollgate_ingress.refusals import RefusalSampler, exception_class
 from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
 from tollgate_ingress.upstream import mock
 from tollgate_ingress.upstream import openai as upstream
@@ -59,6 +60,7 @@ from tollgate_shared.credentials import presented_key
 from tollgate_shared.errors import error_json
 from tollgate_shared.events import DeploymentStateChanged, LlmRequestFinished, new_event_id
 from tollgate_shared.kvview import KvView
+from tollgate_shared.litellm_metrics import MetricsOptions
 from tollgate_shared.publishing import EventPublisher
 from tollgate_shared.state import (
     KeyState,
@@ -144,6 +146,8 @@ class Gateway:
         self.client = client
         self.views = views
         self.router = Router(cfg.router_settings)
+        self.metrics = Recorder(MetricsOptions.from_settings(cfg.litellm_settings))
+        self.refusals = RefusalSampler()
         self.default_timeout_s = (
             cfg.router_settings.timeout or cfg.litellm_settings.request_timeout or default_timeout_s
         )
@@ -151,9 +155,9 @@ class Gateway:
 
     # -- state ----------------------------------------------------------------
     def refresh_models(self) -> None:
-        self.router.set_deployments(
-            deployments_from(self.cfg.model_list, self.views.models.items().values())
-        )
+        groups = deployments_from(self.cfg.model_list, self.views.models.items().values())
+        self.router.set_deployments(groups)
+        self.metrics.deployments(d for group in groups.values() for d in group)
 
     def identify(self, headers: Mapping[str, str]) -> Identity:
         return authenticate(
@@ -290,6 +294,8 @@ class Gateway:
         """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
         start_time = now_utc()
         request_id = new_event_id()
+        identity: Identity | None = None
+        req: ChatRequest | None = None
         try:
             identity = self.identify(headers)
             parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
@@ -297,9 +303,17 @@ class Gateway:
             self.admit(identity, req)
             await self._take(identity, req, request_id)
         except AuthError as exc:
-            return Answer(exc.status, exc.body(), {}, None)
+            body = exc.body()
+            return self.refuse(
+                path, raw, headers, client_host, t_start, start_time, request_id,
+                identity, req, exc.status, body, exc.message, exc.code,
+            )  # fmt: skip
         except BadRequestError as exc:
-            return Answer(400, error_json(exc.message, 400, param=exc.param), {}, None)
+            body = error_json(exc.message, 400, param=exc.param)
+            return self.refuse(
+                path, raw, headers, client_host, t_start, start_time, request_id,
+                identity, req, 400, body, exc.message, None,
+            )  # fmt: skip
         call = Call(
             request_id=request_id,
             identity=identity,
@@ -317,6 +331,71 @@ class Gateway:
         except BaseException:
             self._give_back(request_id, None)  # a bug, not a finished call: nothing to cost
             raise
+
+    def refuse(
+        self,
+        path: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        client_host: str | None,
+        t_start: float,
+        start_time: datetime,
+        request_id: str,
+        identity: Identity | None,
+        req: ChatRequest | None,
+        status: int,
+        body: bytes,
+        message: str,
+        code: str | None,
+    ) -> Answer:
+        """A refusal is a failed call: the client gets its error at once; the event (sampled
+        when identical refusals repeat) and the counters (always) follow."""
+        elapsed = time.perf_counter() - t_start
+
+        def after() -> None:
+            requested = req.model if req is not None else _model_of(raw)
+            event = refusal(
+                request_id=request_id,
+                start_time=start_time,
+                elapsed_s=elapsed,
+                call_type="aembedding" if path.endswith("embeddings") else "acompletion",
+                identity=identity,
+                request=req,
+                requested_model=requested,
+                error_class=exception_class(status, code),
+                error_message=message,
+                error_code=code,
+                status_code=status,
+                requester_ip=client_host,
+                user_agent=headers.get("user-agent"),
+                traceparent=headers.get("traceparent"),
+            )
+            try:
+                self.metrics.record(event)
+            except Exception:  # metrics must never fail a call
+                log.exception("recording metrics failed")
+            key = (
+                client_host,
+                identity.api_key_hash if identity else None,
+                status,
+                code,
+                requested,
+            )
+            skipped = self.refusals.admit(key, time.monotonic())
+            if skipped is None:
+                return
+            if skipped:
+                event = event.model_copy(
+                    update={
+                        "warnings": [
+                            f"{skipped} identical refusals since the last one logged were "
+                            "counted in metrics but not logged"
+                        ]
+                    }
+                )
+            self.publisher.emit(event)
+
+        return Answer(status, body, {}, after)
 
     # -- events -----------------------------------------------------------------
     def _emit_router(self, change: StateChange | None, request_id: str | None = None) -> None:
@@ -341,7 +420,7 @@ class Gateway:
         self.publisher.emit(event)
         self._give_back(call.request_id, event)
         try:
-            metrics.record(event)
+            self.metrics.record(event)
         except Exception:  # metrics must never fail a call
             log.exception("recording metrics failed")
 
@@ -357,6 +436,7 @@ class Gateway:
         groups = [call.request.model, *self.router.fallbacks_for(call.request.model)]
         retries = self.router.settings.num_retries
         last: Failure | None = None
+        primary: Failure | None = None
         for gi, group in enumerate(groups):
             tried: set[str] = set()
             for _ in range(retries + 1 if gi == 0 else 1):
@@ -384,19 +464,34 @@ class Gateway:
                     result = await open_one(dep)
                 except (UpstreamError, UpstreamUnreachableError) as exc:
                     last = exc
-                    self._emit_router(
-                        self.router.record_failure(dep, exc.status, time.monotonic()),
-                        call.request_id,
-                    )
+                    if gi == 0:
+                        primary = exc
+                    elif primary is not None:
+                        self._fallback_metric(call, group, primary, ok=False)
+                    change = self.router.record_failure(dep, exc.status, time.monotonic())
+                    if change is not None and change.state == "cooled_down":
+                        self.metrics.cooled_down(dep, exc.status)
+                    else:
+                        self.metrics.deployment_state(dep, PARTIAL_OUTAGE)
+                    self._emit_router(change, call.request_id)
                     if isinstance(exc, UpstreamError) and exc.status < 500 and exc.status != 429:
                         raise  # the request itself is wrong: another deployment won't help
                     continue
                 self._emit_router(
                     self.router.record_success(dep, time.monotonic()), call.request_id
                 )
+                self.metrics.deployment_state(dep, HEALTHY)
+                if gi > 0 and primary is not None:
+                    self._fallback_metric(call, group, primary, ok=True)
                 return dep, result, t0
         assert last is not None
         raise last
+
+    def _fallback_metric(self, call: Call, group: str, primary: Failure, ok: bool) -> None:
+        try:
+            self.metrics.fallback(call, group, primary.status, _error_class(primary), ok)
+        except Exception:  # metrics must never fail a call
+            log.exception("recording metrics failed")
 
     def _failed(
         self, call: Call, exc: Failure, t_start: float, upstream_s: float | None
@@ -405,13 +500,7 @@ class Gateway:
             return call.failed(
                 elapsed_s=time.perf_counter() - t_start,
                 upstream_s=upstream_s,
-                error_class="APIError"
-                if exc.status >= 500
-                else "BadRequestError"
-                if exc.status == 400
-                else "RateLimitError"
-                if exc.status == 429
-                else "APIError",
+                error_class=_error_class(exc),
                 error_message=exc.message,
                 error_code=exc.code,
                 status_code=exc.status,
@@ -422,7 +511,7 @@ class Gateway:
         return call.failed(
             elapsed_s=time.perf_counter() - t_start,
             upstream_s=upstream_s,
-            error_class="Timeout" if exc.timed_out else "APIConnectionError",
+            error_class=_error_class(exc),
             error_message=exc.message,
             status_code=exc.status,
             upstream_status_code=None,
@@ -647,3 +736,24 @@ class Gateway:
                     else [],
                 )
             self._finish(event, call)
+
+
+def _error_class(exc: Failure) -> str:
+    """LiteLLM's exception class for an upstream failure."""
+    if isinstance(exc, UpstreamUnreachableError):
+        return "Timeout" if exc.timed_out else "APIConnectionError"
+    if exc.status == 400:
+        return "BadRequestError"
+    if exc.status == 429:
+        return "RateLimitError"
+    return "APIError"
+
+
+def _model_of(raw: bytes) -> str:
+    """The model a request asked for, best effort, for a request refused before parsing."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return "None"
+    model = body.get("model") if isinstance(body, dict) else None
+    return model[:200] if isinstance(model, str) else "None"
