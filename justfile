@@ -125,3 +125,7 @@ bench-exporter EVENTS="5000": sync
 # write the ledger's dead letters (messages JetStream stopped delivering) from their streams
 replay-dead: sync
     uv run --no-sync python -m tollgate_ledger replay-dead
+
+# regenerate the NATS users/permissions files of Compose and Helm from tollgate_shared.permissions
+nats-auth: sync
+    uv run --no-sync python -m tollgate_shared.permissions write

@@ -72,9 +72,7 @@ def read_stream(stream: str) -> tuple[str, ...]:
     """Read a stream's messages by sequence or subject, and watch it (ordered consumers,
     which is how a KV watch and an object store read work)."""
     return (
-        f"$JS.API.DIRECT.GET.{stream}",
-        f"$JS.API.DIRECT.GET.{stream}.>",
-        f"$JS.API.STREAM.MSG.GET.{stream}",
+        *get_messages(stream),
         # Ephemeral consumers only: the server refuses a durable name on these subjects
         # (durables are created by `provision`, under CONSUMER.DURABLE.CREATE).
         f"$JS.API.CONSUMER.CREATE.{stream}",
@@ -85,12 +83,24 @@ def read_stream(stream: str) -> tuple[str, ...]:
     )
 
 
+def get_messages(stream: str) -> tuple[str, ...]:
+    """Read single messages of a stream by sequence or subject."""
+    return (
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    )
+
+
 def bind_durable(spec: names.ConsumerSpec) -> tuple[str, ...]:
-    """Pull from, ack and inspect one provisioned durable (never create or change it)."""
+    """Pull from, ack and inspect one provisioned durable (never create or change it), and
+    re-read a message of its stream by sequence (a dead letter named by the max-deliveries
+    advisory, the LLM event an export dead letter points at)."""
     return (
         f"$JS.API.CONSUMER.INFO.{spec.stream}.{spec.name}",
         f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}",
         f"$JS.ACK.{spec.stream}.{spec.name}.>",
+        *get_messages(spec.stream),
     )
 
 
@@ -111,15 +121,12 @@ SERVICES: tuple[str, ...] = tuple(PUBLISHES)
 # Who writes the object store of large bodies, and who reads it back.
 BODIES_WRITTEN_BY = ("ingress",)
 BODIES_READ_BY = ("ingress", "ledger", "exporter")
-# Reads beyond the service's own durables: the exporter's dead letters point at the
-# LLM message they failed on and are deleted once replayed.
+# Beyond the service's own durables: the exporter reads its dead letters from the
+# EXPORT stream and deletes each once replayed.
 EXTRA_PUBLISH: Mapping[str, tuple[str, ...]] = {
     "exporter": (
         *read_stream(names.STREAM_EXPORT.name),
         f"$JS.API.STREAM.MSG.DELETE.{names.STREAM_EXPORT.name}",
-        f"$JS.API.DIRECT.GET.{names.STREAM_LLM.name}",
-        f"$JS.API.DIRECT.GET.{names.STREAM_LLM.name}.>",
-        f"$JS.API.STREAM.MSG.GET.{names.STREAM_LLM.name}",
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 
-from tollgate_devstack.embedded import EmbeddedStack, StackUrls, nats_passwords
+from tollgate_devstack.embedded import (
+    EmbeddedStack,
+    StackUrls,
+    free_port,
+    nats_argv,
+    nats_passwords,
+    wait_for_port,
+)
 from tollgate_shared import names, permissions
 from tollgate_shared.provision import provision_url
 from tollgate_shared.publishing import connect_nats
@@ -175,10 +183,20 @@ async def test_each_consumer_pulls_and_acks_its_own_durables(
 async def test_ledger_writes_spend_and_publishes_ledger_events(
     provisioned_secured: StackUrls,
 ) -> None:
+    async with connected(provisioned_secured, "ingress") as ingress:
+        event = await ingress.js.publish(
+            names.llm_request_subject(names.LLM_REQUEST_FAILED, None), b"{}"
+        )
     async with connected(provisioned_secured, "ledger") as ledger:
         await (await ledger.js.key_value(names.KV_SPEND)).put("key-x", b'{"spend": "0.1"}')
         ack = await ledger.js.publish(names.LEDGER_SPEND_UPDATED, b"{}")
         assert ack.stream == names.STREAM_LEDGER.name
+        # Dead letters: the max-deliveries advisory of its durables, and the message it names.
+        await ledger.nc.subscribe(
+            permissions.max_deliveries_advisory(names.LEDGER_SPEND), queue="ledger-dead-letters"
+        )
+        assert (await ledger.js.get_msg(names.STREAM_LLM.name, event.seq)).seq == event.seq
+        await ledger.nc.flush()
         assert ledger.violations() == []
 
 
@@ -275,3 +293,43 @@ async def test_a_service_cannot_pull_or_change_anothers_durable(
     async with connected(provisioned_secured, "exporter") as exporter:
         violation = await refused(exporter, short(exporter).delete_stream(names.STREAM_LLM.name))
         assert "stream.delete" in violation.lower()
+
+
+# --- the files Compose and Helm give their NATS -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "generated", [permissions.COMPOSE_AUTH, permissions.HELM_AUTH], ids=["compose", "helm"]
+)
+async def test_deployment_auth_file_runs_on_a_real_nats_server(
+    generated: Path, tmp_path: Path
+) -> None:
+    """The checked-in include (passwords from TOLLGATE_NATS_PASSWORD_<USER>) is what a
+    nats-server of Compose or Helm loads: provisioning and the writers work, others don't."""
+    root = Path(__file__).resolve().parents[3]
+    (tmp_path / "tollgate-auth.conf").write_text((root / generated).read_text())
+    port = free_port()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        "include tollgate-auth.conf\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
+    passwords = {u.name: uuid.uuid4().hex for u in permissions.USERS}
+    env = {u.password_env: passwords[u.name] for u in permissions.USERS}
+    proc = subprocess.Popen(
+        nats_argv(conf), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, proc, "nats-server")
+        stack = StackUrls(f"nats://127.0.0.1:{port}", "", "", nats_passwords=passwords)
+        await provision_url(stack.nats_url, auth=stack.nats_auth("provision"))
+        async with connected(stack, "admin") as admin:
+            await (await admin.js.key_value(names.KV_KEYS)).put("k", b"{}")
+        async with connected(stack, "ingress") as ingress:
+            assert (await (await ingress.js.key_value(names.KV_KEYS)).get("k")).value == b"{}"
+            kv = await short(ingress).key_value(names.KV_KEYS)
+            await refused(ingress, kv.put("k", b"forged"))
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -365,10 +365,30 @@ def test_nats_is_the_official_chart_with_jetstream_r3() -> None:
 
 
 def _nats_users() -> dict[str, dict[str, Any]]:
+    """The users the chart gives NATS: its generated permissions file (checked against
+    tollgate_shared.permissions in test_nats_auth_files.py)."""
+    document = json.loads((CHART / "files" / "nats-permissions.json").read_text())
+    return {u["user"]: u for u in document["users"]}
+
+
+def test_bundled_nats_includes_the_generated_users_from_the_chart_configmap(
+    default: list[Doc],
+) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    account = values["nats"]["config"]["merge"]["accounts"]["TOLLGATE"]
-    assert account["jetstream"] == "enabled"
-    return {u["user"]: u for u in account["users"]}
+    nats = values["nats"]
+    assert "accounts" not in nats["config"]["merge"]  # no hand-written copy
+    include = nats["config"]["merge"]["$include"]
+    mount = "/etc/tollgate-nats"
+    # The NATS chart's config is /etc/nats-config/nats.conf; includes are relative to it.
+    assert Path("/etc/nats-config", include).resolve() == Path(mount, "nats-auth.conf")
+    configmap = values["natsAuth"]["configMapName"]
+    volume = {"name": "tollgate-nats-auth", "configMap": {"name": configmap}}
+    assert {"op": "add", "path": "/spec/volumes/-", "value": volume} in nats["podTemplate"]["patch"]
+    for container in ("container", "reloader"):
+        mounts = [p["value"] for p in nats[container]["patch"] if p["path"] == "/volumeMounts/-"]
+        assert {"name": "tollgate-nats-auth", "mountPath": mount, "readOnly": True} in mounts
+    rendered = by_kind(default, "ConfigMap")[configmap]["data"]["nats-auth.conf"]
+    assert rendered == (CHART / "files" / "nats-auth.conf").read_text()
 
 
 def test_each_nats_user_password_comes_from_the_secret_services_read() -> None:
@@ -376,10 +396,10 @@ def test_each_nats_user_password_comes_from_the_secret_services_read() -> None:
     users = _nats_users()
     assert set(users) == set(NATS_USERS)
     env = values["nats"]["container"]["env"]
+    conf = (CHART / "files" / "nats-auth.conf").read_text()
     for user, spec in users.items():
-        var = re.fullmatch(r"<< \$(\w+) >>", spec["password"])
-        assert var, user
-        ref = env[var.group(1)]["valueFrom"]["secretKeyRef"]
+        assert f"password: ${spec['password_env']}," in conf, user
+        ref = env[spec["password_env"]]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": values["natsAuth"]["secretName"], "key": user}
 
 
@@ -389,14 +409,11 @@ def test_services_connect_as_their_own_nats_user(default: list[Doc]) -> None:
             continue
         service = name.rsplit("-", 1)[1]
         env = {e["name"]: e for e in pod["containers"][0]["env"]}
-        assert env["TOLLGATE_NATS_URL"]["value"] == (
-            f"nats://{service}:$(TOLLGATE_NATS_PASSWORD)@tg-nats:4222"
-        )
+        # The password never goes into the URL (URLs end up in logs).
+        assert env["TOLLGATE_NATS_URL"]["value"] == "nats://tg-nats:4222"
+        assert env["TOLLGATE_NATS_USER"]["value"] == service
         ref = env["TOLLGATE_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "tollgate-nats-users", "key": service}
-        # Kubernetes expands $(VAR) only from variables defined earlier in the list.
-        order = [e["name"] for e in pod["containers"][0]["env"]]
-        assert order.index("TOLLGATE_NATS_PASSWORD") < order.index("TOLLGATE_NATS_URL")
 
 
 def _allows(user: dict[str, Any], subject: str) -> bool:
@@ -436,8 +453,14 @@ def test_nats_permissions_follow_who_publishes_and_writes_what() -> None:
         assert not _allows(users[user], "$JS.API.STREAM.CREATE.LLM"), user
         assert not _allows(users[user], "$JS.API.STREAM.DELETE.LLM"), user
     assert _allows(users["provision"], "$JS.API.STREAM.CREATE.LLM")
-    for user in SERVICES:
-        assert _allows(users[user], "$JS.API.CONSUMER.MSG.NEXT.LLM.ledger-spend")
+    # Each consumer pulls and acks only its own durables.
+    for spec in names.CONSUMERS:
+        for user in SERVICES:
+            for subject in (
+                f"$JS.API.CONSUMER.MSG.NEXT.{spec.stream}.{spec.name}",
+                f"$JS.ACK.{spec.stream}.{spec.name}.1.1.1.1.1",
+            ):
+                assert _allows(users[user], subject) == (user == spec.service), (user, subject)
 
 
 def test_nats_users_secret_is_created_from_passwords_or_left_to_the_platform(

@@ -20,7 +20,14 @@ SCHEMAS = {"admin": names.SCHEMA_ADMIN, "ledger": names.SCHEMA_LEDGER}
 async def missing_in_nats(url):
     import nats
 
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    # As this service's own NATS user (TOLLGATE_NATS_USER/_PASSWORD), when it has one.
+    nc = await nats.connect(
+        url,
+        user=os.environ.get("TOLLGATE_NATS_USER"),
+        password=os.environ.get("TOLLGATE_NATS_PASSWORD"),
+        connect_timeout=5,
+        max_reconnect_attempts=0,
+    )
     try:
         js = nc.jetstream()
         missing = []

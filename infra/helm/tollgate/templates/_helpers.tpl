@@ -59,20 +59,17 @@ after a release's hooks have run, so provisioning then runs as an ordinary Job
 {{- end -}}
 
 {{/*
-TOLLGATE_NATS_URL for one NATS user: with natsAuth the user and a $(...) reference
-to its password, which Kubernetes expands from the variable defined just before.
+TOLLGATE_NATS_URL and, with natsAuth, the NATS user and its password from the Secret
+(as TOLLGATE_NATS_USER / TOLLGATE_NATS_PASSWORD: never inside the URL, which is logged).
 */}}
-{{- define "tollgate.natsEnv" -}}
-{{- $url := include "tollgate.natsUrl" .root -}}
+{{- define "tollgate.natsEnv" }}
+- name: TOLLGATE_NATS_URL
+  value: {{ include "tollgate.natsUrl" .root | quote }}
 {{- if .root.Values.natsAuth.enabled }}
-{{- $u := urlParse $url }}
+- name: TOLLGATE_NATS_USER
+  value: {{ .user | quote }}
 - name: TOLLGATE_NATS_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ .passwordSecret | default .root.Values.natsAuth.secretName }}, key: {{ .user }}}}
-- name: TOLLGATE_NATS_URL
-  value: {{ printf "%s://%s:$(TOLLGATE_NATS_PASSWORD)@%s" $u.scheme .user $u.host | quote }}
-{{- else }}
-- name: TOLLGATE_NATS_URL
-  value: {{ $url | quote }}
 {{- end }}
 {{- end -}}
 
