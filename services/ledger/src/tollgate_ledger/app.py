@@ -18,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-from tollgate_ledger import subscribers
+from tollgate_ledger import metrics, subscribers
 from tollgate_ledger.budgets import BudgetBook, SpendMirror
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
@@ -48,10 +48,11 @@ from tollgate_shared import consuming, durations, names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_nats, check_postgres
 from tollgate_shared.kvview import KvView
+from tollgate_shared.litellm_metrics import MetricsOptions
 from tollgate_shared.migrate import apply_migrations
 from tollgate_shared.names import ConsumerSpec
 from tollgate_shared.publishing import connect_nats
-from tollgate_shared.state import KeyState
+from tollgate_shared.state import KeyState, SpendState
 from tollgate_shared.web import health_router
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,11 @@ def create_app(
         except TimeoutError:
             log.warning("KV bucket of keys not readable yet; only the master key reads")
         budgets = BudgetBook(durations.budget_timezone(cfg.litellm_settings.timezone))
+        # LiteLLM's budget gauges: this service owns the totals (issue 12).
+        spend_totals = KvView(names.KV_SPEND, SpendState)
+        metrics.install_budget_gauges(
+            budgets, spend_totals, MetricsOptions.from_settings(cfg.litellm_settings)
+        )
         announcer: Announcer | None = None
         # One breaker for both consumers: while PostgreSQL is down they hold their
         # messages instead of spending deliveries (finding 3 of issue 16).
@@ -126,6 +132,7 @@ def create_app(
         if settings.consumers_enabled:
             try:
                 await asyncio.wait_for(budgets.start(js), 10)
+                await spend_totals.start(js, 10)
             except TimeoutError:
                 log.warning("KV buckets of keys/teams/users not readable yet; budgets unknown")
             publish = js_publisher(js)
@@ -190,6 +197,7 @@ def create_app(
             if announcer is not None:
                 await announcer.stop()
             await budgets.stop()
+            await spend_totals.stop()
             await read_keys.stop()
             await deps.pool.close()
             await deps.nc.drain()

@@ -100,6 +100,21 @@ class FastLlmRoutes:
         raw: Any = scope  # plain ASGI from here on
         gw: Gateway | None
         if (
+            raw["type"] == "http"
+            and raw["path"] == "/metrics"
+            and (gw := getattr(self.app.state, "gateway", None)) is not None
+            and gw.metrics.options.require_auth
+        ):
+            # require_auth_for_metrics_endpoint: /metrics lists key hashes, teams and spend.
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw["headers"]}
+            try:
+                gw.identify(headers)
+            except AuthError as exc:
+                await ASGIResponse(body=exc.body(), status_code=exc.status, media_type=JSON)(
+                    scope, receive, send
+                )
+                return
+        if (
             raw["type"] != "http"
             or raw["method"] != "POST"
             or raw["path"] not in _FAST_PATHS
