@@ -19,8 +19,11 @@ from nats.aio.client import Client as NATS
 from tollgate_ingress.console import console_router
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.limits import RateLimiter
+from tollgate_ingress.responses.service import Responses
+from tollgate_ingress.responses.store import ResponseStore
 from tollgate_ingress.routes.forward import forward
 from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
+from tollgate_ingress.routes.responses import response_routes
 from tollgate_ingress.service import BudgetPolicy, Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
@@ -158,6 +161,10 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         )
         holder["gateway"] = gateway
         app.state.gateway = gateway
+        # Response state (previous_response_id) in the Redis every replica shares.
+        app.state.responses = Responses(
+            gateway, ResponseStore(redis, settings.response_retention_s)
+        )
         app.state.forward_client = forward_client
         app.state.owners = Owners(
             settings.admin_url, settings.ledger_url, settings.exporter_url, settings.alerter_url
@@ -218,6 +225,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         route_handlers=[
             chat_completions,
             list_models,
+            *response_routes,
             forward,
             health_router("ingress", checks),
             console_router,

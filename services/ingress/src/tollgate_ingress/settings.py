@@ -36,3 +36,6 @@ class IngressSettings(ServiceSettings):
     budget_hold_s: float = Field(15.0, ge=0)
     # Completion tokens reserved for a call that sets no max_tokens.
     budget_reserve_output_tokens: int = Field(1024, ge=0)
+    # How long a stored Responses API response (previous_response_id, GET /v1/responses/{id})
+    # is kept in Redis; 30 days, as OpenAI keeps them.
+    response_retention_s: float = Field(30 * 86400, gt=0)

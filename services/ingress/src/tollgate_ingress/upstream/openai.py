@@ -119,7 +119,8 @@ async def chat(
 
 
 class ChatStream:
-    """An open streamed response: `open()` raises on an error status, then iterate chunks."""
+    """An open streamed response: `open()` raises on an error status, then iterate chunks
+    (chat completion chunks, or Responses events when `path` is `/responses`)."""
 
     def __init__(
         self,
@@ -128,12 +129,13 @@ class ChatStream:
         body: dict[str, Any],
         timeout: float,
         traceparent: str | None,
+        path: str = "/chat/completions",
     ) -> None:
         self._client = client
         self._dep = dep
         self._request = client.build_request(
             "POST",
-            _url(dep),
+            _url(dep, path),
             content=_body_for(dep, body),
             headers=_headers(dep, traceparent),
             timeout=timeout,

@@ -1,0 +1,74 @@
+"""The Responses API routes: decode, call the Responses service, encode."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.types import ASGIApp
+
+from tollgate_ingress.responses.service import PATHS, Responses
+from tollgate_ingress.routes.llm import JSON, asgi_response
+
+
+@post(list(PATHS), operation_id="create_response", status_code=200, tags=["llm"])
+async def create_response(request: Request[Any, Any, Any], state: State) -> ASGIApp:
+    """OpenAI's Responses API (plain, or streamed as the Responses event stream)."""
+    t_start = time.perf_counter()
+    responses: Responses = state.responses
+    result = await responses.create(
+        request.url.path,
+        await request.body(),
+        request.headers,
+        request.client.host if request.client else None,
+        t_start,
+    )
+    return asgi_response(result)
+
+
+async def _read(
+    request: Request[Any, Any, Any], state: State, response_id: str, action: str
+) -> Response[bytes]:
+    responses: Responses = state.responses
+    status, body = await responses.read(
+        request.headers, response_id, action, dict(request.query_params)
+    )
+    return Response(body, status_code=status, media_type=JSON)
+
+
+@get([f"{p}/{{response_id:str}}" for p in PATHS], operation_id="get_response", tags=["llm"])
+async def get_response(
+    request: Request[Any, Any, Any], state: State, response_id: str
+) -> Response[bytes]:
+    """A stored response, as the key (or team) that created it sees it."""
+    return await _read(request, state, response_id, "get")
+
+
+@delete(
+    [f"{p}/{{response_id:str}}" for p in PATHS],
+    operation_id="delete_response",
+    status_code=200,
+    tags=["llm"],
+)
+async def delete_response(
+    request: Request[Any, Any, Any], state: State, response_id: str
+) -> Response[bytes]:
+    """Forget a stored response: a later previous_response_id naming it is a 404."""
+    return await _read(request, state, response_id, "delete")
+
+
+@get(
+    [f"{p}/{{response_id:str}}/input_items" for p in PATHS],
+    operation_id="list_response_input_items",
+    tags=["llm"],
+)
+async def list_input_items(
+    request: Request[Any, Any, Any], state: State, response_id: str
+) -> Response[bytes]:
+    """The input items of a stored response (`order`, `limit`, `after`)."""
+    return await _read(request, state, response_id, "input_items")
+
+
+response_routes = [create_response, get_response, delete_response, list_input_items]
