@@ -218,3 +218,130 @@ def check_spend_row(row: dict[str, Any], event: LlmRequestFinished, content: boo
         assert PROMPT not in text
         assert REPLY not in text
         assert row["messages"] is None
+
+
+# --- throughput: `cd tests && ../.venv/bin/python -m support.emulators [N]` ---------------
+
+
+async def _throughput(n: int) -> dict[str, float]:
+    """Records/s of each sink into its emulator or receiver: n calls in batches of 100
+    (the exporter's default batch size), content on, one destination."""
+    import asyncio
+    import contextlib as cl
+
+    from aiobotocore.session import get_session
+
+    from support.receivers import serving
+    from support.receivers.bigquery import BigqueryReceiver
+    from support.receivers.elasticsearch import ElasticsearchReceiver
+    from support.receivers.gcs_pubsub import PubsubReceiver
+    from support.receivers.samples import completed
+
+    events = [completed("team-a", "h", tags=["bench"]) for _ in range(n)]
+    items = [item(e, True) for e in events]
+    out: dict[str, float] = {}
+
+    async def run(kind: str, dest: Destination) -> None:
+        async with sink_of(kind) as sink:
+            await sink.send(dest, items[:1])  # connect, create tables/templates
+            start = time.perf_counter()
+            for i in range(0, n, 100):
+                await sink.send(dest, items[i : i + 100])
+            out[kind] = n / (time.perf_counter() - start)
+            print(f"{kind:22s} {out[kind]:9.0f} records/s", flush=True)
+
+    with cl.ExitStack() as stack:
+        moto = stack.enter_context(moto_server())
+        gcs = stack.enter_context(fake_gcs_server())
+        blob = stack.enter_context(azurite())
+        es = stack.enter_context(serving(ElasticsearchReceiver()))
+        pubsub = stack.enter_context(serving(PubsubReceiver(require_token=False)))
+        bq = stack.enter_context(serving(BigqueryReceiver()))
+        from support.receivers.supabase import SupabaseReceiver
+
+        supa = stack.enter_context(serving(SupabaseReceiver()))
+        aws = {"AWS_ENDPOINT_URL": moto, "AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}
+        creds = {"aws_access_key_id": "t", "aws_secret_access_key": "t", "region_name": "us-east-1"}
+        session = get_session()
+        async with (
+            session.create_client("s3", endpoint_url=moto, **creds) as s3c,
+            session.create_client("sqs", endpoint_url=moto, **creds) as sqsc,
+            session.create_client("dynamodb", endpoint_url=moto, **creds) as ddb,
+        ):
+            await s3c.create_bucket(Bucket="bench")
+            queue = (await sqsc.create_queue(QueueName="bench"))["QueueUrl"]
+            await ddb.create_table(
+                TableName="bench",
+                KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        async with httpx.AsyncClient() as c:
+            await c.post(f"{gcs}/storage/v1/b", params={"project": "p"}, json={"name": "bench"})
+        await run("s3", destination_of("s3", {"s3_bucket_name": "bench"}, aws))
+        await run(
+            "s3",
+            destination_of("s3", {"s3_bucket_name": "bench", "s3_batch_objects": True}, aws),
+        )
+        out["s3 (batched JSONL)"] = out.pop("s3")
+        await run("s3", destination_of("s3", {"s3_bucket_name": "bench"}, aws))
+        await run("sqs", destination_of("sqs", {"sqs_queue_url": queue}, aws))
+        await run("dynamodb", destination_of("dynamodb", {"dynamodb_table_name": "bench"}, aws))
+        await run(
+            "gcs_bucket",
+            destination_of(
+                "gcs_bucket", {"gcs_bucket_name": "bench", "gcs_emulator_host": gcs}, {}
+            ),
+        )
+        await run(
+            "azure_storage",
+            destination_of(
+                "azure_storage",
+                {},
+                {
+                    "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
+                    "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY,
+                    "AZURE_STORAGE_FILE_SYSTEM": "bench",
+                    "AZURE_STORAGE_ACCOUNT_URL": blob,
+                },
+            ),
+        )
+        await run(
+            "elasticsearch",
+            destination_of(
+                "elasticsearch",
+                {},
+                {"ELASTICSEARCH_URL": es.base_url, "ELASTICSEARCH_API_KEY": es.api_key},
+            ),
+        )
+        await run(
+            "gcs_pubsub",
+            destination_of(
+                "gcs_pubsub",
+                {"gcs_pubsub_project_id": "p", "gcs_pubsub_topic_id": "t"},
+                {"PUBSUB_EMULATOR_HOST": f"{pubsub.base_url}/v1"},
+            ),
+        )
+        await run(
+            "bigquery",
+            destination_of(
+                "bigquery",
+                {"bigquery_project_id": "p", "bigquery_dataset_id": "d"},
+                {"BIGQUERY_EMULATOR_HOST": f"{bq.base_url}/bigquery/v2"},
+            ),
+        )
+        await run(
+            "supabase",
+            destination_of(
+                "supabase", {"supabase_url": supa.base_url, "supabase_key": supa.key}, {}
+            ),
+        )
+    del asyncio
+    return out
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    asyncio.run(_throughput(count))
