@@ -233,7 +233,7 @@ def test_new_series_past_the_ceiling_are_dropped_and_counted() -> None:
     assert fam.series == 3
     assert (
         registry.get_sample_value(
-            "tollgate_ingress_metric_series_dropped_total", {"metric": fam.spec.name}
+            "tollgate_metric_series_dropped_total", {"metric": fam.spec.name}
         )
         == 7
     )
