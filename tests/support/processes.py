@@ -31,7 +31,7 @@ class Service:
 
 
 def start_service(
-    module: str, port: int, env: Mapping[str, str], log_dir: Path, ready_timeout: float = 30
+    module: str, port: int, env: Mapping[str, str], log_dir: Path, ready_timeout: float = 60
 ) -> Service:
     """Start `python -m <module>` on `port` and wait until GET /health answers 200."""
     log_path = log_dir / f"{module}-{port}.log"
