@@ -219,9 +219,16 @@ def resolve_env(
     return value
 
 
+# A sink's global settings, as LiteLLM spells them (`s3_callback_params`, …): read by the
+# exporter's sink of that name, so not unknown.
+_CALLBACK_PARAMS = re.compile(r"^[a-z0-9_]+_callback_params$")
+
+
 def _unknown_keys(model: BaseModel, path: str = "") -> list[str]:
     found: list[str] = []
     for key in model.model_extra or {}:
+        if isinstance(model, LitellmSettings) and _CALLBACK_PARAMS.match(str(key)):
+            continue
         found.append(f"{path}.{key}" if path else key)
     for name in type(model).model_fields:
         child = getattr(model, name)
