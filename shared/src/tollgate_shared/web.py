@@ -32,25 +32,53 @@ async def _run_check(check: DependencyCheck, timeout: float) -> dict[str, Any]:
     return out
 
 
+async def run_checks(
+    named: Mapping[str, DependencyCheck], timeout: float = 2.0
+) -> dict[str, dict[str, Any]]:
+    """Every check at once, each with its state (and its detail or error)."""
+    results = await asyncio.gather(*(_run_check(c, timeout) for c in named.values()))
+    return dict(zip(named, results, strict=True))
+
+
+def peer_check(client: Any, url: str) -> DependencyCheck:
+    """A check that another Tollgate service answers its own `/health` with 200."""
+
+    async def check() -> dict[str, Any]:
+        resp = await client.get(f"{url.rstrip('/')}/health", timeout=1.5)
+        if resp.status_code != 200:
+            raise RuntimeError(f"{url} answers /health with {resp.status_code}")
+        return {}
+
+    return check
+
+
 def health_router(
-    service: str, checks: Callable[[], Mapping[str, DependencyCheck]], timeout: float = 2.0
+    service: str,
+    checks: Callable[[], Mapping[str, DependencyCheck]],
+    timeout: float = 2.0,
+    *,
+    peers: Callable[[], Mapping[str, DependencyCheck]] | None = None,
 ) -> Router:
     """`GET /health`: 200 when every dependency answers, else 503, with each one's state.
 
     `checks` is called per request so the checks can read the app's current state.
+    `peers` (ingress's view of the other services) are reported under `services` and do
+    not change the status: ingress keeps serving while a consumer is down.
     """
 
     @get("/health", operation_id=f"{service}_health", include_in_schema=True)
     async def health() -> Response[dict[str, Any]]:
         """Liveness and readiness, with the state of each dependency."""
-        named = dict(checks())
-        results = await asyncio.gather(*(_run_check(c, timeout) for c in named.values()))
-        deps = dict(zip(named, results, strict=True))
+        deps = await run_checks(checks(), timeout)
         ok = all(r["status"] == "healthy" for r in deps.values())
-        return Response(
-            {"service": service, "status": "healthy" if ok else "unhealthy", "dependencies": deps},
-            status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        body: dict[str, Any] = {
+            "service": service,
+            "status": "healthy" if ok else "unhealthy",
+            "dependencies": deps,
+        }
+        if peers is not None:
+            body["services"] = await run_checks(peers(), timeout)
+        return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get(
         "/metrics", operation_id=f"{service}_metrics", include_in_schema=False, sync_to_thread=False

@@ -164,6 +164,19 @@ async def _spend_rows(database_url: str, session: str) -> tuple[int, int]:
         await conn.close()
 
 
+_PEERS = ("admin", "ledger", "exporter", "alerter")
+
+
+def _peer_state(ingress: str, name: str) -> str | None:
+    try:
+        resp = httpx.get(f"{ingress}/health", timeout=2)
+    except httpx.HTTPError:
+        return None
+    assert resp.status_code == 200, resp.text  # a consumer down never fails ingress
+    state: str | None = resp.json().get("services", {}).get(name, {}).get("status")
+    return state
+
+
 def test_killed_components_come_back_and_ingress_serves_throughout(
     detached: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -181,6 +194,12 @@ def test_killed_components_come_back_and_ingress_serves_throughout(
             killed_at = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
             deadline = killed_at + RECOVERY_BOUND_S
+            if name in _PEERS:
+                # Ingress's /health names the service that is down, and stays 200 itself.
+                shown = _peer_state(ingress, name)
+                while shown != "unhealthy" and not _back(data_dir, unit, old_pid):
+                    shown = _peer_state(ingress, name)
+                assert shown == "unhealthy", f"ingress /health never showed {name} down"
             while not _back(data_dir, unit, old_pid):
                 assert time.monotonic() < deadline, f"{name} not back within {RECOVERY_BOUND_S}s"
                 time.sleep(0.1)

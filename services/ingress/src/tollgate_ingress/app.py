@@ -19,11 +19,14 @@ from nats.aio.client import Client as NATS
 from tollgate_ingress.console import console_router
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.limits import RateLimiter
+from tollgate_ingress.messages.service import Messages
 from tollgate_ingress.responses.service import Responses
 from tollgate_ingress.responses.store import ResponseStore
 from tollgate_ingress.routes.forward import forward
 from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
+from tollgate_ingress.routes.messages import create_message
 from tollgate_ingress.routes.responses import response_routes
+from tollgate_ingress.routes.surface import probe_router, retrieve_model, unserved
 from tollgate_ingress.service import BudgetPolicy, Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
@@ -32,7 +35,7 @@ from tollgate_shared.dependencies import check_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
-from tollgate_shared.web import health_router
+from tollgate_shared.web import health_router, peer_check
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,8 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
         app.state.responses = Responses(
             gateway, ResponseStore(redis, settings.response_retention_s)
         )
-        app.state.forward_client = forward_client
+        app.state.messages = Messages(gateway)
+        app.state.forward_client = holder["forward_client"] = forward_client
         app.state.owners = Owners(
             settings.admin_url, settings.ledger_url, settings.exporter_url, settings.alerter_url
         )
@@ -221,13 +225,29 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
 
         return {"nats": publisher, "state": state, "redis": redis}
 
+    def peers() -> dict[str, Any]:
+        """Which of the services ingress forwards to answer (shown, not required)."""
+        client = holder.get("forward_client")
+        if client is None:
+            return {}
+        return {
+            "admin": peer_check(client, settings.admin_url),
+            "ledger": peer_check(client, settings.ledger_url),
+            "exporter": peer_check(client, settings.exporter_url),
+            "alerter": peer_check(client, settings.alerter_url),
+        }
+
     app = Litestar(
         route_handlers=[
             chat_completions,
             list_models,
             *response_routes,
+            create_message,
+            retrieve_model,
+            unserved,
+            probe_router(checks),
             forward,
-            health_router("ingress", checks),
+            health_router("ingress", checks, peers=peers),
             console_router,
         ],
         lifespan=[lifespan],
