@@ -232,9 +232,7 @@ def test_new_series_past_the_ceiling_are_dropped_and_counted() -> None:
     fam.of({**base, "hashed_api_key": "k0"}).set(42)  # an existing series still updates
     assert fam.series == 3
     assert (
-        registry.get_sample_value(
-            "tollgate_metric_series_dropped_total", {"metric": fam.spec.name}
-        )
+        registry.get_sample_value("tollgate_metric_series_dropped_total", {"metric": fam.spec.name})
         == 7
     )
     assert (
