@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -89,7 +90,7 @@ def second_ingress(system: System, tmp_path_factory: pytest.TempPathFactory) -> 
         "TOLLGATE_SPOOL_PATH": str(tmp / "spool.sqlite3"),
         **{f"TOLLGATE_{n.upper()}_URL": system.url(n) for n in system.services if n != "ingress"},
     }
-    svc = start_service("tollgate_ingress", free_port(), env, tmp)
+    svc = start_service("tollgate_ingress", free_port(), env, tmp, ready_timeout=90)
     yield svc
     stop_service(svc)
 
@@ -346,3 +347,108 @@ async def test_native_pass_through(client: openai.AsyncOpenAI, native: FakeUpstr
     assert final.usage is not None
     assert final.usage.output_tokens == 3
     assert (await client.responses.retrieve(final.id)).id == final.id
+
+
+async def test_demo_mock_model_answers_the_readme_quick_start(client: openai.AsyncOpenAI) -> None:
+    first = await client.responses.create(model="demo", input="你好")
+    second = await client.responses.create(
+        model="demo", input="我是谁", previous_response_id=first.id
+    )
+    assert (first.output_text, second.output_text) == ("mocked reply", "mocked reply")
+    items = await client.responses.input_items.list(second.id)
+    assert items.data[0].type == "message"
+
+
+async def test_probes_model_by_id_and_unserved_endpoints(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.ingress_url, headers=AUTH) as http:
+        assert (await http.get("/health/liveliness")).json() == "I'm alive!"
+        assert (await http.get("/health/liveness")).status_code == 200
+        ready = await http.get("/health/readiness")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "healthy"
+        assert ready.json()["cache"] == "redis"
+        assert set(ready.json()["dependencies"]) >= {"nats", "redis"}
+        model = await http.get("/v1/models/gpt-4o")
+        assert model.json()["id"] == "gpt-4o"
+        missing = await http.get("/v1/models/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["param"] == "model"
+        for path in ("/v1/images/generations", "/v1/files", "/v1/batches/b1", "/v1/moderations"):
+            r = await http.post(path, json={})
+            assert r.status_code == 501, path
+            assert "not proxied" in r.json()["error"]["message"]
+
+
+async def test_anthropic_sdk_messages_bridged(
+    system: System, chat_only: FakeUpstream, js: JetStreamContext
+) -> None:
+    client = anthropic.AsyncAnthropic(base_url=system.ingress_url, api_key=MASTER_KEY)
+    msg = await client.messages.create(
+        model="gpt-4o",
+        max_tokens=100,
+        system="Be brief",
+        messages=[{"role": "user", "content": "hello claude"}],
+    )
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "你是张三"
+    assert msg.stop_reason == "end_turn"
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (4, 1)
+    assert chat_only.requests[-1]["messages"][0] == {"role": "system", "content": "Be brief"}
+    assert chat_only.requests[-1]["max_tokens"] == 100
+
+    async with client.messages.stream(
+        model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "stream it"}]
+    ) as stream:
+        kinds = [ev.type async for ev in stream]
+        final = await stream.get_final_message()
+    assert kinds[0] == "message_start"
+    assert kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds
+    assert final.content[0].text == "你是张三"  # type: ignore[union-attr]
+    assert final.usage.output_tokens == 1
+
+    chat_only.tool_call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    used = await client.messages.create(
+        model="gpt-4o",
+        max_tokens=50,
+        tools=tools,
+        messages=[{"role": "user", "content": "weather?"}],
+    )
+    assert used.stop_reason == "tool_use"
+    [block] = used.content
+    assert block.type == "tool_use"
+    assert block.input == {"city": "Paris"}
+
+    with pytest.raises(anthropic.AuthenticationError):
+        await anthropic.AsyncAnthropic(
+            base_url=system.ingress_url, api_key="sk-wrong", max_retries=0
+        ).messages.create(model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    await client.close()
+
+
+async def test_bridge_overhead_over_a_plain_chat_call(client: openai.AsyncOpenAI) -> None:
+    """Measured, not asserted tightly (a shared 2-core machine): the bridge's added p50."""
+
+    async def p50(call: Any, n: int = 40) -> float:
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            await call()
+            times.append((time.perf_counter() - t) * 1000)
+        return statistics.median(times)
+
+    async def chat() -> None:
+        await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    async def responses() -> None:
+        await client.responses.create(model="gpt-4o", input="hi")
+
+    await chat()
+    await responses()
+    chat_ms, resp_ms = await p50(chat), await p50(responses)
+    print(f"\nchat p50 {chat_ms:.2f} ms, responses (bridged) p50 {resp_ms:.2f} ms, "
+          f"added {resp_ms - chat_ms:.2f} ms")  # fmt: skip
+    assert resp_ms < chat_ms + 100
