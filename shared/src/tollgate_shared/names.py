@@ -262,6 +262,15 @@ ALERTER_LEDGER = ConsumerSpec(
     ),
     writes=("Redis (budget levels crossed)", "alert destinations", ALERT_SENT),
 )
+# Where JetStream announces a message that ran out of deliveries on a durable.
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+
+def max_deliveries_advisory(spec: ConsumerSpec) -> str:
+    """The advisory subject of one durable's messages that ran out of deliveries."""
+    return f"{MAX_DELIVERIES_ADVISORY}.{spec.stream}.{spec.name}"
+
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LEDGER_SPEND,
     LEDGER_AUDIT,

@@ -104,11 +104,6 @@ def bind_durable(spec: names.ConsumerSpec) -> tuple[str, ...]:
     )
 
 
-def max_deliveries_advisory(spec: names.ConsumerSpec) -> str:
-    """Where JetStream announces a message that ran out of deliveries on this durable."""
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{spec.stream}.{spec.name}"
-
-
 # Which stream each service publishes its events to.
 PUBLISHES: Mapping[str, names.StreamSpec] = {
     "ingress": names.STREAM_LLM,
@@ -131,13 +126,19 @@ EXTRA_PUBLISH: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# Core subscriptions beyond replies: the console's Live view follows finished calls.
+EXTRA_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
+    "ingress": (f"{names.LLM_REQUEST_COMPLETED}.*", f"{names.LLM_REQUEST_FAILED}.*"),
+}
+
+
 def service_user(service: str) -> NatsUser:
     publish: list[str] = [*_stream_prefix(PUBLISHES[service]), *_READ_METADATA]
-    subscribe: list[str] = [INBOX]
+    subscribe: list[str] = [INBOX, *EXTRA_SUBSCRIBE.get(service, ())]
     for spec in names.CONSUMERS:
         if spec.service == service:
             publish += bind_durable(spec)
-            subscribe.append(max_deliveries_advisory(spec))
+            subscribe.append(names.max_deliveries_advisory(spec))
     for use in names.BUCKET_USES:
         if use.written_by == service:
             publish.append(f"$KV.{use.bucket}.>")

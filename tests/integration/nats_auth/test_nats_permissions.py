@@ -193,7 +193,7 @@ async def test_ledger_writes_spend_and_publishes_ledger_events(
         assert ack.stream == names.STREAM_LEDGER.name
         # Dead letters: the max-deliveries advisory of its durables, and the message it names.
         await ledger.nc.subscribe(
-            permissions.max_deliveries_advisory(names.LEDGER_SPEND), queue="ledger-dead-letters"
+            names.max_deliveries_advisory(names.LEDGER_SPEND), queue="ledger-dead-letters"
         )
         assert (await ledger.js.get_msg(names.STREAM_LLM.name, event.seq)).seq == event.seq
         await ledger.nc.flush()

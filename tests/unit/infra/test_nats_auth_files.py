@@ -34,12 +34,17 @@ def test_every_service_has_a_user_and_only_a_buckets_writer_may_put() -> None:
         writers = [u.name for u in permissions.USERS if f"$KV.{use.bucket}.>" in u.publish]
         assert writers == [use.written_by], use.bucket
     for user in permissions.USERS:
-        # Nobody may write `$KV.>`/`>` wholesale or subscribe beyond inboxes and advisories.
+        # Nobody may write `$KV.>`/`>` wholesale or subscribe beyond inboxes, advisories and
+        # (ingress's console) finished calls.
         assert not {">", "$KV.>", "$O.>", "$JS.ACK.>"} & set(user.publish), user.name
+        extra = permissions.EXTRA_SUBSCRIBE.get(user.name, ())
         for subject in user.subscribe:
-            assert subject == permissions.INBOX or subject.startswith(
-                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
+            assert (
+                subject == permissions.INBOX
+                or subject in extra
+                or subject.startswith(f"{names.MAX_DELIVERIES_ADVISORY}.")
             ), (user.name, subject)
+    assert permissions.EXTRA_SUBSCRIBE.keys() == {"ingress"}
     assert len({u.password_env for u in permissions.USERS}) == len(permissions.USERS)
 
 

@@ -12,17 +12,10 @@ from tollgate_shared.events import AdminChanged, LlmRequestCompleted, LlmRequest
 FINISHED = (LlmRequestCompleted, LlmRequestFailed)
 ADMIN_CHANGE = AdminChanged
 
-# JetStream's own advisory subject (not a Tollgate subject): published by the server when
-# a message reached its consumer's max_deliver, `<prefix>.<stream>.<consumer>`.
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
-
-
-def max_deliveries_subject(stream: str, consumer: str) -> str:
-    return f"{MAX_DELIVERIES_ADVISORY}.{stream}.{consumer}"
-
 
 class MaxDeliveries(BaseModel):
-    """`io.nats.jetstream.advisory.v1.max_deliver`: which message JetStream gave up on."""
+    """`io.nats.jetstream.advisory.v1.max_deliver`: which message JetStream gave up on (on
+    `names.max_deliveries_advisory(spec)`, JetStream's own subject, not a Tollgate event)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

@@ -29,7 +29,6 @@ from tollgate_ledger.decoding import (
     ADMIN_CHANGE,
     FINISHED,
     MaxDeliveries,
-    max_deliveries_subject,
     request_id_hint,
 )
 from tollgate_ledger.service import (
@@ -40,7 +39,7 @@ from tollgate_ledger.service import (
     SpendService,
     Verdict,
 )
-from tollgate_shared import consuming
+from tollgate_shared import consuming, names
 from tollgate_shared.events import AdminChanged, EventDecodeError, LlmRequestFinished, decode
 from tollgate_shared.names import ConsumerSpec
 
@@ -208,7 +207,7 @@ async def watch_dead_letters(
 
     return [
         await nc.subscribe(
-            max_deliveries_subject(spec.stream, spec.name),
+            names.max_deliveries_advisory(spec),
             queue="ledger-dead-letters",
             cb=on_advisory,
         )
