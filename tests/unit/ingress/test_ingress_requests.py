@@ -16,6 +16,7 @@ from tollgate_ingress.parsing import (
     parse_embedding_request,
 )
 from tollgate_ingress.pricing import cost_of
+from tollgate_ingress.service import call_type_of
 from tollgate_ingress.upstream.mock import mock_chunks, mock_completion
 from tollgate_ingress.usage import StreamAccumulator, strip_unrequested_usage, usage_from
 from tollgate_shared.config import LitellmParams
@@ -216,3 +217,17 @@ def test_embeddings_are_bounded_too() -> None:
     with pytest.raises(BadRequestError) as info:
         parse_embedding_request(raw, {})
     assert info.value.param == "metadata"
+
+
+@pytest.mark.parametrize(
+    ("path", "call_type"),
+    [
+        ("/v1/chat/completions", "acompletion"),
+        ("/chat/completions", "acompletion"),
+        ("/v1/embeddings", "aembedding"),
+        ("/v1/responses", "aresponses"),
+        ("/responses", "aresponses"),
+    ],
+)
+def test_a_refusal_before_parsing_keeps_the_routes_call_type(path: str, call_type: str) -> None:
+    assert call_type_of(path) == call_type

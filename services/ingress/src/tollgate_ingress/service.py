@@ -119,6 +119,15 @@ class StreamAnswer:
     body: AsyncIterator[bytes]
 
 
+def call_type_of(path: str) -> str:
+    """LiteLLM's `call_type` for a route, for calls refused before their body is read."""
+    if path.endswith("embeddings"):
+        return "aembedding"
+    if path.endswith("responses"):
+        return "aresponses"
+    return "acompletion"
+
+
 class Gateway:
     def __init__(
         self,
@@ -358,7 +367,7 @@ class Gateway:
                 request_id=request_id,
                 start_time=start_time,
                 elapsed_s=elapsed,
-                call_type="aembedding" if path.endswith("embeddings") else "acompletion",
+                call_type=call_type_of(path),
                 identity=identity,
                 request=req,
                 requested_model=requested,
