@@ -129,3 +129,7 @@ replay-dead: sync
 # regenerate the NATS users/permissions files of Compose and Helm from tollgate_shared.permissions
 nats-auth: sync
     uv run --no-sync python -m tollgate_shared.permissions write
+
+# Prometheus, promtool and Alertmanager (Debian's packages) for the monitoring e2e test, when missing
+monitoring-tools:
+    @if command -v promtool >/dev/null && command -v prometheus >/dev/null && { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; }; then echo "prometheus: $(prometheus --version 2>&1 | head -1)"; else export DEBIAN_FRONTEND=noninteractive; apt-get install -y --no-install-recommends prometheus prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager); fi

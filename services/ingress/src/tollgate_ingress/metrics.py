@@ -3,10 +3,11 @@ Prometheus metrics (after the response is sent)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tollgate_ingress.records import Call
 from tollgate_ingress.routing import Deployment
+from tollgate_ingress.upstream.openai import LIMITS
 from tollgate_shared import litellm_metrics as lm
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed, LlmRequestFinished
 
@@ -37,8 +38,14 @@ def _dep_labels(d: Deployment) -> dict[str, str]:
 class Recorder:
     """The ingress's metric families, and how one call or router change lands in them."""
 
-    def __init__(self, options: lm.MetricsOptions) -> None:
+    def __init__(
+        self,
+        options: lm.MetricsOptions,
+        upstream_limits: Callable[[str], tuple[int | None, int | None]] = LIMITS.latest,
+    ) -> None:
         self.options = options
+        # A deployment's latest x-ratelimit-remaining-requests/tokens (None: not sent).
+        self._upstream_limits = upstream_limits
         self.m = m = lm.install(options, "ingress")
         f = m.families
         self._total = f["litellm_proxy_total_requests_metric"]
@@ -63,6 +70,8 @@ class Recorder:
         self._rpm = f["litellm_deployment_rpm_limit"]
         self._fb_ok = f["litellm_deployment_successful_fallbacks"]
         self._fb_fail = f["litellm_deployment_failed_fallbacks"]
+        self._remaining_requests = f["litellm_remaining_requests_metric"]
+        self._remaining_tokens = f["litellm_remaining_tokens_metric"]
         self._custom = bool(options.metadata_labels or options.tags)
 
     # -- calls --------------------------------------------------------------------
@@ -106,6 +115,11 @@ class Recorder:
         deployed = event.model_id is not None
         if deployed:
             self._dep_total.of(v).inc()
+            requests, tokens = self._upstream_limits(v["model_id"])
+            if requests is not None:
+                self._remaining_requests.of(v).set(requests)
+            if tokens is not None:
+                self._remaining_tokens.of(v).set(tokens)
         if event.upstream_latency_ms is not None:
             self._api_latency.of(v).observe(event.upstream_latency_ms / 1000)
         if event.overhead_latency_ms is not None:

@@ -15,7 +15,10 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from tollgate_ingress.auth import AuthError
+from tollgate_ingress.records import now_utc
 from tollgate_ingress.service import Answer, Gateway, StreamAnswer
+from tollgate_shared.errors import error_json
+from tollgate_shared.events import new_event_id
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,14 @@ class FastLlmRoutes:
         # First value wins for a repeated header, as in Litestar's Headers.get.
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw["headers"])}
         length = headers.get("content-length", "")
-        if not length.isdigit() or int(length) > _MAX_BODY:
+        if not length.isdigit():
             await self.app(scope, receive, send)
+            return
+        if int(length) > _MAX_BODY:
+            client = raw.get("client")
+            await asgi_response(too_large(gw, raw["path"], headers, client, t_start))(
+                scope, receive, send
+            )
             return
         chunks: list[bytes] = []
         while True:
@@ -151,3 +160,22 @@ class FastLlmRoutes:
             )(scope, receive, send)
             return
         await asgi_response(result)(scope, receive, send)
+
+
+def too_large(
+    gw: Gateway, path: str, headers: dict[str, str], client: Any, t_start: float
+) -> Answer:
+    """A body over the limit is refused unread, and like every refusal it is a failed call
+    (an event, the counters, a failure row); a bad key is still the 401 it would be."""
+    identity = None
+    status, code = 413, "payload_too_large"
+    message = f"request body of {headers.get('content-length')} bytes exceeds {_MAX_BODY} bytes"
+    try:
+        identity = gw.identify(headers)
+        body = error_json(message, status, code=code)
+    except AuthError as exc:
+        status, code, message, body = exc.status, exc.code, exc.message, exc.body()
+    return gw.refuse(
+        path, b"", headers, client[0] if client else None, t_start, now_utc(), new_event_id(),
+        identity, None, status, body, message, code,
+    )  # fmt: skip

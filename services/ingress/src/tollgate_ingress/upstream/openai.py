@@ -19,6 +19,36 @@ from tollgate_ingress.routing import Deployment
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 
+class UpstreamLimits:
+    """The latest `x-ratelimit-remaining-requests/tokens` each deployment answered with, for
+    `litellm_remaining_requests_metric` / `litellm_remaining_tokens_metric`. Bounded by the
+    number of deployments; the metrics read it when they record the call."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int | None, int | None]] = {}
+
+    def seen(self, model_id: str, headers: httpx.Headers) -> None:
+        requests = _int(headers.get("x-ratelimit-remaining-requests"))
+        tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
+        if requests is not None or tokens is not None:
+            self._latest[model_id] = (requests, tokens)
+
+    def latest(self, model_id: str) -> tuple[int | None, int | None]:
+        return self._latest.get(model_id, (None, None))
+
+
+def _int(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        return None
+
+
+LIMITS = UpstreamLimits()
+
+
 class UpstreamError(Exception):
     def __init__(
         self, status: int, message: str, body: Any = None, code: str | None = None
@@ -107,6 +137,7 @@ async def chat(
         )
     except httpx.HTTPError as exc:
         raise _unreachable(exc, dep) from exc
+    LIMITS.seen(dep.model_id, resp.headers)
     if resp.status_code >= 400:
         raise _error_from(resp, resp.content)
     try:
@@ -147,6 +178,7 @@ class ChatStream:
             self._resp = await self._client.send(self._request, stream=True)
         except httpx.HTTPError as exc:
             raise _unreachable(exc, self._dep) from exc
+        LIMITS.seen(self._dep.model_id, self._resp.headers)
         if self._resp.status_code >= 400:
             raw = await self._resp.aread()
             await self._resp.aclose()
