@@ -251,12 +251,12 @@ CATALOG: tuple[MetricSpec, ...] = (
         ],
     ),
     _Of.Gauge(
-        "litellm_remaining_requests_metric",
+        "litellm_remaining_requests",
         "LLM Deployment Analytics - remaining requests for model, returned from LLM API Provider",
         [*_UPSTREAM, "hashed_api_key", "api_key_alias", "model_id"],
     ),
     _Of.Gauge(
-        "litellm_remaining_tokens_metric",
+        "litellm_remaining_tokens",
         "remaining tokens for model, returned from LLM API Provider",
         [*_UPSTREAM, "hashed_api_key", "api_key_alias", "model_id"],
     ),
@@ -403,9 +403,12 @@ class MetricsOptions:
         labels = spec.labels + (self.custom_label_names if spec.per_request else ())
         if self.include is None:
             return labels
-        if spec.name not in self.include:
+        # LiteLLM's config names a metric by its exposed name or, for the few whose Python
+        # attribute differs (`litellm_remaining_requests_metric`), by that attribute.
+        key = next((k for k in (spec.name, spec.name + "_metric") if k in self.include), None)
+        if key is None:
             return None
-        chosen = self.include[spec.name]
+        chosen = self.include[key]
         return labels if chosen is None else tuple(x for x in labels if x in chosen)
 
     def custom_values(self, metadata: Mapping[str, Any], tags: Sequence[str]) -> dict[str, str]:

@@ -225,7 +225,7 @@ def test_prometheus_metrics_config_chooses_metrics_and_their_labels() -> None:
 def test_new_series_past_the_ceiling_are_dropped_and_counted() -> None:
     registry = CollectorRegistry()
     m = lm.install(lm.MetricsOptions(max_series=3), "ingress", registry)
-    fam = m["litellm_remaining_requests_metric"]
+    fam = m["litellm_remaining_requests"]
     base = dict.fromkeys(fam.labels or (), "x")
     for i in range(10):
         fam.of({**base, "hashed_api_key": f"k{i}"}).set(i)
@@ -237,7 +237,7 @@ def test_new_series_past_the_ceiling_are_dropped_and_counted() -> None:
     )
     assert (
         registry.get_sample_value(
-            "litellm_remaining_requests_metric", {**base, "hashed_api_key": "k0"}
+            "litellm_remaining_requests", {**base, "hashed_api_key": "k0"}
         )
         == 42
     )

@@ -100,12 +100,12 @@ def test_remaining_requests_and_tokens_carry_the_calls_labels() -> None:
         "api_key_alias": "alias-1",
         "model_id": "dep-limits",
     }
-    assert REGISTRY.get_sample_value("litellm_remaining_requests_metric", labels) == 41
-    assert REGISTRY.get_sample_value("litellm_remaining_tokens_metric", labels) == 9000
+    assert REGISTRY.get_sample_value("litellm_remaining_requests", labels) == 41
+    assert REGISTRY.get_sample_value("litellm_remaining_tokens", labels) == 9000
     # A call to a deployment that never sent the headers sets nothing.
     rec.record(_completed(model_id="dep-silent", api_key_hash="h-limits"))
     silent = {**labels, "model_id": "dep-silent"}
-    assert REGISTRY.get_sample_value("litellm_remaining_requests_metric", silent) is None
+    assert REGISTRY.get_sample_value("litellm_remaining_requests", silent) is None
 
 
 class _Inner:

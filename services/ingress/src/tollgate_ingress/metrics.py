@@ -70,8 +70,8 @@ class Recorder:
         self._rpm = f["litellm_deployment_rpm_limit"]
         self._fb_ok = f["litellm_deployment_successful_fallbacks"]
         self._fb_fail = f["litellm_deployment_failed_fallbacks"]
-        self._remaining_requests = f["litellm_remaining_requests_metric"]
-        self._remaining_tokens = f["litellm_remaining_tokens_metric"]
+        self._remaining_requests = f["litellm_remaining_requests"]
+        self._remaining_tokens = f["litellm_remaining_tokens"]
         self._custom = bool(options.metadata_labels or options.tags)
 
     # -- calls --------------------------------------------------------------------

@@ -21,7 +21,7 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 class UpstreamLimits:
     """The latest `x-ratelimit-remaining-requests/tokens` each deployment answered with, for
-    `litellm_remaining_requests_metric` / `litellm_remaining_tokens_metric`. Bounded by the
+    `litellm_remaining_requests` / `litellm_remaining_tokens`. Bounded by the
     number of deployments; the metrics read it when they record the call."""
 
     def __init__(self) -> None:
