@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tollgate_shared.config import LitellmParams, ModelEntry, RouterSettings
 from tollgate_shared.state import ModelState
 from tollgate_shared.vocabulary import DeploymentState
 
-# Failures that say the deployment, not the request, is unwell.
-COOLDOWN_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+if TYPE_CHECKING:
+    from tollgate_ingress.upstream import Adapter
+
+# Failures that say the deployment, not the request, is unwell (529: Anthropic overloaded).
+COOLDOWN_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Deployment:
     model_id: str
     params: LitellmParams
     model_info: dict[str, Any] = field(default_factory=dict)
+    # The provider's adapter, chosen once when the deployment is built (None: OpenAI's).
+    adapter: Adapter | None = field(default=None, compare=False, repr=False)
 
     @property
     def region(self) -> str | None:
@@ -29,15 +34,22 @@ class Deployment:
 
 
 def deployments_from(
-    config_models: Iterable[ModelEntry], admin_models: Iterable[ModelState]
+    config_models: Iterable[ModelEntry],
+    admin_models: Iterable[ModelState],
+    adapter_for: Callable[[str], Adapter] | None = None,
 ) -> dict[str, list[Deployment]]:
-    """Group every deployment by its public model name (config first, then admin-added)."""
+    """Group every deployment by its public model name (config first, then admin-added),
+    each with its provider's adapter from `adapter_for` (the upstream registry)."""
     groups: dict[str, list[Deployment]] = {}
+
+    def adapter(params: LitellmParams) -> Adapter | None:
+        return adapter_for(params.provider) if adapter_for is not None else None
+
     for i, m in enumerate(config_models):
         mid = m.model_info.id or f"{m.model_name}-{i}"
         info = m.model_info.model_dump(exclude_none=True)
         groups.setdefault(m.model_name, []).append(
-            Deployment(m.model_name, mid, m.litellm_params, info)
+            Deployment(m.model_name, mid, m.litellm_params, info, adapter(m.litellm_params))
         )
     for s in admin_models:
         try:
@@ -45,7 +57,7 @@ def deployments_from(
         except ValueError:
             continue  # admin validates; a bad value must not break routing
         groups.setdefault(s.model_name, []).append(
-            Deployment(s.model_name, s.model_id, params, dict(s.model_info))
+            Deployment(s.model_name, s.model_id, params, dict(s.model_info), adapter(params))
         )
     return groups
 

@@ -44,8 +44,7 @@ from tollgate_ingress.pricing import cost_of
 from tollgate_ingress.records import PRODUCER, Call, now_utc, refusal, without_vectors
 from tollgate_ingress.refusals import RefusalSampler, exception_class
 from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
-from tollgate_ingress.upstream import mock
-from tollgate_ingress.upstream import openai as upstream
+from tollgate_ingress.upstream import Stream, adapter_for, adapter_of, mock
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 from tollgate_ingress.usage import (
     StreamAccumulator,
@@ -164,7 +163,9 @@ class Gateway:
 
     # -- state ----------------------------------------------------------------
     def refresh_models(self) -> None:
-        groups = deployments_from(self.cfg.model_list, self.views.models.items().values())
+        groups = deployments_from(
+            self.cfg.model_list, self.views.models.items().values(), adapter_for
+        )
         self.router.set_deployments(groups)
         self.metrics.deployments(d for group in groups.values() for d in group)
 
@@ -610,7 +611,7 @@ class Gateway:
                     f"chatcmpl-{call.request_id}",
                     int(time.time()),
                 )
-            return await upstream.chat(
+            return await adapter_of(dep).chat(
                 self.client,
                 dep,
                 req.upstream_body,
@@ -652,7 +653,7 @@ class Gateway:
         self.publisher.emit(call.started())
         req = call.request
 
-        async def one(dep: Deployment) -> upstream.ChatStream | mock.MockStream:
+        async def one(dep: Deployment) -> Stream | mock.MockStream:
             canned = (
                 req.mock_response if req.mock_response is not None else dep.params.mock_response
             )
@@ -668,7 +669,7 @@ class Gateway:
                         )
                     )
                 )
-            s = upstream.ChatStream(
+            s = adapter_of(dep).stream(
                 self.client, dep, req.upstream_body, self._timeout(dep, True), call.traceparent
             )
             await s.open()
@@ -686,7 +687,7 @@ class Gateway:
     async def _relay(
         self,
         call: Call,
-        source: upstream.ChatStream | mock.MockStream,
+        source: Stream | mock.MockStream,
         t_start: float,
         t_up: float,
     ) -> AsyncIterator[bytes]:
