@@ -38,7 +38,9 @@ class RestartPolicy:
         self.exits.append(now)
         while self.exits and now - self.exits[0] > CRASH_LOOP_WINDOW_S:
             self.exits.popleft()
-        self.crash_loop = len(self.exits) >= CRASH_LOOP_EXITS
+        # Latched until the process runs stable: at the 30 s backoff fewer than five exits
+        # fit in the window, yet the process is still crash-looping.
+        self.crash_loop = self.crash_loop or len(self.exits) >= CRASH_LOOP_EXITS
         return backoff_delay(self.failures)
 
     def on_restart(self) -> None:

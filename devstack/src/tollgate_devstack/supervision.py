@@ -3,8 +3,11 @@
 One thread ticks over the units: a unit that exited is restarted after 1 s, then
 2, 4, ... up to 30 s between tries, forever; the others are never touched. Five
 exits within two minutes is a crash loop, said loudly on the console and in the
-status file that `status` reads. Stopping goes ingress first (no call is cut),
-then the consumers together (they drain), then the servers, each phase bounded.
+status file that `status` reads, and announced once per loop on NATS
+(`ops.service.crash_loop.v1`, then `ops.service.recovered.v1` once the unit runs
+stable again) for the alerter's `service_crash_loop` alert. Stopping goes ingress
+first (no call is cut), then the consumers together (they drain), then the servers,
+each phase bounded.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollgate_devstack.announce import Announcer, crash_loop_event, nats_target, new_loop_id
 from tollgate_devstack.datadir import DataDir
 from tollgate_devstack.restarts import CRASH_LOOP_WINDOW_S, STABLE_AFTER_S, RestartPolicy
 from tollgate_devstack.units import Console, Unit
+from tollgate_shared.vocabulary import ServiceCondition
 
 # Bounds of the ordered stop. uvicorn drains for up to 10 s on SIGTERM.
 FRONT_STOP_S = 15.0
@@ -40,6 +45,8 @@ class Supervised:
     next_start: float | None = None
     last_exit: int | None = None
     stable: bool = False
+    # The crash loop in progress (announced on NATS), None when there is none.
+    loop_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -52,6 +59,7 @@ class Supervisor:
         console: Console,
         data: DataDir,
         clock: Callable[[], float] = time.monotonic,
+        announcer: Announcer | None = None,
     ) -> None:
         self.console = console
         self.data = data
@@ -61,6 +69,8 @@ class Supervisor:
         self.info: dict[str, Any] = {}
         self.started_wall = time.time()
         self._lock = threading.Lock()
+        # Publishes to the stack's NATS once `info` names it (see `nats_target`).
+        self.announcer = announcer or Announcer(lambda: nats_target(self.info), console.say)
 
     def add(self, entry: Supervised, *, start: bool = True) -> Supervised:
         self.units.append(entry)
@@ -103,6 +113,7 @@ class Supervisor:
                         entry.stable = True
                         if entry.policy.on_stable():
                             self.console.say(f"{entry.name} is running again (crash loop over)")
+                            self._announce(entry, "recovered")
                 elif (
                     entry.state == "backoff"
                     and entry.next_start is not None
@@ -134,6 +145,31 @@ class Supervisor:
                 f"{CRASH_LOOP_WINDOW_S:.0f} s; still retrying (up to every 30 s). "
                 f"Its output: {log}"
             )
+            if entry.loop_id is None:
+                entry.loop_id = new_loop_id()
+                self._announce(entry, "crash_loop")
+
+    def _announce(self, entry: Supervised, condition: ServiceCondition) -> None:
+        if entry.loop_id is None:
+            return
+        now = self.clock()
+        event = crash_loop_event(
+            condition,
+            service=entry.name,
+            kind=entry.kind,
+            loop_id=entry.loop_id,
+            exits=len(entry.policy.exits),
+            window_s=CRASH_LOOP_WINDOW_S,
+            restarts=entry.policy.restarts,
+            last_exit_code=entry.last_exit,
+            retry_in_s=round(max(0.0, entry.next_start - now), 1)
+            if condition == "crash_loop" and entry.next_start is not None
+            else None,
+            log_file=self.data.log_file(entry.name),
+        )
+        if condition == "recovered":
+            entry.loop_id = None
+        self.announcer.announce(event)
 
     def run(self, stop: threading.Event, interval: float = 0.25) -> None:
         """Tick until `stop` is set, writing the status file about once a second."""
@@ -152,6 +188,8 @@ class Supervisor:
         with self._lock:
             self.phase = "stopping"
         self.write_status()
+        if kind is None:
+            self.announcer.close()  # before NATS stops
         chosen = [e for e in self.units if kind is None or e.kind == kind]
         for phase in sorted({e.stop_phase for e in chosen}):
             self._stop_group([e for e in chosen if e.stop_phase == phase])

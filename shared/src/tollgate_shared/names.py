@@ -33,6 +33,8 @@ LEDGER_TRACKING_FAILED = "ledger.tracking.failed.v1"
 LEDGER_DB_ERROR = "ledger.db.error.v1"
 ALERT_SENT = "alert.sent.v1"
 EXPORT_DEAD_LETTER = "export.deadletter.v1"
+# Operations: the supervisor of `./just up` says when a service crash-loops and recovers.
+OPS_SERVICE_PREFIX = "ops.service"
 
 
 def llm_request_subject(base: str, team_id: str | None) -> str:
@@ -88,6 +90,11 @@ def alert_sent_subject(alert_type: str) -> str:
     return f"{ALERT_SENT}.{alert_type}"
 
 
+def ops_service_subject(condition: str) -> str:
+    """`ops.service.<condition>.v1`: `crash_loop` or `recovered`."""
+    return f"{OPS_SERVICE_PREFIX}.{condition}.v1"
+
+
 # --- streams ----------------------------------------------------------------
 @dataclass(frozen=True)
 class StreamSpec:
@@ -105,12 +112,14 @@ STREAM_ADMIN = StreamSpec(
 STREAM_LEDGER = StreamSpec("LEDGER", ("ledger.>",), "Ledger outcomes: spend totals, failures")
 STREAM_ALERT = StreamSpec("ALERT", ("alert.>",), "Alerts delivered")
 STREAM_EXPORT = StreamSpec("EXPORT", ("export.>",), "Exports that exhausted their retries")
+STREAM_OPS = StreamSpec("OPS", ("ops.>",), "Operations: crash loops of supervised services")
 STREAMS: tuple[StreamSpec, ...] = (
     STREAM_LLM,
     STREAM_ADMIN,
     STREAM_LEDGER,
     STREAM_ALERT,
     STREAM_EXPORT,
+    STREAM_OPS,
 )
 
 
@@ -262,6 +271,19 @@ ALERTER_LEDGER = ConsumerSpec(
     ),
     writes=("Redis (budget levels crossed)", "alert destinations", ALERT_SENT),
 )
+ALERTER_OPS = ConsumerSpec(
+    "alerter-ops",
+    STREAM_OPS.name,
+    ("ops.>",),
+    description="service crash-loop alerts",
+    handled_by=(
+        "tollgate_alerter.subscribers",
+        "tollgate_alerter.service",
+        "tollgate_alerter.rules.ops",
+        "tollgate_alerter.delivery.dispatcher",
+    ),
+    writes=("Redis (one claim per service per crash loop)", "alert destinations", ALERT_SENT),
+)
 # Where JetStream announces a message that ran out of deliveries on a durable.
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
@@ -278,6 +300,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ALERTER_LLM,
     ALERTER_ADMIN,
     ALERTER_LEDGER,
+    ALERTER_OPS,
 )
 
 # Request/response bodies too large for one message travel here, by reference.

@@ -6,7 +6,9 @@ teams, users and models; only the ledger writes spend), read access to the bucke
 it watches, and the JetStream API subjects of the durables it binds (so no service
 can pull or ack another's messages). The `provision` user is the operator: it
 creates streams, consumers and buckets, and takes backups (`$JS.API.>`), but
-cannot publish an event or write a bucket entry.
+cannot publish an event or write a bucket entry. The `supervisor` user (the
+supervisor of `./just up`, so only in the embedded NATS) may only publish `ops.>`
+events (crash loops).
 
 Everything that renders a NATS server configuration takes the users from here:
 the embedded stack (literal passwords from its data folder), Docker Compose and
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,19 +171,32 @@ PROVISION = NatsUser(
     (INBOX,),
     "provisioning, backup, restore and rebuild",
 )
+# The supervisor of `./just up`: its crash-loop events (`ops.>`) and nothing else.
+SUPERVISOR = NatsUser(
+    "supervisor",
+    names.STREAM_OPS.subjects,
+    (INBOX,),
+    "the supervisor of `./just up`: crash-loop events",
+)
 # `helm test` and readiness checks: stream state only.
 HELM_TEST = NatsUser("helm-test", _READ_METADATA, (INBOX,), "read-only stream state")
 
+# The users of every deployment: the embedded stack, Docker Compose and Helm.
 USERS: tuple[NatsUser, ...] = (
     *(service_user(s) for s in SERVICES),
     PROVISION,
     HELM_TEST,
 )
-USER_NAMES: tuple[str, ...] = tuple(u.name for u in USERS)
+# Users only the embedded NATS of `./just up` has: Compose restarts containers and
+# Kubernetes restarts pods themselves, so neither runs the supervisor that needs one.
+LOCAL_USERS: tuple[NatsUser, ...] = (SUPERVISOR,)
+EMBEDDED_USERS: tuple[NatsUser, ...] = (*USERS, *LOCAL_USERS)
+# Every user name the embedded NATS knows (each gets a password in `users.json`).
+USER_NAMES: tuple[str, ...] = tuple(u.name for u in EMBEDDED_USERS)
 
 
 def user(name: str) -> NatsUser:
-    for u in USERS:
+    for u in EMBEDDED_USERS:
         if u.name == name:
             return u
     raise KeyError(f"no NATS user {name!r} (known: {', '.join(USER_NAMES)})")
@@ -198,15 +213,19 @@ def _user_line(u: NatsUser, password: str | None) -> str:
     return f"{{user: {json.dumps(u.name)}, password: {secret}, permissions: {perms}}}"
 
 
-def render_users(passwords: Mapping[str, str] | None = None, indent: str = "  ") -> str:
+def render_users(
+    passwords: Mapping[str, str] | None = None,
+    indent: str = "  ",
+    users: Sequence[NatsUser] = EMBEDDED_USERS,
+) -> str:
     """The `users = [...]` list: literal passwords, or `$TOLLGATE_NATS_PASSWORD_<USER>`."""
     if passwords is not None:
-        missing = [u.name for u in USERS if u.name not in passwords]
+        missing = [u.name for u in users if u.name not in passwords]
         if missing:
             raise ValueError(f"no password for NATS user(s) {', '.join(missing)}")
     lines = [
         f"{indent}  {_user_line(u, None if passwords is None else passwords[u.name])}"
-        for u in USERS
+        for u in users
     ]
     return f"{indent}users = [\n" + "\n".join(lines) + f"\n{indent}]\n"
 
@@ -217,20 +236,26 @@ HEADER = (
 )
 
 
-def render_authorization(passwords: Mapping[str, str] | None = None) -> str:
+def render_authorization(
+    passwords: Mapping[str, str] | None = None, users: Sequence[NatsUser] = EMBEDDED_USERS
+) -> str:
     """An `authorization {}` block: the users in the server's default account (where the
     embedded stack and Compose keep their streams)."""
-    return "authorization {\n" + render_users(passwords) + "}\n"
+    return "authorization {\n" + render_users(passwords, users=users) + "}\n"
 
 
-def render_account(account: str = "TOLLGATE", passwords: Mapping[str, str] | None = None) -> str:
+def render_account(
+    account: str = "TOLLGATE",
+    passwords: Mapping[str, str] | None = None,
+    users: Sequence[NatsUser] = USERS,
+) -> str:
     """An `accounts {}` block with one JetStream-enabled account holding the users (Helm)."""
-    users = render_users(passwords, indent="    ")
-    return f"accounts {{\n  {account} {{\n    jetstream: enabled\n{users}  }}\n}}\n"
+    rendered = render_users(passwords, indent="    ", users=users)
+    return f"accounts {{\n  {account} {{\n    jetstream: enabled\n{rendered}  }}\n}}\n"
 
 
 def permissions_document() -> dict[str, object]:
-    """Machine-readable: every user, its password variable and its allow lists."""
+    """Machine-readable: every deployed user, its password variable and its allow lists."""
     return {
         "users": [
             {
@@ -254,7 +279,7 @@ HELM_PERMISSIONS = Path("infra/helm/tollgate/files/nats-permissions.json")
 def generated_files() -> dict[Path, str]:
     """Repository-relative path -> the content this module renders for it."""
     return {
-        COMPOSE_AUTH: HEADER + render_authorization(),
+        COMPOSE_AUTH: HEADER + render_authorization(users=USERS),
         HELM_AUTH: HEADER + render_account(),
         HELM_PERMISSIONS: json.dumps(permissions_document(), indent=1) + "\n",
     }

@@ -1,12 +1,13 @@
 """The closed vocabularies services exchange: producers, admin entities and actions,
-spend entities, deployment states and LiteLLM's alert types, each spelled once."""
+spend entities, deployment states, service conditions and alert types, each spelled once."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Literal, get_args
 
-Producer = Literal["ingress", "admin", "ledger", "exporter", "alerter"]
+# The five services, and the supervisor of `./just up` (it publishes `ops.*` events).
+Producer = Literal["ingress", "admin", "ledger", "exporter", "alerter", "supervisor"]
 PRODUCERS: tuple[str, ...] = get_args(Producer)
 
 AdminEntity = Literal["key", "team", "user", "model", "team_callback"]
@@ -33,9 +34,15 @@ SPEND_ENTITIES: tuple[str, ...] = get_args(SpendEntity)
 DeploymentState = Literal["cooled_down", "recovered", "fallback"]
 DEPLOYMENT_STATES: tuple[str, ...] = get_args(DeploymentState)
 
+# What the supervisor says about a service or server it runs: it entered a crash loop
+# (N exits within M seconds), or it ran stable again after one.
+ServiceCondition = Literal["crash_loop", "recovered"]
+SERVICE_CONDITIONS: tuple[str, ...] = get_args(ServiceCondition)
+
 
 class AlertType(StrEnum):
-    """LiteLLM's `alert_types`, by the names its config and webhooks use."""
+    """LiteLLM's `alert_types`, by the names its config and webhooks use, and Tollgate's own
+    (listed last, marked as such: LiteLLM has no equivalent)."""
 
     LLM_EXCEPTIONS = "llm_exceptions"
     LLM_TOO_SLOW = "llm_too_slow"
@@ -59,6 +66,9 @@ class AlertType(StrEnum):
     NEW_INTERNAL_USER_CREATED = "new_internal_user_created"
     INTERNAL_USER_UPDATED = "internal_user_updated"
     INTERNAL_USER_DELETED = "internal_user_deleted"
+    # Tollgate's own (not LiteLLM's): a service or embedded server supervised by `./just up`
+    # crash-loops (and, in the same alert type, recovers); from `ops.service.*.v1`.
+    SERVICE_CRASH_LOOP = "service_crash_loop"
 
 
 ALERT_TYPES: tuple[str, ...] = tuple(t.value for t in AlertType)

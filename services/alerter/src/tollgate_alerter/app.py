@@ -42,7 +42,7 @@ from tollgate_shared.web import health_router
 
 log = logging.getLogger(__name__)
 
-CONSUMERS = (names.ALERTER_LLM, names.ALERTER_ADMIN, names.ALERTER_LEDGER)
+CONSUMERS = (names.ALERTER_LLM, names.ALERTER_ADMIN, names.ALERTER_LEDGER, names.ALERTER_OPS)
 
 
 @dataclass

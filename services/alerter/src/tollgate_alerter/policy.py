@@ -15,7 +15,8 @@ from tollgate_shared.vocabulary import AlertType
 
 log = logging.getLogger(__name__)
 
-# LiteLLM's alert types, grouped as its documentation groups them (together: all of AlertType).
+# LiteLLM's alert types, grouped as its documentation groups them, and Tollgate's own
+# (together: all of AlertType).
 LLM_ALERT_TYPES = (
     AlertType.LLM_EXCEPTIONS,
     AlertType.LLM_TOO_SLOW,
@@ -44,9 +45,13 @@ MANAGEMENT_ALERT_TYPES = (
     AlertType.INTERNAL_USER_UPDATED,
     AlertType.INTERNAL_USER_DELETED,
 )
-ALL_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES + MANAGEMENT_ALERT_TYPES
+# Tollgate's own (LiteLLM has no equivalent): on by default like LiteLLM's operational types.
+OPS_ALERT_TYPES = (AlertType.SERVICE_CRASH_LOOP,)
+ALL_ALERT_TYPES = (
+    LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES + MANAGEMENT_ALERT_TYPES + OPS_ALERT_TYPES
+)
 # When `alert_types` is absent: everything except the management alerts (as LiteLLM).
-DEFAULT_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES
+DEFAULT_ALERT_TYPES = LLM_ALERT_TYPES + SPEND_ALERT_TYPES + DB_ALERT_TYPES + OPS_ALERT_TYPES
 
 # Discord (`.../slack`) and Microsoft Teams accept Slack's payload unchanged.
 SLACK_COMPATIBLE = frozenset({"slack", "discord", "msteams"})

@@ -31,6 +31,7 @@ from tollgate_shared.events import (
     LlmRequestFailed,
     LlmRequestFinished,
     LlmRequestStarted,
+    ServiceCrashLoop,
 )
 from tollgate_shared.state import hash_key
 from tollgate_shared.vocabulary import AlertType
@@ -145,6 +146,8 @@ class Alerter:
             await self._submit(rules.db_error_alert(event))
         elif isinstance(event, LedgerTrackingFailed):
             await self._submit(rules.tracking_failed_alert(event))
+        elif isinstance(event, ServiceCrashLoop):
+            await self._submit(rules.crash_loop_alert(event))
 
     async def _submit(self, alert: Alert | None) -> None:
         if alert is not None and self.policy.enabled(alert.alert_type):

@@ -1,6 +1,6 @@
 """The alerter's consumers: decode each message, evaluate it, and decide ack, nak or term.
 
-Ack policy (all three consumers, `alerter-llm`, `alerter-admin`, `alerter-ledger`):
+Ack policy (all four consumers, `alerter-llm`, `alerter-admin`, `alerter-ledger`, `alerter-ops`):
 a message is acked once its state changes are in Redis and any alert it raised
 has been claimed and handed to the dispatcher (delivery then runs on its own,
 with retries; an alert still waiting in an anti-storm window is sent at

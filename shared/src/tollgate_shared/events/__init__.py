@@ -19,6 +19,7 @@ from tollgate_shared.events.llm import (
     LlmRequestFinished,
     LlmRequestStarted,
 )
+from tollgate_shared.events.ops import ServiceCrashLoop
 from tollgate_shared.events.registry import (
     CATALOG,
     EVENT_TYPES,
@@ -46,6 +47,7 @@ __all__ = [
     "LlmRequestFinished",
     "LlmRequestStarted",
     "Money",
+    "ServiceCrashLoop",
     "SpendTotal",
     "UnknownEventError",
     "UnknownEventVersionError",

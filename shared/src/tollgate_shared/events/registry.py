@@ -31,6 +31,7 @@ from tollgate_shared.events.llm import (
     LlmRequestFinished,
     LlmRequestStarted,
 )
+from tollgate_shared.events.ops import ServiceCrashLoop
 
 E = TypeVar("E", bound=Event)
 # Turns the JSON object of one older version into the JSON object of the next one.
@@ -210,6 +211,17 @@ CATALOG: tuple[CatalogEntry, ...] = (
         "exporter",
         names.EXPORT_DEAD_LETTER,
         published_by=("tollgate_exporter.service", "tollgate_exporter.dead_letters"),
+    ),
+    CatalogEntry(
+        ServiceCrashLoop,
+        "supervisor",
+        names.ops_service_subject("{condition}"),
+        (("condition", "crash_loop or recovered"),),
+        published_by=(
+            "tollgate_devstack.supervision",
+            "tollgate_devstack.announce",
+            "tollgate_shared.publishing",
+        ),
     ),
 )
 

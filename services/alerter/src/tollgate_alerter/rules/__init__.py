@@ -8,8 +8,8 @@ key alias, team, request id, error, counts) and never request or response conten
 One module per family: `llm` (exceptions, too slow, hanging), `outages` (model and
 region outages), `router` (cooldown, fallbacks), `budgets`, `ledger` (tracking and
 database failures), `management` (key/team/user/model changes), `reports` (daily,
-spend, fallback), `health_checks` (test alerts); `alert` is what they all return and
-`formatting` the message text they share.
+spend, fallback), `health_checks` (test alerts), `ops` (Tollgate's own: crash loops);
+`alert` is what they all return and `formatting` the message text they share.
 """
 
 from tollgate_alerter.rules.alert import EVENT_CLAIM_TTL_S, MAX_ERROR_CHARS, Alert, Level
@@ -34,6 +34,7 @@ from tollgate_alerter.rules.llm import (
     slow_alert,
 )
 from tollgate_alerter.rules.management import management_alert, management_type, new_model_alert
+from tollgate_alerter.rules.ops import CRASH_LOOP_CLAIM_TTL_S, crash_loop_alert
 from tollgate_alerter.rules.outages import (
     OutageLevel,
     error_breakdown,
@@ -52,6 +53,7 @@ from tollgate_alerter.rules.router import cooldown_alert, fallback_field
 
 __all__ = [
     "CLIENT_CLOSED",
+    "CRASH_LOOP_CLAIM_TTL_S",
     "EVENT_CLAIM_TTL_S",
     "MAX_ERROR_CHARS",
     "RAW_TEXT_TYPES",
@@ -64,6 +66,7 @@ __all__ = [
     "budget_alert",
     "budget_level",
     "cooldown_alert",
+    "crash_loop_alert",
     "daily_report",
     "db_error_alert",
     "deployment_subject",
