@@ -133,3 +133,15 @@ nats-auth: sync
 # Prometheus, promtool and Alertmanager (Debian's packages) for the monitoring e2e test, when missing
 monitoring-tools:
     @if command -v promtool >/dev/null && command -v prometheus >/dev/null && { command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; }; then echo "prometheus: $(prometheus --version 2>&1 | head -1)"; else export DEBIAN_FRONTEND=noninteractive; apt-get install -y --no-install-recommends prometheus prometheus-alertmanager || (apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager); fi
+
+# reconcile a load run's record with the ledger, totals, headers and the spend counter: `just reconcile RUN.jsonl`
+reconcile *ARGS: sync
+    uv run --no-sync python -m tollgate_devstack reconcile {{ARGS}}
+
+# the fault suite in full (kill -9 each service, NATS 30 s and 5 min, PostgreSQL 3 min, Redis, a failing sink, cluster nodes), then reconcile (~20 min)
+chaos *ARGS: sync
+    TOLLGATE_CHAOS_FULL=1 uv run --no-sync pytest tests/e2e/chaos -s -p no:cacheprovider {{ARGS}}
+
+# the scale-out suite in full: 3-node JetStream cluster, N replicas of every service (default 2), 1 -> 2 replica scaling
+scaleout *ARGS: sync
+    TOLLGATE_SCALEOUT_FULL=1 uv run --no-sync pytest tests/e2e/scaleout -s -p no:cacheprovider {{ARGS}}

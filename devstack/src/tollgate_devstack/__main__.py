@@ -41,6 +41,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run in the background (pid file and logs under the data folder)",
     )
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="NATS as a three-node JetStream cluster on loopback (streams and buckets at R3)",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="run N replicas of every service; ingress's behind a round-robin front on the "
+        "base port (default 1)",
+    )
     up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     status = sub.add_parser("status", help="each service and server: health, uptime, restarts")
     status.add_argument("--json", action="store_true", help="machine-readable")
@@ -53,6 +65,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     backup.add_argument("--out", type=Path, default=None, help="file to write")
     restore = sub.add_parser("restore", help="restore a backup file into a fresh data folder")
     restore.add_argument("file", type=Path, help="a file written by `backup`")
+    rec = sub.add_parser(
+        "reconcile", help="compare a load run's record with the ledger, totals and metrics"
+    )
+    rec.add_argument("record", type=Path, help="the run record written by the load generator")
+    rec.add_argument(
+        "--database-url", default=None, help="default: TOLLGATE_DATABASE_URL or the running stack's"
+    )
+    rec.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for the ledger to catch up"
+    )
+    rec.add_argument("--json", action="store_true", help="machine-readable")
     servers = sub.add_parser("servers", help="only NATS, PostgreSQL and Redis; prints exports")
     servers.add_argument(
         "--provision", action="store_true", help="also create streams, consumers and buckets"
@@ -70,10 +93,24 @@ def main(argv: list[str] | None = None) -> int:
             str(args.base_port),
             "--health-timeout",
             str(args.health_timeout),
+            "--replicas",
+            str(args.replicas),
+            *(["--cluster"] if args.cluster else []),
         ]
         return operate.detach(data, forwarded, args.health_timeout + 60)
     if args.command == "up":
-        return supervisor.up(data_dir, args.base_port, args.health_timeout, args.detached_child)
+        return supervisor.up(
+            data_dir,
+            args.base_port,
+            args.health_timeout,
+            args.detached_child,
+            args.cluster,
+            args.replicas,
+        )
+    if args.command == "reconcile":
+        from tollgate_devstack import reconcile
+
+        return reconcile.main(data, args.record, args.database_url, args.wait, args.json)
     if args.command == "status":
         return operate.status(data, args.json)
     if args.command == "logs":

@@ -141,11 +141,66 @@ def nats_passwords(d: Path) -> dict[str, str]:
     return wanted
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """One nats-server of a JetStream cluster on loopback: its name, client, monitoring and
+    route ports."""
+
+    name: str
+    port: int
+    monitor_port: int
+    cluster_port: int
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+CLUSTER_NAME = "tollgate"
+
+
+def cluster_nodes(size: int = 3) -> list[ClusterNode]:
+    """`size` nodes on free loopback ports (the first on 14222 when free)."""
+    nodes: list[ClusterNode] = []
+    taken: set[int] = set()
+
+    def pick(preferred: int | None = None) -> int:
+        port = free_port(preferred)
+        while port in taken:
+            port = free_port()
+        taken.add(port)
+        return port
+
+    for i in range(size):
+        nodes.append(
+            ClusterNode(f"n{i + 1}", pick(PREFERRED_NATS_PORT if i == 0 else None), pick(), pick())
+        )
+    return nodes
+
+
+def cluster_block(node: ClusterNode, nodes: list[ClusterNode]) -> str:
+    """The `server_name` and `cluster {}` lines that make `node` one of `nodes`."""
+    routes = ", ".join(
+        f'"nats-route://127.0.0.1:{n.cluster_port}"' for n in nodes if n.name != node.name
+    )
+    return (
+        f"server_name: {node.name}\n"
+        f"cluster {{\n  name: {CLUSTER_NAME}\n"
+        f'  listen: "127.0.0.1:{node.cluster_port}"\n'
+        f"  routes: [{routes}]\n}}\n"
+    )
+
+
 def write_nats_config(
-    d: Path, port: int, monitor_port: int, passwords: Mapping[str, str] | None = None
+    d: Path,
+    port: int,
+    monitor_port: int,
+    passwords: Mapping[str, str] | None = None,
+    cluster: str = "",
 ) -> Path:
     """`<d>/nats.conf`: client port, monitoring port (for `status`), JetStream store, log
-    file and, given `passwords`, one user per service with its permissions."""
+    file, given `passwords` one user per service with its permissions, and the `cluster`
+    block of a cluster node (`cluster_block`)."""
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "nats.conf"
     # Large request/response bodies must fit one message (8 MB); bigger
@@ -158,7 +213,7 @@ def write_nats_config(
         "logfile_size_limit: 10MB\n"
         "logfile_max_num: 5\n"
         f'jetstream {{ store_dir: "{d / "js"}" }}\n'
-    )
+    ) + cluster
     if passwords is not None:
         text += permissions.render_authorization(passwords)
     _write_private(conf, text)

@@ -100,6 +100,8 @@ def _is_zombie(pid: int) -> bool:
 def logs(data: DataDir, name: str | None, follow: bool, lines: int) -> int:
     """`tail` the log of one service or server, or of the supervisor and every service."""
     known = [s.name for s in plan.SERVICES] + list(SERVER_NAMES) + ["supervisor"]
+    # Replicas (`ledger-2`), the front and cluster nodes (`nats-n1`) log under their own name.
+    known += [p.stem for p in sorted(data.logs.glob("*.log"))] if data.logs.is_dir() else []
     if name is not None and name not in known:
         _err(f"unknown name {name!r}; one of: {', '.join(known)}")
         return 2
@@ -188,7 +190,7 @@ def render(status: dict[str, Any]) -> str:
         f"supervisor pid {status['supervisor_pid']}, {status['phase']}, "
         f"up {_uptime(time.time() - status['started_at'])}, data {status.get('data_dir')}",
         "",
-        f"{'name':<10}{'kind':<9}{'state':<9}{'health':<12}{'pid':<9}{'port':<7}"
+        f"{'name':<12}{'kind':<9}{'state':<9}{'health':<12}{'pid':<9}{'port':<7}"
         f"{'uptime':<9}{'restarts':<9}",
     ]
     for u in status["units"]:
@@ -196,7 +198,7 @@ def render(status: dict[str, Any]) -> str:
         if u.get("next_restart_in_s") is not None:
             state = f"{state} (retry in {u['next_restart_in_s']:.0f}s)"
         lines.append(
-            f"{u['name']:<10}{u['kind']:<9}{state:<9}{str(u.get('health', '-'))[:11]:<12}"
+            f"{u['name']:<12}{u['kind']:<9}{state:<9}{str(u.get('health', '-'))[:11]:<12}"
             f"{u['pid'] or '-'!s:<9}{u['port'] or '-'!s:<7}{_uptime(u['uptime_s']):<9}"
             f"{u['restarts']:<9}" + ("  CRASH LOOP" if u["crash_loop"] else "")
         )

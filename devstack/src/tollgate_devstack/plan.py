@@ -43,6 +43,75 @@ def local_url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+@dataclass(frozen=True)
+class Instance:
+    """One running copy of a service: replica `index` (0-based) of `spec` on `port`."""
+
+    spec: ServiceSpec
+    index: int
+    port: int
+    replicas: int = 1
+
+    @property
+    def name(self) -> str:
+        """`ledger` alone; `ledger-1`, `ledger-2`, … when the service has replicas."""
+        return self.spec.name if self.replicas == 1 else f"{self.spec.name}-{self.index + 1}"
+
+
+def instances(base_port: int = BASE_PORT, replicas: int = 1) -> list[Instance]:
+    """Every service process `up` runs.
+
+    One replica each: ingress on `base_port`, the others on the next four (as always).
+    With N > 1 replicas the round-robin front takes `base_port` (the one URL clients
+    use) and the replicas follow it service by service, each service's replicas on
+    consecutive ports: ingress on base+1…base+N, admin on base+N+1…base+2N, and so on.
+    """
+    if replicas < 1:
+        raise ValueError("replicas must be at least 1")
+    if replicas == 1:
+        return [Instance(s, 0, s.port(base_port)) for s in SERVICES]
+    return [
+        Instance(s, i, base_port + 1 + s.offset * replicas + i, replicas)
+        for s in SERVICES
+        for i in range(replicas)
+    ]
+
+
+def front_port(base_port: int, replicas: int) -> int | None:
+    """Where the round-robin front listens (None with one replica: ingress is the front)."""
+    return base_port if replicas > 1 else None
+
+
+def all_ports(base_port: int = BASE_PORT, replicas: int = 1) -> list[tuple[int, str]]:
+    """(port, who needs it) for every port `up` listens on."""
+    ports = [(i.port, i.name) for i in instances(base_port, replicas)]
+    front = front_port(base_port, replicas)
+    return ports if front is None else [(front, "front"), *ports]
+
+
+def instance_env(
+    inst: Instance,
+    base_env: Mapping[str, str],
+    server_urls: Mapping[str, str],
+    data_dir: Path,
+    base_port: int = BASE_PORT,
+    nats_passwords: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """`service_env` for one replica: its own port and spool, and the replicas of the
+    other services with the same index as the ones it talks to."""
+    env = service_env(inst.spec, base_env, server_urls, data_dir, base_port, nats_passwords)
+    if inst.replicas == 1:
+        return env
+    env["TOLLGATE_PORT"] = str(inst.port)
+    for other in instances(base_port, inst.replicas):
+        if other.spec.url_var and other.index == inst.index:
+            env[other.spec.url_var] = local_url(other.port)
+    if inst.spec.name == "ingress" and "TOLLGATE_SPOOL_PATH" not in base_env:
+        # Each replica spools to its own file: SQLite is one writer's.
+        env["TOLLGATE_SPOOL_PATH"] = str(data_dir / f"ingress-spool-{inst.index + 1}.sqlite3")
+    return env
+
+
 def service_env(
     spec: ServiceSpec,
     base_env: Mapping[str, str],
@@ -85,6 +154,14 @@ def service_command(python: str, spec: ServiceSpec) -> list[str]:
     return [python, "-m", spec.module]
 
 
+def front_command(python: str, port: int, backends: Iterable[int]) -> list[str]:
+    """The round-robin front over the ingress replicas."""
+    cmd = [python, "-m", "tollgate_devstack.front", "--port", str(port)]
+    for b in backends:
+        cmd += ["--backend", str(b)]
+    return cmd
+
+
 def migrate_command(python: str, service: str) -> list[str]:
     return [python, "-m", f"tollgate_{service}", "migrate"]
 
@@ -105,16 +182,19 @@ def port_conflicts(
     is_free: Callable[[int], bool],
     base_port: int = BASE_PORT,
     identify: Callable[[int], str | None] = lambda _port: None,
+    replicas: int = 1,
 ) -> list[PortConflict]:
     """The service ports that something else already listens on."""
     return [
-        PortConflict(spec.port(base_port), spec.name, identify(spec.port(base_port)))
-        for spec in SERVICES
-        if not is_free(spec.port(base_port))
+        PortConflict(port, who, identify(port))
+        for port, who in all_ports(base_port, replicas)
+        if not is_free(port)
     ]
 
 
-def conflict_message(conflicts: Iterable[PortConflict], base_port: int = BASE_PORT) -> str:
+def conflict_message(
+    conflicts: Iterable[PortConflict], base_port: int = BASE_PORT, replicas: int = 1
+) -> str:
     lines = [c.describe() for c in conflicts]
     tollgate = any(c.occupant and "tollgate" in c.occupant for c in conflicts)
     hint = (
@@ -122,7 +202,7 @@ def conflict_message(conflicts: Iterable[PortConflict], base_port: int = BASE_PO
         if tollgate
         else "stop whatever listens there"
     )
-    last = base_port + len(SERVICES) - 1
+    last = max(p for p, _ in all_ports(base_port, replicas))
     lines.append(
         f"Tollgate needs ports {base_port}-{last} on 127.0.0.1. {hint}, "
         "or pick other ports with `./just up --base-port 5000`."
@@ -140,12 +220,16 @@ def banner(
     base_port: int = BASE_PORT,
     custom_config: bool = False,
     nats_users_file: Path | None = None,
+    replicas: int = 1,
 ) -> str:
     """What a person reads once everything answers /health."""
     base = local_url(base_port)
-    width = max(len(s.name) for s in SERVICES)
+    chosen = instances(base_port, replicas)
+    width = max(len(i.name) for i in chosen)
     lines = ["", "Tollgate is up.", ""]
-    lines += [f"  {s.name:<{width}}  {local_url(s.port(base_port))}" for s in SERVICES]
+    if replicas > 1:
+        lines += [f"  {'front':<{width}}  {base}  (round-robin over the ingress replicas)"]
+    lines += [f"  {i.name:<{width}}  {local_url(i.port)}" for i in chosen]
     lines += ["", "  servers:"]
     lines += [f"    {line}" for line in export_lines(server_urls)]
     if nats_users_file is not None:

@@ -24,6 +24,8 @@ from tollgate_devstack.embedded import (
     PREFERRED_REDIS_PORT,
     EmbeddedStack,
     StackUrls,
+    cluster_block,
+    cluster_nodes,
     free_port,
     nats_argv,
     nats_passwords,
@@ -94,10 +96,10 @@ def identify(port: int) -> str | None:
     return f"an HTTP server ({server})" if server else "an HTTP server"
 
 
-def check_ports(base_port: int, host: str) -> None:
-    conflicts = plan.port_conflicts(lambda p: port_is_free(p, host), base_port, identify)
+def check_ports(base_port: int, host: str, replicas: int = 1) -> None:
+    conflicts = plan.port_conflicts(lambda p: port_is_free(p, host), base_port, identify, replicas)
     if conflicts:
-        raise StartError(plan.conflict_message(conflicts, base_port))
+        raise StartError(plan.conflict_message(conflicts, base_port, replicas))
 
 
 @contextlib.contextmanager
@@ -138,12 +140,22 @@ def start_servers(stack: EmbeddedStack, env: Mapping[str, str]) -> StackUrls:
     return urls
 
 
-def provision(nats_url: str, auth: NatsAuth | None = None) -> None:
-    say("provisioning streams, durable consumers and buckets")
-    try:
-        asyncio.run(provision_url(nats_url, auth=auth))
-    except Exception as exc:
-        raise StartError(f"provisioning NATS at {nats_url} failed: {exc}") from exc
+def provision(
+    nats_url: str, auth: NatsAuth | None = None, replicas: int = 1, within_s: float = 60.0
+) -> None:
+    """Streams, consumers and buckets at `replicas`; a cluster that is still electing its
+    JetStream leader is given `within_s` to answer."""
+    say(f"provisioning streams, durable consumers and buckets (R{replicas})")
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            asyncio.run(provision_url(nats_url, replicas, auth=auth))
+            return
+        except Exception as exc:
+            if replicas == 1 or time.monotonic() > deadline:
+                raise StartError(f"provisioning NATS at {nats_url} failed: {exc}") from exc
+            say(f"the JetStream cluster is not ready yet ({type(exc).__name__}); retrying")
+            time.sleep(1.0)
 
 
 def migrate(python: str, env: Mapping[str, str], cwd: Path, timeout: float = 300.0) -> None:
@@ -183,9 +195,11 @@ class HealthWatch:
         timeout: float,
         banner: str,
         on_ready: Callable[[], None] = lambda: None,
+        replicas: int = 1,
     ) -> None:
         self.on_ready = on_ready
         self.base_port = base_port
+        self.ports = {i.name: i.port for i in plan.instances(base_port, replicas)}
         self.timeout = timeout
         self.banner = banner
         self.healthy: set[str] = set()
@@ -204,21 +218,19 @@ class HealthWatch:
         deadline = time.monotonic() + self.timeout
         last: dict[str, str] = {}
         while not self.done.is_set():
-            for spec in plan.SERVICES:
-                if spec.name not in self.healthy:
-                    ok, detail = _health(spec.port(self.base_port))
+            for name, port in self.ports.items():
+                if name not in self.healthy:
+                    ok, detail = _health(port)
                     if ok:
-                        self.healthy.add(spec.name)
-                        say(
-                            f"{spec.name} is healthy on {plan.local_url(spec.port(self.base_port))}"
-                        )
-                    last[spec.name] = detail
-            if len(self.healthy) == len(plan.SERVICES):
+                        self.healthy.add(name)
+                        say(f"{name} is healthy on {plan.local_url(port)}")
+                    last[name] = detail
+            if len(self.healthy) == len(self.ports):
                 _CONSOLE[0].line(self.banner)
                 self.on_ready()
                 return
             if time.monotonic() > deadline:
-                waiting = [s.name for s in plan.SERVICES if s.name not in self.healthy]
+                waiting = [n for n in self.ports if n not in self.healthy]
                 self.failure = f"not healthy within {self.timeout:.0f}s: " + "; ".join(
                     f"{n} (/health: {last.get(n, 'no answer')})" for n in waiting
                 )
@@ -229,13 +241,40 @@ class HealthWatch:
             self.done.wait(0.5)
 
 
+def start_nats_cluster(sup: Supervisor, data: DataDir, passwords: Mapping[str, str]) -> str:
+    """Three nats-server processes with routes to each other (JetStream clustered), each
+    supervised as `nats-n1`…`nats-n3` with its own store; the URL of the first."""
+    nodes = cluster_nodes(3)
+    for node in nodes:
+        d = data.root / "nats" / node.name
+        conf = write_nats_config(
+            d, node.port, node.monitor_port, passwords, cluster_block(node, nodes)
+        )
+        say(f"starting NATS cluster node {node.name} on 127.0.0.1:{node.port} (data in {d})")
+        unit = ProcessUnit(f"nats-{node.name}", nats_argv(conf))
+        sup.add(Supervised(unit, "server", node.port, stop_phase=3))
+    for node in nodes:
+        wait_for_port(node.port, sup.get(f"nats-{node.name}").unit, f"nats-server {node.name}")
+    sup.info["nats_monitor_url"] = f"http://127.0.0.1:{nodes[0].monitor_port}"
+    sup.info["nats_cluster"] = [
+        {"name": n.name, "url": n.url, "monitor_url": f"http://127.0.0.1:{n.monitor_port}"}
+        for n in nodes
+    ]
+    return nodes[0].url
+
+
 def start_embedded(
-    sup: Supervisor, data: DataDir, env: Mapping[str, str], console: Console
+    sup: Supervisor,
+    data: DataDir,
+    env: Mapping[str, str],
+    console: Console,
+    cluster: bool = False,
 ) -> StackUrls:
     """Start, under supervision, an embedded server for every URL not given in `env`.
 
     The embedded NATS runs with authorization: one user per service (passwords in
-    `<data>/nats/users.json`, 0600); a NATS given by URL is used as it is.
+    `<data>/nats/users.json`, 0600); a NATS given by URL is used as it is. With
+    `cluster`, NATS is a three-node JetStream cluster on loopback.
     """
     urls: dict[str, str] = {}
     passwords: dict[str, str] | None = None
@@ -244,6 +283,10 @@ def start_embedded(
             say(f"using {name} at {env[var]} ({var})")
             urls[var] = env[var]
     try:
+        if "TOLLGATE_NATS_URL" not in urls and cluster:
+            passwords = nats_passwords(data.root / "nats")
+            urls["TOLLGATE_NATS_URL"] = start_nats_cluster(sup, data, passwords)
+            sup.info["nats_users_file"] = str(data.root / "nats" / "users.json")
         if "TOLLGATE_NATS_URL" not in urls:
             d = data.root / "nats"
             port, monitor = free_port(PREFERRED_NATS_PORT), free_port()
@@ -311,6 +354,8 @@ def up(
     base_port: int = plan.BASE_PORT,
     health_timeout: float = 180.0,
     detached_child: bool = False,
+    cluster: bool = False,
+    replicas: int = 1,
 ) -> int:
     env = dict(os.environ)
     cwd = find_repo_root(Path.cwd()) or Path.cwd()
@@ -319,21 +364,28 @@ def up(
     console = Console(data.log_file("supervisor") if detached_child else None)
     _CONSOLE[0] = console
     sup = Supervisor(console, data)
-    sup.info.update({"base_port": base_port, "data_dir": str(data_dir)})
+    sup.info.update(
+        {
+            "base_port": base_port,
+            "data_dir": str(data_dir),
+            "cluster": cluster,
+            "replicas": replicas,
+        }
+    )
     claimed = False
     with sigterm_as_interrupt():
         try:
             say(f"data folder: {data_dir}")
             check_not_running(data)
             check_data_version(data)
-            check_ports(base_port, env.get("TOLLGATE_HOST") or "127.0.0.1")
+            check_ports(base_port, env.get("TOLLGATE_HOST") or "127.0.0.1", replicas)
             data.claim()
             claimed = True
             sup.write_status()
-            stack = start_embedded(sup, data, env, console)
+            stack = start_embedded(sup, data, env, console, cluster)
             server_urls = stack.env()
             sup.info["servers"] = server_urls
-            provision(stack.nats_url, stack.nats_auth("provision"))
+            provision(stack.nats_url, stack.nats_auth("provision"), 3 if cluster else 1)
             migrate(python, {**env, **server_urls}, cwd)
             data.mark()
         except StartError as exc:
@@ -363,6 +415,7 @@ def up(
             base_port,
             health_timeout,
             stack.nats_passwords,
+            replicas,
         )
     finally:
         say("stopping the servers")
@@ -381,8 +434,10 @@ def run_services(
     base_port: int,
     health_timeout: float,
     nats_passwords: Mapping[str, str] | None = None,
+    replicas: int = 1,
 ) -> int:
-    """Supervise the five services until Ctrl-C/SIGTERM (or they never became healthy)."""
+    """Supervise the five services (`replicas` of each, behind a round-robin front when
+    more than one) until Ctrl-C/SIGTERM (or they never became healthy)."""
     custom = bool(env.get("TOLLGATE_CONFIG"))
 
     def ready() -> None:
@@ -391,25 +446,45 @@ def run_services(
 
     users_file = sup.info.get("nats_users_file")
     banner = plan.banner(
-        server_urls, base_port, custom, Path(str(users_file)) if users_file else None
+        server_urls, base_port, custom, Path(str(users_file)) if users_file else None, replicas
     )
-    watch = HealthWatch(base_port, health_timeout, banner, ready)
-    width = max(len(s.name) for s in plan.SERVICES)
-    last = base_port + len(plan.SERVICES) - 1
-    say(f"starting {', '.join(s.name for s in plan.SERVICES)} on ports {base_port}-{last}")
-    for spec in plan.SERVICES:
+    watch = HealthWatch(base_port, health_timeout, banner, ready, replicas)
+    chosen = plan.instances(base_port, replicas)
+    width = max(len(i.name) for i in chosen)
+    last = max(i.port for i in chosen)
+    say(f"starting {', '.join(i.name for i in chosen)} on ports {base_port}-{last}")
+    front = plan.front_port(base_port, replicas)
+    if front is not None:
+        backends = [i.port for i in chosen if i.spec.name == "ingress"]
+        say(f"round-robin front on {plan.local_url(front)} -> ingress ports {backends}")
+        sup.add(
+            Supervised(
+                ProcessUnit(
+                    "front",
+                    plan.front_command(python, front, backends),
+                    cwd=cwd,
+                    log_path=data.log_file("front"),
+                    console=sup.console,
+                    prefix_width=width,
+                ),
+                "service",
+                front,
+                stop_phase=0,
+            )
+        )
+    for inst in chosen:
         unit = ProcessUnit(
-            spec.name,
-            plan.service_command(python, spec),
-            env=plan.service_env(spec, env, server_urls, data.root, base_port, nats_passwords),
+            inst.name,
+            plan.service_command(python, inst.spec),
+            env=plan.instance_env(inst, env, server_urls, data.root, base_port, nats_passwords),
             cwd=cwd,
-            log_path=data.log_file(spec.name),
+            log_path=data.log_file(inst.name),
             console=sup.console,
             prefix_width=width,
         )
         sup.add(
             Supervised(
-                unit, "service", spec.port(base_port), stop_phase=0 if spec.name == "ingress" else 1
+                unit, "service", inst.port, stop_phase=0 if inst.spec.name == "ingress" else 1
             )
         )
     say("waiting for every /health to answer")
