@@ -341,3 +341,12 @@ class TranslatedStream:
     async def close(self) -> None:
         if self._resp is not None:
             await self._resp.aclose()
+
+
+def param(dep: Deployment, name: str) -> Any:
+    """A provider's own `litellm_params` key (`vertex_project`, `aws_region_name`, …), which
+    the shared config keeps as an extra."""
+    value = getattr(dep.params, name, None)
+    if value is None and dep.params.model_extra:
+        value = dep.params.model_extra.get(name)
+    return value
