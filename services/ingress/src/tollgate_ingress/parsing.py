@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from tollgate_shared import names
+from tollgate_shared.errors import error_json
 
 # Request fields LiteLLM understands and upstreams do not: never forwarded.
 _GATEWAY_FIELDS = frozenset(
@@ -40,6 +41,21 @@ class BadRequestError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class NotFoundError(Exception):
+    """An id this caller cannot see: OpenAI's 404, naming the parameter."""
+
+    def __init__(self, message: str, param: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> bytes:
+        return error_json(
+            self.message, 404, param=self.param, type_="invalid_request_error", code=self.code
+        )
 
 
 @dataclass(frozen=True)
@@ -98,13 +114,19 @@ def _check_depth(raw: bytes, body: dict[str, Any]) -> None:
             )
 
 
-def _load(raw: bytes) -> dict[str, Any]:
+def load_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (any LLM route's)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequestError("request body must be a JSON object")
+    return body
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    body = load_object(raw)
     _check_depth(raw, body)
     model = body.get("model")
     if not isinstance(model, str) or not model:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -37,6 +37,7 @@ from tollgate_ingress.metrics import HEALTHY, PARTIAL_OUTAGE, Recorder
 from tollgate_ingress.parsing import (
     BadRequestError,
     ChatRequest,
+    NotFoundError,
     parse_chat_request,
     parse_embedding_request,
 )
@@ -73,6 +74,11 @@ from tollgate_shared.state import (
 log = logging.getLogger(__name__)
 
 Failure = UpstreamError | UpstreamUnreachableError
+R = TypeVar("R")
+T = TypeVar("T")
+# What a route makes of the caller's body: the chat request the call amounts to (given the
+# caller and the call's id), at once or after I/O; raises the refusal.
+Prepare = Callable[["Identity", str], "ChatRequest | Awaitable[ChatRequest]"]
 
 
 @dataclass
@@ -302,29 +308,44 @@ class Gateway:
         t_start: float,
     ) -> Answer | StreamAnswer:
         """One LLM call from its decoded parts; a refusal is an Answer with nothing to do after."""
+        parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
+        opened = await self.open_call(
+            path, raw, headers, client_host, t_start, lambda _identity, _id: parse(raw, headers)
+        )
+        if isinstance(opened, Answer):
+            return opened
+        call = opened
+        go = self.stream if call.request.stream else self.complete
+        return await self.run(call, go(call, t_start))
+
+    async def open_call(
+        self,
+        path: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        client_host: str | None,
+        t_start: float,
+        prepare: Prepare,
+    ) -> Call | Answer:
+        """Identify the caller, read its request (`prepare`: the chat request the call
+        amounts to), admit it and take its limits: the call record, or the refusal."""
         start_time = now_utc()
         request_id = new_event_id()
         identity: Identity | None = None
         req: ChatRequest | None = None
         try:
             identity = self.identify(headers)
-            parse = parse_embedding_request if path.endswith("embeddings") else parse_chat_request
-            req = parse(raw, headers)
+            prepared = prepare(identity, request_id)
+            req = prepared if isinstance(prepared, ChatRequest) else await prepared
             self.admit(identity, req)
             await self._take(identity, req, request_id)
-        except AuthError as exc:
-            body = exc.body()
+        except (AuthError, BadRequestError, NotFoundError) as exc:
+            status, body, code = _refusal_of(exc)
             return self.refuse(
                 path, raw, headers, client_host, t_start, start_time, request_id,
-                identity, req, exc.status, body, exc.message, exc.code,
+                identity, req, status, body, exc.message, code,
             )  # fmt: skip
-        except BadRequestError as exc:
-            body = error_json(exc.message, 400, param=exc.param)
-            return self.refuse(
-                path, raw, headers, client_host, t_start, start_time, request_id,
-                identity, req, 400, body, exc.message, None,
-            )  # fmt: skip
-        call = Call(
+        return Call(
             request_id=request_id,
             identity=identity,
             request=req,
@@ -334,12 +355,13 @@ class Gateway:
             traceparent=headers.get("traceparent"),
             tracestate=headers.get("tracestate"),
         )
+
+    async def run(self, call: Call, going: Awaitable[R]) -> R:
+        """Await an admitted call's answer; a bug gives back what the call holds."""
         try:
-            return await (
-                self.stream(call, t_start) if req.stream else self.complete(call, t_start)
-            )
+            return await going
         except BaseException:
-            self._give_back(request_id, None)  # a bug, not a finished call: nothing to cost
+            self._give_back(call.request_id, None)  # a bug, not a finished call: nothing to cost
             raise
 
     def refuse(
@@ -590,17 +612,129 @@ class Gateway:
             exc.status, body, self._headers(call, None), lambda: self._finish(event, call)
         )
 
-    # -- non-streamed ---------------------------------------------------------------
-    async def complete(self, call: Call, t_start: float) -> Answer:
+    # -- opening and finishing ------------------------------------------------------------
+    async def attempt(
+        self, call: Call, t_start: float, one: Callable[[Deployment], Awaitable[T]]
+    ) -> tuple[Deployment, T, float] | Answer:
+        """Announce the call and try deployments with `one`: what answered, or the refusal
+        when none did (a cancelled call is recorded, then re-raised)."""
         self.publisher.emit(call.started())
-        req = call.request
+        try:
+            return await self._attempt(call, one)
+        except (UpstreamError, UpstreamUnreachableError) as exc:
+            return self._refused(call, exc, t_start)
+        except asyncio.CancelledError:
+            self._finish(self._cancelled(call, t_start), call)
+            raise
 
+    def answered(
+        self,
+        call: Call,
+        t_start: float,
+        upstream_s: float,
+        usage: Usage,
+        response: Any,
+        logged: Any = None,
+    ) -> Answer:
+        """A non-streamed answer: `response` to the client, `logged` (default: the same) in the
+        completed event emitted after it is sent."""
+        spend, warnings = self._cost(call, usage)
+        elapsed = time.perf_counter() - t_start
+
+        def after() -> None:
+            self._finish(
+                call.completed(
+                    elapsed_s=elapsed,
+                    upstream_s=upstream_s,
+                    first_token_s=None,
+                    usage=usage,
+                    spend=spend,
+                    response=response if logged is None else logged,
+                    warnings=warnings,
+                ),
+                call,
+            )
+
+        return Answer(200, orjson.dumps(response), self._headers(call, spend), after)
+
+    def stream_completed(
+        self,
+        call: Call,
+        t_start: float,
+        t_up: float,
+        first: float | None,
+        seen: Usage | None,
+        response: Any,
+    ) -> LlmRequestFinished:
+        """A stream that ended: costed from the usage it carried (0, and a warning, if none)."""
+        usage = seen or Usage()
+        spend, warnings = self._cost(call, usage)
+        if seen is None:
+            warnings.append("upstream sent no usage for this stream; tokens recorded as 0")
+        now = time.perf_counter()
+        return call.completed(
+            elapsed_s=now - t_start,
+            upstream_s=now - t_up,
+            first_token_s=(first - t_start) if first is not None else None,
+            usage=usage,
+            spend=spend,
+            response=response,
+            warnings=warnings,
+        )
+
+    def stream_cut(
+        self, call: Call, exc: Failure, t_start: float, t_up: float, completion_tokens: int,
+        seen: Usage | None, response: Any = None,
+    ) -> LlmRequestFinished:  # fmt: skip
+        """A stream the upstream broke off: failed, with the usage seen so far."""
+        usage, spend, estimated = self._estimated_cost(call, completion_tokens, seen)
+        event = self._failed(call, exc, t_start, time.perf_counter() - t_up)
+        return event.model_copy(
+            update={
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "spend": spend,
+                "usage_estimated": estimated,
+                "response": response,
+            }
+        )
+
+    def stream_abandoned(
+        self, call: Call, t_start: float, t_up: float, completion_tokens: int,
+        seen: Usage | None, response: Any,
+    ) -> LlmRequestFinished:  # fmt: skip
+        """The client went away mid-stream: the upstream bills anyway."""
+        usage, spend, estimated = self._estimated_cost(call, completion_tokens, seen)
+        return call.failed(
+            elapsed_s=time.perf_counter() - t_start,
+            upstream_s=time.perf_counter() - t_up,
+            error_class="ClientDisconnected",
+            error_message="client closed the connection before the stream ended",
+            status_code=499,
+            upstream_status_code=None,
+            upstream_reachable=True,
+            response=response,
+            usage=usage,
+            spend=spend,
+            usage_estimated=estimated,
+            warnings=["tokens estimated from the prompt and the text streamed so far"]
+            if estimated
+            else [],
+        )
+
+    # -- non-streamed ---------------------------------------------------------------
+    def chat_one(
+        self, call: Call, path: str = "/chat/completions"
+    ) -> Callable[[Deployment], Awaitable[dict[str, Any]]]:
+        """One attempt of a plain call: the mock's answer, or the upstream's at `path`."""
+        req = call.request
         embedding = req.call_type == "aembedding"
 
         async def one(dep: Deployment) -> dict[str, Any]:
-            canned = (
-                req.mock_response if req.mock_response is not None else dep.params.mock_response
-            )
+            canned = canned_of(req, dep)
             if canned is not None:
                 if embedding:
                     return mock.mock_embedding(req.model, req.messages)
@@ -617,46 +751,29 @@ class Gateway:
                 req.upstream_body,
                 self._timeout(dep, False),
                 call.traceparent,
-                "/embeddings" if embedding else "/chat/completions",
+                "/embeddings" if embedding else path,
             )
 
-        try:
-            _dep, data, t_up = await self._attempt(call, one)
-        except (UpstreamError, UpstreamUnreachableError) as exc:
-            return self._refused(call, exc, t_start)
-        except asyncio.CancelledError:
-            self._finish(self._cancelled(call, t_start), call)
-            raise
+        return one
+
+    async def complete(self, call: Call, t_start: float) -> Answer:
+        opened = await self.attempt(call, t_start, self.chat_one(call))
+        if isinstance(opened, Answer):
+            return opened
+        _dep, data, t_up = opened
         upstream_s = time.perf_counter() - t_up
-        usage = usage_from(data.get("usage"))
-        spend, warnings = self._cost(call, usage)
-        elapsed = time.perf_counter() - t_start
-
-        def after() -> None:
-            self._finish(
-                call.completed(
-                    elapsed_s=elapsed,
-                    upstream_s=upstream_s,
-                    first_token_s=None,
-                    usage=usage,
-                    spend=spend,
-                    response=without_vectors(data) if embedding else data,
-                    warnings=warnings,
-                ),
-                call,
-            )
-
-        return Answer(200, orjson.dumps(data), self._headers(call, spend), after)
+        logged = without_vectors(data) if call.request.call_type == "aembedding" else None
+        return self.answered(call, t_start, upstream_s, usage_from(data.get("usage")), data, logged)
 
     # -- streamed -------------------------------------------------------------------
-    async def stream(self, call: Call, t_start: float) -> Answer | StreamAnswer:
-        self.publisher.emit(call.started())
+    def stream_one(
+        self, call: Call
+    ) -> Callable[[Deployment], Awaitable[Stream | mock.MockStream]]:
+        """One attempt of a streamed chat call: the mock's chunks, or the upstream's stream."""
         req = call.request
 
         async def one(dep: Deployment) -> Stream | mock.MockStream:
-            canned = (
-                req.mock_response if req.mock_response is not None else dep.params.mock_response
-            )
+            canned = canned_of(req, dep)
             if canned is not None:
                 return mock.MockStream(
                     mock.mock_chunks(
@@ -675,77 +792,126 @@ class Gateway:
             await s.open()
             return s
 
-        try:
-            _dep, source, t_up = await self._attempt(call, one)
-        except (UpstreamError, UpstreamUnreachableError) as exc:
-            return self._refused(call, exc, t_start)
-        except asyncio.CancelledError:
-            self._finish(self._cancelled(call, t_start), call)
-            raise
-        return StreamAnswer(self._headers(call, None), self._relay(call, source, t_start, t_up))
+        return one
 
-    async def _relay(
+    async def stream(
+        self, call: Call, t_start: float, shape: StreamShape | None = None
+    ) -> Answer | StreamAnswer:
+        """A streamed chat call, written to the client as `shape` says (OpenAI's chat SSE
+        by default)."""
+        opened = await self.attempt(call, t_start, self.stream_one(call))
+        if isinstance(opened, Answer):
+            return opened
+        _dep, source, t_up = opened
+        shape = shape or StreamShape(call.request.client_wants_usage)
+        return StreamAnswer(
+            self._headers(call, None), self.relay(call, source, t_start, t_up, shape)
+        )
+
+    async def relay(
         self,
         call: Call,
         source: Stream | mock.MockStream,
         t_start: float,
         t_up: float,
+        shape: StreamShape,
     ) -> AsyncIterator[bytes]:
+        """Relay a chat stream in `shape`, and record the call when it ends, is cut by the
+        upstream, or is abandoned by the client."""
         acc = StreamAccumulator()
         first: float | None = None
         event: LlmRequestFinished | None = None
-        wants_usage = call.request.client_wants_usage
         try:
+            for b in shape.start():
+                yield b
+            ended = False
             async for chunk in source.chunks():
                 if chunk is None:
+                    ended = True
                     break
                 if first is None:
                     first = time.perf_counter()
                 acc.feed(chunk)
-                out = chunk if wants_usage else strip_unrequested_usage(chunk)
-                if out is not None:
-                    yield b"data: " + orjson.dumps(out) + b"\n\n"
-            yield b"data: [DONE]\n\n"
-            now = time.perf_counter()
-            usage = acc.usage or Usage()
-            spend, warnings = self._cost(call, usage)
-            if acc.usage is None:
-                warnings.append("upstream sent no usage for this stream; tokens recorded as 0")
-            event = call.completed(
-                elapsed_s=now - t_start,
-                upstream_s=now - t_up,
-                first_token_s=(first - t_start) if first is not None else None,
-                usage=usage,
-                spend=spend,
-                response=acc.response(),
-                warnings=warnings,
-            )
+                for b in shape.feed(chunk):
+                    yield b
+            if shape.must_end and not ended and not acc.finish_reasons:
+                raise UpstreamUnreachableError(
+                    "the upstream closed the stream before it ended", timed_out=False
+                )
+            for b in shape.finish():
+                yield b
+            response = shape.response(acc, acc.usage or Usage())
+            await shape.keep(response)
+            event = self.stream_completed(call, t_start, t_up, first, acc.usage, response)
+            for b in shape.completed(response):
+                yield b
         except (UpstreamError, UpstreamUnreachableError) as exc:
-            event = self._failed(call, exc, t_start, time.perf_counter() - t_up)
-            yield b"data: " + error_json(exc.message, exc.status) + b"\n\n"
+            partial, out = shape.error(acc, exc)
+            event = self.stream_cut(
+                call, exc, t_start, t_up, acc.estimated_completion_tokens(), acc.usage, partial
+            )
+            yield out
         finally:
             await source.close()
-            if event is None:  # the client went away mid-stream: the upstream bills anyway
-                usage, spend, estimated = self._estimated_cost(
-                    call, acc.estimated_completion_tokens(), acc.usage
-                )
-                event = call.failed(
-                    elapsed_s=time.perf_counter() - t_start,
-                    upstream_s=time.perf_counter() - t_up,
-                    error_class="ClientDisconnected",
-                    error_message="client closed the connection before the stream ended",
-                    status_code=499,
-                    upstream_status_code=None,
-                    upstream_reachable=True,
-                    response=acc.response(),
-                    usage=usage,
-                    spend=spend,
-                    usage_estimated=estimated,
-                    warnings=["tokens estimated from the prompt and the text streamed so far"]
-                    if estimated
-                    else [],
-                )
+            if event is None:
+                event = self.stream_abandoned(
+                    call, t_start, t_up, acc.estimated_completion_tokens(), acc.usage,
+                    shape.partial(acc),
+                )  # fmt: skip
             self._finish(event, call)
+
+
+class StreamShape:
+    """How a relayed chat stream reaches the client: OpenAI's chat SSE here; the Responses and
+    text completion bridges override the parts they write differently."""
+
+    # Whether a stream closed without a finish reason or [DONE] counts as cut by the upstream.
+    must_end = False
+
+    def __init__(self, wants_usage: bool = True) -> None:
+        self.wants_usage = wants_usage
+
+    def start(self) -> list[bytes]:
+        return []
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        out = chunk if self.wants_usage else strip_unrequested_usage(chunk)
+        return [] if out is None else [b"data: " + orjson.dumps(out) + b"\n\n"]
+
+    def finish(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+    def response(self, acc: StreamAccumulator, usage: Usage) -> Any:
+        """The whole answer, as the completed event records it."""
+        return acc.response()
+
+    async def keep(self, response: Any) -> None:
+        """Anything to do with the whole answer before the stream's last event goes out."""
+
+    def completed(self, response: Any) -> list[bytes]:
+        return []
+
+    def error(self, acc: StreamAccumulator, exc: Failure) -> tuple[Any, bytes]:
+        """The cut stream's partial answer (for the event) and the error sent to the client."""
+        return None, b"data: " + error_json(exc.message, exc.status) + b"\n\n"
+
+    def partial(self, acc: StreamAccumulator) -> Any:
+        """What an abandoned stream had answered."""
+        return acc.response()
+
+
+def canned_of(req: ChatRequest, dep: Deployment) -> Any:
+    """The mock answer a call gets instead of the upstream's (request's, else deployment's)."""
+    return req.mock_response if req.mock_response is not None else dep.params.mock_response
+
+
+def _refusal_of(exc: AuthError | BadRequestError | NotFoundError) -> tuple[int, bytes, str | None]:
+    """A refused request's status, OpenAI error body and code."""
+    if isinstance(exc, BadRequestError):
+        return 400, error_json(exc.message, 400, param=exc.param), None
+    if isinstance(exc, NotFoundError):
+        return 404, exc.body(), exc.code
+    return exc.status, exc.body(), exc.code
 
 
 def _error_class(exc: Failure) -> str:

@@ -27,14 +27,25 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def usage_from(raw: Any) -> Usage:
-    """OpenAI's usage object (with its token details) as plain integers."""
+# The field names of a usage object: input tokens, output tokens, and their details.
+CHAT_USAGE = (
+    "prompt_tokens",
+    "completion_tokens",
+    "prompt_tokens_details",
+    "completion_tokens_details",
+)
+RESPONSES_USAGE = ("input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
+
+
+def usage_from(raw: Any, fields: tuple[str, str, str, str] = CHAT_USAGE) -> Usage:
+    """OpenAI's usage object (with its token details) as plain integers; `fields` names its
+    parts (chat completions' by default, or the Responses API's)."""
     if not isinstance(raw, dict):
         return Usage()
-    prompt = _int(raw.get("prompt_tokens"))
-    completion = _int(raw.get("completion_tokens"))
-    pdet = raw.get("prompt_tokens_details") or {}
-    cdet = raw.get("completion_tokens_details") or {}
+    prompt = _int(raw.get(fields[0]))
+    completion = _int(raw.get(fields[1]))
+    pdet = raw.get(fields[2]) or {}
+    cdet = raw.get(fields[3]) or {}
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from tollgate_ingress.parsing import BadRequestError
+from tollgate_ingress.parsing import BadRequestError, load_object
 
 _STOP = {
     "stop": "end_turn",
@@ -114,12 +114,7 @@ def _tool_choice(choice: Any) -> Any:
 
 def chat_body(raw: bytes) -> dict[str, Any]:
     """The chat completions request that answers an Anthropic Messages request."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("request body must be a JSON object")
+    body = load_object(raw)
     if not isinstance(body.get("model"), str):
         raise BadRequestError("model: Field required", "model")
     if not isinstance(body.get("max_tokens"), int):

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from tollgate_ingress.parsing import BadRequestError
-from tollgate_ingress.usage import Usage
+from tollgate_ingress.parsing import BadRequestError, load_object
+from tollgate_ingress.usage import RESPONSES_USAGE, Usage, usage_from
 from tollgate_shared.config import LitellmParams
 from tollgate_shared.errors import error_body
 
@@ -38,12 +38,7 @@ def is_native(params: LitellmParams) -> bool:
 
 def load_body(raw: bytes) -> dict[str, Any]:
     """A Responses request body, checked for what the gateway relies on."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("request body must be a JSON object")
+    body = load_object(raw)
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise BadRequestError("model is required and must be a string", "model")
     inp = body.get("input")
@@ -323,24 +318,9 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
 def usage_from_response(raw: Any) -> Usage:
     """A Responses usage object (input/output tokens with their details) as a Usage."""
-    if not isinstance(raw, dict):
-        return Usage()
-    inp, out = _int(raw.get("input_tokens")), _int(raw.get("output_tokens"))
-    idet = raw.get("input_tokens_details") or {}
-    odet = raw.get("output_tokens_details") or {}
-    return Usage(
-        prompt_tokens=inp,
-        completion_tokens=out,
-        total_tokens=_int(raw.get("total_tokens")) or inp + out,
-        cached_tokens=_int(idet.get("cached_tokens")) if isinstance(idet, dict) else 0,
-        reasoning_tokens=_int(odet.get("reasoning_tokens")) if isinstance(odet, dict) else 0,
-    )
+    return usage_from(raw, RESPONSES_USAGE)
 
 
 def response_object(

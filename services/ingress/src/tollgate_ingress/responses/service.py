@@ -5,7 +5,6 @@ metrics, budgets and rate limits like any chat call."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -15,12 +14,24 @@ from typing import Any
 import orjson
 
 from tollgate_ingress.auth import AuthError, Identity
-from tollgate_ingress.parsing import BadRequestError, ChatRequest, parse_chat_request
-from tollgate_ingress.records import Call, now_utc
+from tollgate_ingress.parsing import (
+    BadRequestError,
+    ChatRequest,
+    NotFoundError,
+    parse_chat_request,
+)
+from tollgate_ingress.records import Call
 from tollgate_ingress.responses import bridge
 from tollgate_ingress.responses.store import ResponseStore, StoredResponse
 from tollgate_ingress.routing import Deployment
-from tollgate_ingress.service import Answer, Gateway, StreamAnswer
+from tollgate_ingress.service import (
+    Answer,
+    Failure,
+    Gateway,
+    StreamAnswer,
+    StreamShape,
+    canned_of,
+)
 from tollgate_ingress.upstream import mock
 from tollgate_ingress.upstream import openai as upstream
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
@@ -31,26 +42,11 @@ from tollgate_ingress.usage import (
     usage_from,
 )
 from tollgate_shared.errors import error_json
-from tollgate_shared.events import LlmRequestFinished, new_event_id
+from tollgate_shared.events import LlmRequestFinished
 
 log = logging.getLogger(__name__)
 
 PATHS = ("/v1/responses", "/responses")
-
-
-class NotFoundError(Exception):
-    """An id this caller cannot see: OpenAI's 404, naming the parameter."""
-
-    def __init__(self, message: str, param: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def body(self) -> bytes:
-        return error_json(
-            self.message, 404, param=self.param, type_="invalid_request_error", code=self.code
-        )
 
 
 @dataclass(frozen=True)
@@ -175,51 +171,19 @@ class Responses:
         client_host: str | None,
         t_start: float,
     ) -> Answer | StreamAnswer:
-        start_time = now_utc()
-        request_id = new_event_id()
-        ids = request_id.replace("-", "")
-        identity: Identity | None = None
-        req: ChatRequest | None = None
-        gw = self.gw
-        try:
-            identity = gw.identify(headers)
-            turn = await self._turn(raw, identity, ids)
-            req = self._chat_request(turn, headers)
-            gw.admit(identity, req)
-            await gw._take(identity, req, request_id)
-        except AuthError as exc:
-            return gw.refuse(
-                path, raw, headers, client_host, t_start, start_time, request_id,
-                identity, req, exc.status, exc.body(), exc.message, exc.code,
-            )  # fmt: skip
-        except BadRequestError as exc:
-            body = error_json(exc.message, 400, param=exc.param)
-            return gw.refuse(
-                path, raw, headers, client_host, t_start, start_time, request_id,
-                identity, req, 400, body, exc.message, None,
-            )  # fmt: skip
-        except NotFoundError as exc:
-            return gw.refuse(
-                path, raw, headers, client_host, t_start, start_time, request_id,
-                identity, req, 404, exc.body(), exc.message, exc.code,
-            )  # fmt: skip
-        call = Call(
-            request_id=request_id,
-            identity=identity,
-            request=req,
-            start_time=start_time,
-            requester_ip=client_host,
-            user_agent=headers.get("user-agent"),
-            traceparent=headers.get("traceparent"),
-            tracestate=headers.get("tracestate"),
-        )
-        try:
-            if req.stream:
-                return await self._stream(call, turn, t_start)
-            return await self._complete(call, turn, t_start)
-        except BaseException:
-            gw._give_back(request_id, None)
-            raise
+        turn: Turn | None = None
+
+        async def prepare(identity: Identity, request_id: str) -> ChatRequest:
+            nonlocal turn
+            turn = await self._turn(raw, identity, request_id.replace("-", ""))
+            return self._chat_request(turn, headers)
+
+        opened = await self.gw.open_call(path, raw, headers, client_host, t_start, prepare)
+        if isinstance(opened, Answer):
+            return opened
+        assert turn is not None
+        go = self._stream if opened.request.stream else self._complete
+        return await self.gw.run(opened, go(opened, turn, t_start))
 
     async def _keep(self, call: Call, turn: Turn, response: dict[str, Any], native: bool) -> None:
         """Store the response before its answer leaves, so the next call can continue it."""
@@ -255,13 +219,10 @@ class Responses:
     # -- non-streamed ---------------------------------------------------------------------
     async def _complete(self, call: Call, turn: Turn, t_start: float) -> Answer:
         gw = self.gw
-        gw.publisher.emit(call.started())
         req = call.request
 
         async def one(dep: Deployment) -> tuple[bool, dict[str, Any]]:
-            canned = (
-                req.mock_response if req.mock_response is not None else dep.params.mock_response
-            )
+            canned = canned_of(req, dep)
             if canned is not None:
                 chat = mock.mock_completion(
                     req.model, str(canned), req.messages, turn.resp_id, turn.created_at
@@ -279,13 +240,10 @@ class Responses:
                 gw.client, dep, req.upstream_body, timeout, call.traceparent
             )
 
-        try:
-            _dep, (native, data), t_up = await gw._attempt(call, one)
-        except (UpstreamError, UpstreamUnreachableError) as exc:
-            return gw._refused(call, exc, t_start)
-        except asyncio.CancelledError:
-            gw._finish(gw._cancelled(call, t_start), call)
-            raise
+        opened = await gw.attempt(call, t_start, one)
+        if isinstance(opened, Answer):
+            return opened
+        _dep, (native, data), t_up = opened
         upstream_s = time.perf_counter() - t_up
         if native:
             usage = bridge.usage_from_response(data.get("usage"))
@@ -295,36 +253,16 @@ class Responses:
             response = bridge.response_from_chat(
                 data, turn.resp_id, turn.created_at, turn.body, usage
             )
-        spend, warnings = gw._cost(call, usage)
         await self._keep(call, turn, response, native)
-        elapsed = time.perf_counter() - t_start
-
-        def after() -> None:
-            gw._finish(
-                call.completed(
-                    elapsed_s=elapsed,
-                    upstream_s=upstream_s,
-                    first_token_s=None,
-                    usage=usage,
-                    spend=spend,
-                    response=response,
-                    warnings=warnings,
-                ),
-                call,
-            )
-
-        return Answer(200, orjson.dumps(response), gw._headers(call, spend), after)
+        return gw.answered(call, t_start, upstream_s, usage, response)
 
     # -- streamed -------------------------------------------------------------------------
     async def _stream(self, call: Call, turn: Turn, t_start: float) -> Answer | StreamAnswer:
         gw = self.gw
-        gw.publisher.emit(call.started())
         req = call.request
 
         async def one(dep: Deployment) -> tuple[bool, upstream.ChatStream | mock.MockStream]:
-            canned = (
-                req.mock_response if req.mock_response is not None else dep.params.mock_response
-            )
+            canned = canned_of(req, dep)
             if canned is not None:
                 chat = mock.mock_completion(
                     req.model, str(canned), req.messages, turn.resp_id, turn.created_at
@@ -345,120 +283,15 @@ class Responses:
             await s.open()
             return native, s
 
-        try:
-            _dep, (native, source), t_up = await gw._attempt(call, one)
-        except (UpstreamError, UpstreamUnreachableError) as exc:
-            return gw._refused(call, exc, t_start)
-        except asyncio.CancelledError:
-            gw._finish(gw._cancelled(call, t_start), call)
-            raise
-        relay = self._relay_native if native else self._relay_bridged
-        return StreamAnswer(gw._headers(call, None), relay(call, turn, source, t_start, t_up))
-
-    def _cut(
-        self, call: Call, exc: UpstreamError | UpstreamUnreachableError, t_start: float,
-        t_up: float, completion_tokens: int, seen: Usage | None,
-    ) -> LlmRequestFinished:  # fmt: skip
-        """A stream the upstream broke off: failed, with the usage seen so far."""
-        usage, spend, estimated = self.gw._estimated_cost(call, completion_tokens, seen)
-        event = self.gw._failed(call, exc, t_start, time.perf_counter() - t_up)
-        return event.model_copy(
-            update={
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "spend": spend,
-                "usage_estimated": estimated,
-            }
-        )
-
-    def _abandoned(
-        self, call: Call, t_start: float, t_up: float, completion_tokens: int, seen: Usage | None,
-        response: Any,
-    ) -> LlmRequestFinished:  # fmt: skip
-        usage, spend, estimated = self.gw._estimated_cost(call, completion_tokens, seen)
-        return call.failed(
-            elapsed_s=time.perf_counter() - t_start,
-            upstream_s=time.perf_counter() - t_up,
-            error_class="ClientDisconnected",
-            error_message="client closed the connection before the stream ended",
-            status_code=499,
-            upstream_status_code=None,
-            upstream_reachable=True,
-            response=response,
-            usage=usage,
-            spend=spend,
-            usage_estimated=estimated,
-            warnings=["tokens estimated from the prompt and the text streamed so far"]
-            if estimated
-            else [],
-        )
-
-    async def _relay_bridged(
-        self,
-        call: Call,
-        turn: Turn,
-        source: upstream.ChatStream | mock.MockStream,
-        t_start: float,
-        t_up: float,
-    ) -> AsyncIterator[bytes]:
-        gw = self.gw
-        out = bridge.StreamTranslator(turn.resp_id, turn.created_at, turn.body)
-        acc = StreamAccumulator()
-        first: float | None = None
-        event: LlmRequestFinished | None = None
-        try:
-            for b in out.start():
-                yield b
-            ended = False
-            async for chunk in source.chunks():
-                if chunk is None:
-                    ended = True
-                    break
-                if first is None:
-                    first = time.perf_counter()
-                acc.feed(chunk)
-                for b in out.feed(chunk):
-                    yield b
-            if not ended and not acc.finish_reasons:
-                raise UpstreamUnreachableError(
-                    "the upstream closed the stream before it ended", timed_out=False
-                )
-            for b in out.finish():
-                yield b
-            usage = acc.usage or Usage()
-            spend, warnings = gw._cost(call, usage)
-            if acc.usage is None:
-                warnings.append("upstream sent no usage for this stream; tokens recorded as 0")
-            response = out.snapshot("completed", usage)
-            await self._keep(call, turn, response, native=False)
-            now = time.perf_counter()
-            event = call.completed(
-                elapsed_s=now - t_start,
-                upstream_s=now - t_up,
-                first_token_s=(first - t_start) if first is not None else None,
-                usage=usage,
-                spend=spend,
-                response=response,
-                warnings=warnings,
-            )
-            yield out.completed(response)
-        except (UpstreamError, UpstreamUnreachableError) as exc:
-            event = self._cut(
-                call, exc, t_start, t_up, acc.estimated_completion_tokens(), acc.usage
-            )
-            event = event.model_copy(update={"response": out.snapshot("failed")})
-            yield out.error(exc.message, getattr(exc, "code", None), exc.status)
-        finally:
-            await source.close()
-            if event is None:
-                event = self._abandoned(
-                    call, t_start, t_up, acc.estimated_completion_tokens(), acc.usage,
-                    out.snapshot("incomplete"),
-                )  # fmt: skip
-            gw._finish(event, call)
+        opened = await gw.attempt(call, t_start, one)
+        if isinstance(opened, Answer):
+            return opened
+        _dep, (native, source), t_up = opened
+        if native:
+            body = self._relay_native(call, turn, source, t_start, t_up)
+        else:
+            body = gw.relay(call, source, t_start, t_up, _ResponsesShape(self, call, turn))
+        return StreamAnswer(gw._headers(call, None), body)
 
     async def _relay_native(
         self,
@@ -492,33 +325,61 @@ class Responses:
                     final = ev.get("response")
                     response = final if isinstance(final, dict) else {}
                     usage = bridge.usage_from_response(response.get("usage"))
-                    spend, warnings = gw._cost(call, usage)
                     await self._keep(call, turn, response, native=True)
-                    now = time.perf_counter()
-                    event = call.completed(
-                        elapsed_s=now - t_start,
-                        upstream_s=now - t_up,
-                        first_token_s=(first - t_start) if first is not None else None,
-                        usage=usage,
-                        spend=spend,
-                        response=response,
-                        warnings=warnings,
-                    )
+                    event = gw.stream_completed(call, t_start, t_up, first, usage, response)
                 yield bridge.sse(kind, ev)
             if response is None:
                 raise UpstreamUnreachableError(
                     "the upstream closed the stream before it ended", timed_out=False
                 )
         except (UpstreamError, UpstreamUnreachableError) as exc:
-            event = self._cut(call, exc, t_start, t_up, estimate_text_tokens("".join(text)), None)
+            tokens = estimate_text_tokens("".join(text))
+            event = gw.stream_cut(call, exc, t_start, t_up, tokens, None)
             yield bridge.error_event(exc.message, getattr(exc, "code", None), seq, exc.status)
         finally:
             await source.close()
             if event is None:
-                event = self._abandoned(
-                    call, t_start, t_up, estimate_text_tokens("".join(text)), None, None
-                )
+                tokens = estimate_text_tokens("".join(text))
+                event = gw.stream_abandoned(call, t_start, t_up, tokens, None, None)
             gw._finish(event, call)
+
+
+class _ResponsesShape(StreamShape):
+    """A bridged chat stream written as the Responses event stream; the response is stored
+    before `response.completed` goes out."""
+
+    must_end = True
+
+    def __init__(self, responses: Responses, call: Call, turn: Turn) -> None:
+        super().__init__()
+        self.responses, self.call, self.turn = responses, call, turn
+        self.out = bridge.StreamTranslator(turn.resp_id, turn.created_at, turn.body)
+
+    def start(self) -> list[bytes]:
+        return list(self.out.start())
+
+    def feed(self, chunk: dict[str, Any]) -> list[bytes]:
+        return list(self.out.feed(chunk))
+
+    def finish(self) -> list[bytes]:
+        return list(self.out.finish())
+
+    def response(self, acc: StreamAccumulator, usage: Usage) -> Any:
+        return self.out.snapshot("completed", usage)
+
+    async def keep(self, response: Any) -> None:
+        await self.responses._keep(self.call, self.turn, response, native=False)
+
+    def completed(self, response: Any) -> list[bytes]:
+        return [self.out.completed(response)]
+
+    def error(self, acc: StreamAccumulator, exc: Failure) -> tuple[Any, bytes]:
+        return self.out.snapshot("failed"), self.out.error(
+            exc.message, getattr(exc, "code", None), exc.status
+        )
+
+    def partial(self, acc: StreamAccumulator) -> Any:
+        return self.out.snapshot("incomplete")
 
 
 def _input_items(items: list[dict[str, Any]], query: Mapping[str, str]) -> tuple[int, bytes]:
