@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
@@ -164,25 +165,35 @@ class Announcer:
         log.info("announced %s of %s (%s)", event.condition, event.service, event.event_id)
 
     def close(self, timeout: float = 2.0) -> None:
-        """Give events in flight up to `timeout` seconds, then stop the thread."""
+        """Give events in flight up to `timeout` seconds, then close the connection and stop
+        the thread."""
         with self._lock:
             loop, pending = self._loop, list(self._pending)
         if loop is None:
             return
+        deadline = time.monotonic() + timeout
         for future in pending:
             with contextlib.suppress(Exception):
-                future.result(timeout)
-        for future in pending:
-            future.cancel()
-        if self._nc is not None:
-            nc = self._nc
-            closing = asyncio.run_coroutine_threadsafe(nc.close(), loop)
-            with contextlib.suppress(Exception):
-                closing.result(timeout)
+                future.result(max(0.0, deadline - time.monotonic()))
+        stopping = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        with contextlib.suppress(Exception):
+            stopping.result(timeout)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout)
+        if not loop.is_running():
+            loop.close()
         with self._lock:
             self._loop = None
             self._thread = None
             self._nc = None
+
+    async def _shutdown(self) -> None:
+        """Close the connection and end every task still on the loop (retries included)."""
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
