@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 import asyncpg
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError
+from nats.js.errors import (
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
@@ -44,6 +49,17 @@ class KvOp:
     bucket: str
     key: str
     value: BaseModel | None
+
+
+async def _revision(kv: KeyValue, key: str) -> int:
+    """The key's last revision (its delete marker's when deleted), 0 when never written."""
+    try:
+        entry = await kv.get(key)
+    except KeyDeletedError as exc:
+        return int(exc.entry.revision or 0) if exc.entry is not None else 0
+    except KeyNotFoundError:
+        return 0
+    return int(entry.revision or 0)
 
 
 class KvState:
@@ -86,7 +102,16 @@ class KvState:
                 await kv.delete(op.key)
             KV_WRITES.labels(op.bucket, "delete").inc()
         else:
-            await kv.put(op.key, op.value.model_dump_json().encode())
+            # Written on the revision last seen: when another replica wrote the key in
+            # between, the write is refused and the caller resyncs from PostgreSQL (the
+            # truth) instead of overwriting a newer value with this one.
+            last = await _revision(kv, op.key)
+            try:
+                await kv.update(op.key, op.value.model_dump_json().encode(), last=last)
+            except KeyWrongLastSequenceError as exc:
+                raise RuntimeError(
+                    f"{op.bucket}/{op.key} changed concurrently (expected revision {last})"
+                ) from exc
             KV_WRITES.labels(op.bucket, "put").inc()
 
     async def spend(self, entity: SpendEntity, entity_id: str) -> float:
