@@ -333,7 +333,7 @@ def main(data: Any, record: Path, database_url: str | None, wait_s: float, as_js
 
 def tally(reports: Iterable[tuple[str, Report]]) -> str:
     """The chaos table: one row per fault."""
-    head = f"{'fault':<40}{'served':>8}{'logged':>8}{'lost':>6}{'dup':>5}  cost diff"
+    head = f"{'fault':<58}{'served':>8}{'logged':>8}{'lost':>6}{'dup':>5}  cost diff"
     lines = [head, "-" * len(head)]
     for name, r in reports:
         worst = max(
@@ -344,7 +344,7 @@ def tally(reports: Iterable[tuple[str, Report]]) -> str:
             ),
             default=Decimal(0),
         )
-        lines.append(f"{name:<40}{r.served:>8}{r.logged:>8}{r.lost:>6}{r.duplicated:>5}  {worst}")
+        lines.append(f"{name:<58}{r.served:>8}{r.logged:>8}{r.lost:>6}{r.duplicated:>5}  {worst}")
     return "\n".join(lines)
 
 
