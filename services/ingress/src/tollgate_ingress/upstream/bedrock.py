@@ -311,7 +311,9 @@ class BedrockAdapter(TranslatingAdapter):
     def url(self, dep: Deployment, stream: bool) -> str:
         base = dep.params.api_base or f"https://bedrock-runtime.{self.region(dep)}.amazonaws.com"
         op = "converse-stream" if stream else "converse"
-        return f"{base.rstrip('/')}/model/{quote(self.model_id(dep), safe='')}/{op}"
+        # ':' stays as it is: the HTTP client would send `%3A` decoded, and the path signed
+        # must be the path sent. '/' (in ARNs) is escaped, as it must be.
+        return f"{base.rstrip('/')}/model/{quote(self.model_id(dep), safe=':')}/{op}"
 
     async def credentials(self, dep: Deployment) -> ReadOnlyCredentials:
         key = param_of(dep, "aws_access_key_id")

@@ -1,0 +1,96 @@
+"""Fake upstreams that speak each provider's own wire format, on one test server.
+
+`FakeProviders` is the behaviour shared with the server thread: `reply` (the answer's text),
+`tool_call` (name and arguments to answer with when tools are offered), `fail` (provider ->
+status to answer with, in that provider's error format). Every request is recorded in
+`requests` as (provider, path, headers, body); what a fake finds wrong with one (auth header,
+SigV4 signature, path, body shape) is in `problems` and answered with 400/401, so a test that
+forgets to look still fails. Usage is deterministic: input tokens = words of text in the
+request, output tokens = words of `reply`.
+
+Each provider's routes live in its own module (`anthropic`, `azure`, `gemini` with Vertex's
+token endpoint, `bedrock` with the binary event stream) under a path prefix of its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar
+
+from support.fake_upstream import serve_in_thread
+
+ANTHROPIC_KEY = "sk-ant-fake"
+AZURE_KEY = "azure-fake-key"
+GEMINI_KEY = "gemini-fake-key"
+AWS_KEY_ID = "AKIDFAKE"
+AWS_SECRET = "fake-secret-key"
+
+
+def words(value: Any) -> int:
+    """Words of text anywhere in a request body (every string under a text-ish key)."""
+    if isinstance(value, dict):
+        return sum(
+            len(v.split()) if k in ("text", "content") and isinstance(v, str) else words(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return sum(words(v) for v in value)
+    return 0
+
+
+@dataclass
+class FakeProviders:
+    reply: str = "Hello from the fake provider"
+    tool_call: tuple[str, dict[str, Any]] | None = None
+    fail: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    vertex_tokens: set[str] = field(default_factory=set)
+    service_account: dict[str, Any] = field(default_factory=dict)
+
+    def base(self, provider: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{provider}"
+
+    def last(self, provider: str) -> tuple[str, dict[str, str], Any]:
+        for p, path, headers, body in reversed(self.requests):
+            if p == provider:
+                return path, headers, body
+        raise AssertionError(f"no request reached the fake {provider}")
+
+    def problem(self, message: str) -> str:
+        self.problems.append(message)
+        return message
+
+    def reset(self) -> None:
+        self.reply = "Hello from the fake provider"
+        self.tool_call = None
+        self.fail = {}
+        self.problems.clear()
+
+    def app(self) -> Litestar:
+        from support.fake_providers import anthropic, azure, bedrock, gemini
+
+        handlers = [
+            *anthropic.routes(self),
+            *azure.routes(self),
+            *gemini.routes(self),
+            *bedrock.routes(self),
+        ]
+        return Litestar(route_handlers=handlers, debug=False)
+
+
+@contextmanager
+def fake_providers(**kwargs: Any) -> Iterator[FakeProviders]:
+    fp = FakeProviders(**kwargs)
+    from support.fake_providers import gemini
+
+    app = fp.app()
+    with serve_in_thread(app) as port:
+        fp.port = port
+        fp.service_account = gemini.service_account(fp.base("vertex") + "/token")
+        yield fp
