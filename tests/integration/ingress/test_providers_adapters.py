@@ -166,7 +166,8 @@ async def test_plain_chat(
     resp = raw.parse()
     assert resp.choices[0].message.content == fakes.reply
     assert resp.choices[0].finish_reason == "stop"
-    assert resp.usage is not None and resp.usage.completion_tokens >= 5
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens >= 5
     cost = Decimal(raw.headers["x-litellm-response-cost"])
     assert cost == expected_cost(resp.usage)
     events = await wait_for_events(js, COMPLETED, {"session_id": f"prov-{model}"})
@@ -256,7 +257,8 @@ async def test_request_shapes_reach_each_provider(
     _, _, body = fakes.last("bedrock")
     assert body["messages"][0]["content"][1]["image"]["format"] == "png"
     _, headers, body = fakes.last("azure")
-    assert body["messages"] == image and headers["api-key"] == AZURE_KEY
+    assert body["messages"] == image
+    assert headers["api-key"] == AZURE_KEY
 
     for model in PROVIDERS:
         resp = await client.chat.completions.create(
@@ -282,7 +284,8 @@ async def test_provider_errors_keep_status_and_message(
             model=model, messages=[{"role": "user", "content": "hi"}]
         )
     assert err.value.status_code == status
-    assert isinstance(err.value.body, dict) and err.value.body.get("message")
+    assert isinstance(err.value.body, dict)
+    assert err.value.body.get("message")
 
 
 async def test_anthropic_529_falls_back_to_openai_compatible(
@@ -297,4 +300,5 @@ async def test_anthropic_529_falls_back_to_openai_compatible(
     assert raw.parse().choices[0].message.content == "fallback answer"
     assert raw.headers["x-litellm-model-id"] == "openai-backup-1"
     events = await wait_for_events(js, COMPLETED, {"session_id": "prov-fallback"})
-    assert events and events[-1][1]["custom_llm_provider"] == "openai"
+    assert events
+    assert events[-1][1]["custom_llm_provider"] == "openai"
