@@ -145,3 +145,7 @@ chaos *ARGS: sync
 # the scale-out suite in full: 3-node JetStream cluster, N replicas of every service (default 2), 1 -> 2 replica scaling
 scaleout *ARGS: sync
     TOLLGATE_SCALEOUT_FULL=1 uv run --no-sync pytest tests/e2e/scaleout -s -p no:cacheprovider {{ARGS}}
+
+# CPU each upstream provider adapter adds per call: translation both ways, SigV4 signing (seconds)
+bench-providers *ARGS: sync
+    cd tests && uv run --no-sync python -m support.fake_providers.bench {{ARGS}}
