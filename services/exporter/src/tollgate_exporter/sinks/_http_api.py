@@ -14,12 +14,21 @@ exporter's shared client:
 
 Content: items arrive already redacted when they must be (`content.redact`); the
 `prompt` / `completion` helpers also put LiteLLM's placeholder where content was.
+
+A vendor module describes its API once as an `HttpApi` — its settings (`key`,
+`endpoint`, `option`: callback variable, environment names, default), how a request
+authenticates, the path, what one call looks like (`payload`) and how many calls a
+request carries — and exports `SINK = API.sink`. Reading the settings, identifying
+and labelling the destination, filtering and batching the calls are done here; an
+API that must look something up first (a project id, a token) or group the calls
+gives its own `render`, built with `API.posts` and `API.headers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +38,7 @@ from typing import Any
 import httpx
 
 from tollgate_exporter.content import REDACTED, output_message, standard_metadata, user_metadata
-from tollgate_exporter.destinations import Destination
+from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks.base import (
     BatchResult,
     ExportItem,
@@ -37,6 +46,7 @@ from tollgate_exporter.sinks.base import (
     RetryableError,
     SinkContext,
     SinkError,
+    SinkType,
     raise_for_status,
 )
 from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
@@ -49,7 +59,10 @@ POSTS_IN_FLIGHT = 8
 
 @dataclass(frozen=True)
 class Post:
-    """One HTTP request to the vendor, carrying the items at `indices` of the batch."""
+    """One HTTP request to the vendor, carrying the items at `indices` of the batch.
+
+    `body` is sent as JSON, or as it is when it is already bytes (protobuf).
+    """
 
     url: str
     body: Any
@@ -159,7 +172,9 @@ class HttpApiSink:
     async def _post(
         self, part: Post, mark: str, batch_size: int, cache: dict[str, Any], result: BatchResult
     ) -> None:
-        body = json.dumps(part.body, default=str).encode()
+        body = part.body
+        if not isinstance(body, bytes):
+            body = json.dumps(body, default=str).encode()
         headers = {**part.headers, "content-type": part.content_type}
         try:
             response = await request(
@@ -186,10 +201,6 @@ class HttpApiSink:
 
     async def close(self) -> None:
         """Nothing of its own to release (the HTTP client is shared)."""
-
-
-def create_with(kind: str, render: Renderer) -> Callable[[SinkContext], HttpApiSink]:
-    return lambda ctx: HttpApiSink(kind, ctx, render)
 
 
 async def cached(cache: dict[str, Any], key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
@@ -222,21 +233,203 @@ class Credentials:
         self._env = env
         self.own = any(vars_.get(n) not in (None, "") for n in own)
 
-    def get(self, var: str, *env_names: str) -> str | None:
+    def get(self, var: str | None, *env_names: str) -> str | None:
         """A setting (endpoint, project): the callback's, else the environment's."""
-        found = self._vars.get(var)
+        found = self._vars.get(var) if var else None
         if found not in (None, ""):
             return str(found)
         return next((self._env[n] for n in env_names if self._env.get(n)), None)
 
-    def secret(self, var: str, *env_names: str) -> str | None:
+    def secret(self, var: str | None, *env_names: str) -> str | None:
         """A credential: the callback's; the environment's only when the callback has none."""
-        found = self._vars.get(var)
+        found = self._vars.get(var) if var else None
         if found not in (None, ""):
             return str(found)
         if self.own:
             return None
         return next((self._env[n] for n in env_names if self._env.get(n)), None)
+
+
+# --- a vendor's API, described ------------------------------------------------------
+
+Options = Mapping[str, Any]
+# One call as the vendor takes it, given the destination's options.
+Payload = Callable[[ExportItem, Options], Any]
+# Every call of a batch in one request, however large the batch.
+ALL = sys.maxsize
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A destination setting, LiteLLM's way: callback variable `var`, else the first of
+    `env` set, else `default`. A `secret` comes from the environment only when the
+    callback names no endpoint or credential of its own (`Credentials`); an `endpoint`
+    named by the callback is such a one; a `base` URL gets `https://` when it has no scheme.
+    """
+
+    var: str | None
+    env: tuple[str, ...] = ()
+    default: str | None = None
+    secret: bool = False
+    endpoint: bool = False
+    base: bool = False
+    required: bool = False
+
+
+def key(var: str, *env: str) -> Setting:
+    """A credential the destination cannot do without."""
+    return Setting(var, env, secret=True, required=True)
+
+
+def endpoint(var: str, *env: str, default: str | None = None, base: bool = True) -> Setting:
+    """Where the API is (required when it has no default)."""
+    return Setting(var, env, default, endpoint=True, base=base, required=default is None)
+
+
+def option(
+    var: str | None, *env: str, default: str | None = None, required: bool = False
+) -> Setting:
+    """Any other setting (a project, an event type); `var` None: the environment's only."""
+    return Setting(var, env, default, required=required)
+
+
+@dataclass(frozen=True)
+class HttpApi:
+    """A vendor's ingestion API: what differs from one vendor to the next, and nothing else.
+
+    - `settings`: option name -> `Setting`, in order (the first missing required one is
+      named by `missing`, a template with `{kind}`, `{var}`, `{env}` and `{envs}`);
+      `finish` checks (or completes) the options and says why they are unusable;
+    - `identity`: the options whose digest is the destination's key — dead letters' ids
+      derive from it, so it never changes for a destination; `label`: what the health
+      and dead-letter reports show (options, endpoints without credentials, or callables);
+    - `auth`: the header and its value, a template of the options (`"Bearer {key}"`);
+    - `path`: appended to the `url` option; `payload`: one call's body; `batch`: calls per
+      request (1: each call alone; more: `envelope` wraps their payloads, a list if None);
+    - `skip_failed`: the vendor takes successes only (metering); `refuse`: why a call
+      cannot be sent (dead-lettered alone);
+    - `render`: instead of the above, for an API that looks something up first.
+    """
+
+    kind: str
+    settings: Mapping[str, Setting]
+    auth: tuple[str, str] = ("authorization", "Bearer {key}")
+    path: str = ""
+    payload: Payload | None = None
+    batch: int = 1
+    envelope: Callable[[list[Any]], Any] | None = None
+    names: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ("base", "key")
+    label: tuple[str | Callable[[Options], str], ...] = ("base",)
+    missing: str = "{kind} needs {var} (or {env})"
+    finish: Callable[[dict[str, Any]], str | None] | None = None
+    url: str = "base"
+    method: str = "POST"
+    content_type: str = "application/json"
+    headers_extra: Mapping[str, str] = field(default_factory=dict)
+    check: Callable[[httpx.Response], str | None] | None = None
+    skip_failed: bool = False
+    refuse: Callable[[ExportItem, Options], str | None] | None = None
+    render: Renderer | None = None
+
+    @property
+    def sink(self) -> SinkType:
+        return SinkType(
+            kind=self.kind,
+            names=self.names or (self.kind,),
+            destination=self.destination,
+            create=self.create,
+        )
+
+    def create(self, ctx: SinkContext) -> HttpApiSink:
+        return HttpApiSink(self.kind, ctx, self.render or self.render_calls)
+
+    def destination(
+        self, name: str, vars_: Mapping[str, Any], env: Mapping[str, str]
+    ) -> Destination | str:
+        own = [s.var for s in self.settings.values() if s.var and (s.secret or s.endpoint)]
+        c = Credentials(vars_, env, own)
+        o: dict[str, Any] = {
+            n: (c.secret if s.secret else c.get)(s.var, *s.env) or s.default
+            for n, s in self.settings.items()
+        }
+        missing = [s for n, s in self.settings.items() if s.required and not o[n]]
+        if missing:
+            first_env = missing[0].env[0] if missing[0].env else ""
+            envs = ", ".join(s.env[0] for s in missing if s.env)
+            return self.missing.format(kind=self.kind, var=missing[0].var, env=first_env, envs=envs)
+        for n, s in self.settings.items():
+            if s.base and o[n]:
+                o[n] = base_url(o[n])
+        reason = self.finish(o) if self.finish else None
+        if reason:
+            return reason
+        label = [self.kind]
+        for part in self.label:
+            if callable(part):
+                label.append(part(o))
+            else:
+                shown = self.settings.get(part)
+                label.append(safe_url(o[part]) if shown and shown.endpoint else str(o[part]))
+        ident = digest(*(o[n] for n in self.identity))
+        return Destination(self.kind, f"{self.kind}:{ident}", " ".join(label), o)
+
+    def headers(self, o: Options) -> dict[str, str]:
+        """The request's headers: the credential, and what the vendor always wants."""
+        name, value = self.auth
+        return {name: value.format_map(o), **self.headers_extra}
+
+    def posts(
+        self,
+        o: Options,
+        url: str,
+        items: Sequence[ExportItem],
+        indices: Sequence[int],
+        payload: Payload | None = None,
+        envelope: Callable[[list[Any]], Any] | None = None,
+    ) -> list[Part]:
+        """The requests carrying the calls at `indices` to `url`, `batch` calls each
+        (`payload` and `envelope` in place of the API's own, where a call needs more)."""
+        build = payload or self.payload
+        wrap = envelope or self.envelope
+        assert build is not None, f"{self.kind}: an HttpApi needs a payload or a render"
+        out: list[Part] = []
+        for lo in range(0, len(indices), self.batch):
+            chunk = tuple(indices[lo : lo + self.batch])
+            payloads = [build(items[i], o) for i in chunk]
+            if wrap is not None:
+                body = wrap(payloads)
+            else:
+                body = payloads[0] if self.batch == 1 else payloads
+            out.append(
+                Post(
+                    url,
+                    body,
+                    chunk,
+                    self.headers(o),
+                    method=self.method,
+                    content_type=self.content_type,
+                    what=self.kind,
+                    check=self.check,
+                )
+            )
+        return out
+
+    async def render_calls(
+        self, ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]
+    ) -> list[Part]:
+        """Skip or refuse the calls the vendor does not take; post the others."""
+        o = dest.options
+        parts: list[Part] = []
+        ready: list[int] = []
+        for i, item in enumerate(items):
+            if self.skip_failed and failed(item):
+                parts.append(Skip(i))
+            elif self.refuse is not None and (reason := self.refuse(item, o)):
+                parts.append(Reject(i, reason))
+            else:
+                ready.append(i)
+        return parts + self.posts(o, f"{o[self.url]}{self.path}", items, ready)
 
 
 # --- a call's fields, as every vendor needs them ------------------------------------

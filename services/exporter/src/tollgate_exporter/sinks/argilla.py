@@ -20,52 +20,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tollgate_exporter.content import REDACTED
-from tollgate_exporter.destinations import Destination, digest, safe_url
+from tollgate_exporter.destinations import Destination
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    HttpApiSink,
+    HttpApi,
     Part,
-    Post,
     RenderContext,
-    Renderer,
-    base_url,
     cached,
     completion,
-    create_with,
+    endpoint,
     error_text,
     json_of,
+    key,
     latency_ms,
     model_of,
+    option,
     request,
 )
-from tollgate_exporter.sinks.base import ExportItem, PermanentError, SinkContext, SinkType
+from tollgate_exporter.sinks.base import ExportItem, PermanentError
+from tollgate_shared.config import LitellmSettings
 
 DEFAULT_BASE = "http://localhost:6900"
 DEFAULT_DATASET = "litellm-completion"
 DEFAULT_FIELDS = {"user_input": "messages", "llm_output": "response"}
 MAX_RECORDS = 500
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "argilla_api_key",
-            "argilla_base_url",
-        ),
-    )
-    key = c.secret("argilla_api_key", "ARGILLA_API_KEY")
-    if not key:
-        return "argilla needs argilla_api_key (or ARGILLA_API_KEY)"
-    base = base_url(c.get("argilla_base_url", "ARGILLA_BASE_URL") or DEFAULT_BASE)
-    dataset = c.get("argilla_dataset_name", "ARGILLA_DATASET_NAME") or DEFAULT_DATASET
-    return Destination(
-        "argilla",
-        f"argilla:{digest(base, key, dataset)}",
-        f"argilla {safe_url(base)} {dataset}",
-        {"base": base, "key": key, "dataset": dataset},
-    )
 
 
 def payload_value(item: ExportItem, source: str) -> Any:
@@ -116,58 +93,58 @@ def record(item: ExportItem, fields: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def make_render(fields: Mapping[str, str]) -> Renderer:
-    async def render(
-        ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]
-    ) -> list[Part]:
-        o = dest.options
-        headers = {"X-Argilla-Api-Key": o["key"]}
+def transformation(litellm: LitellmSettings) -> Mapping[str, str]:
+    """`litellm_settings.argilla_transformation_object`: record field -> payload field."""
+    raw = (litellm.model_extra or {}).get("argilla_transformation_object")
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else DEFAULT_FIELDS
 
-        async def dataset_id() -> str:
-            response = await request(
-                ctx.client,
-                "GET",
-                f"{o['base']}/api/v1/me/datasets",
-                "argilla datasets",
-                params={"name": o["dataset"]},
-                headers=headers,
-            )
-            found = [
-                d
-                for d in json_of(response, "argilla datasets").get("items") or []
-                if d.get("name") == o["dataset"]
-            ]
-            if not found:
-                raise PermanentError(f"argilla has no dataset named {o['dataset']!r}", 404)
-            return str(found[0]["id"])
 
-        did = await cached(ctx.cache, "dataset", dataset_id)
-        return [
-            Post(
-                f"{o['base']}/api/v1/datasets/{did}/records/bulk",
-                {
-                    "items": [
-                        record(items[i], fields)
-                        for i in range(lo, min(lo + MAX_RECORDS, len(items)))
-                    ]
-                },
-                tuple(range(lo, min(lo + MAX_RECORDS, len(items)))),
-                headers,
-                method="PUT",
-                what="argilla",
-            )
-            for lo in range(0, len(items), MAX_RECORDS)
+async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
+    """Records for the dataset (looked up by name once per destination)."""
+    o = dest.options
+
+    async def dataset_id() -> str:
+        response = await request(
+            ctx.client,
+            "GET",
+            f"{o['base']}/api/v1/me/datasets",
+            "argilla datasets",
+            params={"name": o["dataset"]},
+            headers=API.headers(o),
+        )
+        found = [
+            d
+            for d in json_of(response, "argilla datasets").get("items") or []
+            if d.get("name") == o["dataset"]
         ]
+        if not found:
+            raise PermanentError(f"argilla has no dataset named {o['dataset']!r}", 404)
+        return str(found[0]["id"])
 
-    return render
-
-
-def create(ctx: SinkContext) -> HttpApiSink:
-    raw = (ctx.litellm.model_extra or {}).get("argilla_transformation_object")
-    fields = (
-        {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else DEFAULT_FIELDS
+    did = await cached(ctx.cache, "dataset", dataset_id)
+    fields = transformation(ctx.sink.litellm)
+    return API.posts(
+        o,
+        f"{o['base']}/api/v1/datasets/{did}/records/bulk",
+        items,
+        range(len(items)),
+        payload=lambda item, _: record(item, fields),
     )
-    return create_with("argilla", make_render(fields))(ctx)
 
 
-SINK = SinkType(kind="argilla", names=("argilla",), destination=destination, create=create)
+API = HttpApi(
+    "argilla",
+    {
+        "key": key("argilla_api_key", "ARGILLA_API_KEY"),
+        "base": endpoint("argilla_base_url", "ARGILLA_BASE_URL", default=DEFAULT_BASE),
+        "dataset": option("argilla_dataset_name", "ARGILLA_DATASET_NAME", default=DEFAULT_DATASET),
+    },
+    auth=("X-Argilla-Api-Key", "{key}"),
+    method="PUT",
+    batch=MAX_RECORDS,
+    envelope=lambda records: {"items": records},
+    render=render,
+    identity=("base", "key", "dataset"),
+    label=("base", "dataset"),
+)
+SINK = API.sink

@@ -14,25 +14,20 @@ Credentials: `athina_api_key`, `athina_base_url` (callback vars) else `ATHINA_AP
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
-    create_with,
+    HttpApi,
     end_user,
+    endpoint,
     error_text,
+    key,
     latency_ms,
     model_of,
     prompt,
     response_body,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 DEFAULT_BASE = "https://log.athina.ai"
 # Metadata keys LiteLLM copies into the log as they are.
@@ -51,27 +46,6 @@ METADATA_KEYS = (
     "model_options",
     "custom_attributes",
 )
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "athina_api_key",
-            "athina_base_url",
-        ),
-    )
-    key = c.secret("athina_api_key", "ATHINA_API_KEY")
-    if not key:
-        return "athina needs athina_api_key (or ATHINA_API_KEY)"
-    base = base_url(c.get("athina_base_url", "ATHINA_BASE_URL") or DEFAULT_BASE)
-    return Destination(
-        "athina",
-        f"athina:{digest(base, key)}",
-        f"athina {safe_url(base)}",
-        {"base": base, "key": key},
-    )
 
 
 def log(item: ExportItem) -> dict[str, Any]:
@@ -98,26 +72,20 @@ def log(item: ExportItem) -> dict[str, Any]:
             "latency_ms": latency_ms(event),
         },
     }
-    for key in METADATA_KEYS:
-        if key in event.metadata:
-            body[key] = event.metadata[key]
+    for name in METADATA_KEYS:
+        if name in event.metadata:
+            body[name] = event.metadata[name]
     return {k: v for k, v in body.items() if v is not None}
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Post(
-            f"{o['base']}/api/v1/log/inference",
-            log(item),
-            (i,),
-            {"athina-api-key": o["key"]},
-            what="athina",
-        )
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="athina", names=("athina",), destination=destination, create=create_with("athina", render)
+API = HttpApi(
+    "athina",
+    {
+        "key": key("athina_api_key", "ATHINA_API_KEY"),
+        "base": endpoint("athina_base_url", "ATHINA_BASE_URL", default=DEFAULT_BASE),
+    },
+    auth=("athina-api-key", "{key}"),
+    path="/api/v1/log/inference",
+    payload=lambda item, _: log(item),
 )
+SINK = API.sink

@@ -17,55 +17,32 @@ Credentials: `braintrust_api_key`, `braintrust_api_base`, `braintrust_project_na
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
+from tollgate_exporter.destinations import Destination
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
+    HttpApi,
     Part,
-    Post,
     RenderContext,
-    base_url,
     cached,
-    create_with,
+    endpoint,
     error_text,
     failed,
     json_of,
+    key,
     metadata,
     model_of,
+    option,
     prompt,
     request,
     response_body,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType, stable_id
+from tollgate_exporter.sinks.base import ExportItem, stable_id
 
 DEFAULT_BASE = "https://api.braintrustdata.com/v1"
 DEFAULT_PROJECT = "litellm"
 MAX_EVENTS = 500
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "braintrust_api_key",
-            "braintrust_api_base",
-        ),
-    )
-    key = c.secret("braintrust_api_key", "BRAINTRUST_API_KEY")
-    if not key:
-        return "braintrust needs braintrust_api_key (or BRAINTRUST_API_KEY)"
-    base = base_url(c.get("braintrust_api_base", "BRAINTRUST_API_BASE") or DEFAULT_BASE)
-    project_id = pick(vars_, "braintrust_project_id")
-    project = pick(vars_, "braintrust_project_name") or DEFAULT_PROJECT
-    return Destination(
-        "braintrust",
-        f"braintrust:{digest(base, key, project_id, project)}",
-        f"braintrust {safe_url(base)} {project_id or project}",
-        {"base": base, "key": key, "project_id": project_id, "project": project},
-    )
 
 
 def log_event(item: ExportItem) -> dict[str, Any]:
@@ -102,8 +79,9 @@ def log_event(item: ExportItem) -> dict[str, Any]:
 
 
 async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
+    """The calls grouped by project (looked up by name once per destination)."""
     o = dest.options
-    headers = {"authorization": f"Bearer {o['key']}"}
+    headers = API.headers(o)
 
     async def project_id(name: str) -> str:
         async def fetch() -> str:
@@ -128,23 +106,23 @@ async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportIt
         groups.setdefault(str(pid), []).append(i)
     parts: list[Part] = []
     for pid, indices in groups.items():
-        for lo in range(0, len(indices), MAX_EVENTS):
-            chunk = indices[lo : lo + MAX_EVENTS]
-            parts.append(
-                Post(
-                    f"{o['base']}/project_logs/{pid}/insert",
-                    {"events": [log_event(items[i]) for i in chunk]},
-                    tuple(chunk),
-                    headers,
-                    what="braintrust",
-                )
-            )
+        parts += API.posts(o, f"{o['base']}/project_logs/{pid}/insert", items, indices)
     return parts
 
 
-SINK = SinkType(
-    kind="braintrust",
-    names=("braintrust",),
-    destination=destination,
-    create=create_with("braintrust", render),
+API = HttpApi(
+    "braintrust",
+    {
+        "key": key("braintrust_api_key", "BRAINTRUST_API_KEY"),
+        "base": endpoint("braintrust_api_base", "BRAINTRUST_API_BASE", default=DEFAULT_BASE),
+        "project_id": option("braintrust_project_id"),
+        "project": option("braintrust_project_name", default=DEFAULT_PROJECT),
+    },
+    payload=lambda item, _: log_event(item),
+    batch=MAX_EVENTS,
+    envelope=lambda events: {"events": events},
+    render=render,
+    identity=("base", "key", "project_id", "project"),
+    label=("base", lambda o: o["project_id"] or o["project"]),
 )
+SINK = API.sink

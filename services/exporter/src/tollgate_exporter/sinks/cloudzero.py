@@ -18,51 +18,29 @@ Credentials: `cloudzero_api_key`, `cloudzero_connection_id`, `cloudzero_api_base
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC
+from functools import partial
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
+from tollgate_exporter.destinations import Destination
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
+    ALL,
+    HttpApi,
     Part,
-    Post,
     RenderContext,
     Skip,
-    base_url,
-    create_with,
     end_user,
+    endpoint,
     failed,
     iso,
+    key,
     model_of,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 DEFAULT_BASE = "https://api.cloudzero.com"
 _CZRN_PART = re.compile(r"[^a-z0-9-]+")
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "cloudzero_api_key",
-            "cloudzero_connection_id",
-            "cloudzero_api_base",
-        ),
-    )
-    key = c.secret("cloudzero_api_key", "CLOUDZERO_API_KEY")
-    connection = c.secret("cloudzero_connection_id", "CLOUDZERO_CONNECTION_ID")
-    if not key or not connection:
-        return "cloudzero needs cloudzero_api_key and cloudzero_connection_id (CLOUDZERO_*)"
-    base = base_url(c.get("cloudzero_api_base", "CLOUDZERO_API_BASE") or DEFAULT_BASE)
-    return Destination(
-        "cloudzero",
-        f"cloudzero:{digest(base, key, connection)}",
-        f"cloudzero {safe_url(base)} {connection}",
-        {"base": base, "key": key, "connection": connection},
-    )
 
 
 def _czrn_part(value: str | None) -> str:
@@ -111,7 +89,13 @@ def row(item: ExportItem) -> dict[str, str]:
     return out
 
 
+def drop(month: str, rows: list[Any]) -> dict[str, Any]:
+    """A month's billing drop, added to what the month holds (`sum`)."""
+    return {"month": month, "operation": "sum", "data": rows}
+
+
 async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
+    """One drop per month of the batch (a drop's rows belong to its month)."""
     o = dest.options
     parts: list[Part] = []
     months: dict[str, list[int]] = {}
@@ -123,21 +107,22 @@ async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportIt
         months.setdefault(month, []).append(i)
     url = f"{o['base']}/v2/connections/billing/anycost/{o['connection']}/billing_drops"
     for month, indices in months.items():
-        parts.append(
-            Post(
-                url,
-                {"month": month, "operation": "sum", "data": [row(items[i]) for i in indices]},
-                tuple(indices),
-                {"authorization": f"Bearer {o['key']}"},
-                what="cloudzero",
-            )
-        )
+        parts += API.posts(o, url, items, indices, envelope=partial(drop, month))
     return parts
 
 
-SINK = SinkType(
-    kind="cloudzero",
-    names=("cloudzero",),
-    destination=destination,
-    create=create_with("cloudzero", render),
+API = HttpApi(
+    "cloudzero",
+    {
+        "key": key("cloudzero_api_key", "CLOUDZERO_API_KEY"),
+        "connection": key("cloudzero_connection_id", "CLOUDZERO_CONNECTION_ID"),
+        "base": endpoint("cloudzero_api_base", "CLOUDZERO_API_BASE", default=DEFAULT_BASE),
+    },
+    missing="cloudzero needs cloudzero_api_key and cloudzero_connection_id (CLOUDZERO_*)",
+    payload=lambda item, _: row(item),
+    batch=ALL,
+    render=render,
+    identity=("base", "key", "connection"),
+    label=("base", "connection"),
 )
+SINK = API.sink

@@ -13,58 +13,35 @@ Credentials: `confident_api_key` (callback var) else `CONFIDENT_API_KEY`; enviro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    HttpApi,
+    Options,
     completion,
-    create_with,
+    endpoint,
     error_text,
     failed,
     iso,
+    key,
     metadata,
     model_of,
+    option,
     prompt,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType, stable_id
+from tollgate_exporter.sinks.base import ExportItem, stable_id
 
 DEFAULT_BASE = "https://api.confident-ai.com"
 ENVIRONMENTS = ("production", "development", "staging")
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "confident_api_key",
-            "confident_base_url",
-        ),
-    )
-    key = c.secret("confident_api_key", "CONFIDENT_API_KEY")
-    if not key:
-        return "deepeval needs confident_api_key (or CONFIDENT_API_KEY)"
-    base = base_url(c.get("confident_base_url", "CONFIDENT_BASE_URL") or DEFAULT_BASE)
-    environment = (
-        c.get("litellm_environment", "LITELM_ENVIRONMENT", "LITELLM_ENVIRONMENT") or "development"
-    )
-    if environment not in ENVIRONMENTS:
-        return f"deepeval environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}"
-    return Destination(
-        "deepeval",
-        f"deepeval:{digest(base, key, environment)}",
-        f"deepeval {safe_url(base)} {environment}",
-        {"base": base, "key": key, "environment": environment},
-    )
+def known_environment(o: Options) -> str | None:
+    if o["environment"] not in ENVIRONMENTS:
+        return f"deepeval environment {o['environment']!r} is not one of {', '.join(ENVIRONMENTS)}"
+    return None
 
 
-def trace(item: ExportItem, environment: str) -> dict[str, Any]:
+def trace(item: ExportItem, o: Options) -> dict[str, Any]:
     event = item.event
     trace_id = stable_id(event.trace_id or event.event_id, "deepeval-trace")
     output = completion(item)
@@ -94,27 +71,27 @@ def trace(item: ExportItem, environment: str) -> dict[str, Any]:
         "endTime": iso(event.end_time),
         "metadata": metadata(item),
         "tags": list(event.tags),
-        "environment": environment,
+        "environment": o["environment"],
     }
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Post(
-            f"{o['base']}/v1/traces",
-            trace(item, o["environment"]),
-            (i,),
-            {"CONFIDENT_API_KEY": o["key"]},
-            what="deepeval",
-        )
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="deepeval",
-    names=("deepeval",),
-    destination=destination,
-    create=create_with("deepeval", render),
+API = HttpApi(
+    "deepeval",
+    {
+        "key": key("confident_api_key", "CONFIDENT_API_KEY"),
+        "base": endpoint("confident_base_url", "CONFIDENT_BASE_URL", default=DEFAULT_BASE),
+        "environment": option(
+            "litellm_environment",
+            "LITELM_ENVIRONMENT",
+            "LITELLM_ENVIRONMENT",
+            default="development",
+        ),
+    },
+    auth=("CONFIDENT_API_KEY", "{key}"),
+    path="/v1/traces",
+    payload=trace,
+    identity=("base", "key", "environment"),
+    label=("base", "environment"),
+    finish=known_environment,
 )
+SINK = API.sink

@@ -21,60 +21,42 @@ Credentials: `galileo_api_key`, `galileo_base_url`, `galileo_project_id`,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tollgate_exporter.content import REDACTED
-from tollgate_exporter.destinations import Destination, digest, safe_url
+from tollgate_exporter.destinations import Destination
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
+    ALL,
+    HttpApi,
+    Options,
     Part,
-    Post,
     RenderContext,
-    base_url,
+    Setting,
     cached,
     completion,
-    create_with,
     error_text,
     json_of,
     latency_ms,
     model_of,
+    option,
     request,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 from tollgate_shared.events import LlmRequestFailed
 
 DEFAULT_BASE = "https://api.galileo.ai"
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    own = ("galileo_api_key", "galileo_username", "galileo_password", "galileo_base_url")
-    c = Credentials(vars_, env, own)
-    key = c.secret("galileo_api_key", "GALILEO_API_KEY")
-    user = c.secret("galileo_username", "GALILEO_USERNAME")
-    password = c.secret("galileo_password", "GALILEO_PASSWORD")
-    project = c.get("galileo_project_id", "GALILEO_PROJECT_ID")
-    raw_base = c.get("galileo_base_url", "GALILEO_BASE_URL") or (DEFAULT_BASE if key else None)
-    if not project or not raw_base or not (key or (user and password)):
+def usable(o: dict[str, Any]) -> str | None:
+    """A project, and an API key or a login (whose host has no default)."""
+    if not o["project"] or not (o["key"] or (o["base"] and o["user"] and o["password"])):
         return (
             "galileo needs GALILEO_PROJECT_ID and GALILEO_API_KEY, or GALILEO_BASE_URL with "
             "GALILEO_USERNAME/GALILEO_PASSWORD"
         )
-    base = base_url(raw_base)
-    stream = c.get("galileo_log_stream_id", "GALILEO_LOG_STREAM_ID")
-    return Destination(
-        "galileo",
-        f"galileo:{digest(base, project, key, user, password, stream)}",
-        f"galileo {safe_url(base)} {project}",
-        {
-            "base": base,
-            "project": project,
-            "key": key,
-            "user": user,
-            "password": password,
-            "stream": stream,
-        },
-    )
+    o["base"] = o["base"] or DEFAULT_BASE
+    return None
 
 
 def _text(content: Any) -> str:
@@ -157,22 +139,24 @@ def observe_record(item: ExportItem) -> dict[str, Any]:
     }
 
 
+def spans(o: Options, calls: list[Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"spans": calls, "reliable": False}
+    if o["stream"]:
+        body["log_stream_id"] = o["stream"]
+    return body
+
+
 async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
+    """The hosted API with its key; else Observe, with a token from the login."""
     o = dest.options
-    indices = tuple(range(len(items)))
     if o["key"]:
-        body: dict[str, Any] = {"spans": [span(i) for i in items], "reliable": False}
-        if o["stream"]:
-            body["log_stream_id"] = o["stream"]
-        return [
-            Post(
-                f"{o['base']}/v2/projects/{o['project']}/spans",
-                body,
-                indices,
-                {"Galileo-API-Key": o["key"]},
-                what="galileo",
-            )
-        ]
+        return API.posts(
+            o,
+            f"{o['base']}/v2/projects/{o['project']}/spans",
+            items,
+            range(len(items)),
+            envelope=lambda calls: spans(o, calls),
+        )
 
     async def login() -> str:
         response = await request(
@@ -185,20 +169,40 @@ async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportIt
         return str(json_of(response, "galileo login")["access_token"])
 
     token = await cached(ctx.cache, "token", login)
-    return [
-        Post(
-            f"{o['base']}/projects/{o['project']}/observe/ingest",
-            {"records": [observe_record(i) for i in items]},
-            indices,
-            {"authorization": f"Bearer {token}"},
-            what="galileo",
-        )
-    ]
+    return LOGIN.posts(
+        {"token": token},
+        f"{o['base']}/projects/{o['project']}/observe/ingest",
+        items,
+        range(len(items)),
+    )
 
 
-SINK = SinkType(
-    kind="galileo",
-    names=("galileo",),
-    destination=destination,
-    create=create_with("galileo", render),
+API = HttpApi(
+    "galileo",
+    {
+        "key": Setting("galileo_api_key", ("GALILEO_API_KEY",), secret=True),
+        "user": Setting("galileo_username", ("GALILEO_USERNAME",), secret=True),
+        "password": Setting("galileo_password", ("GALILEO_PASSWORD",), secret=True),
+        "project": option("galileo_project_id", "GALILEO_PROJECT_ID"),
+        # no default for a login's host; the hosted API's when there is a key (`usable`)
+        "base": Setting("galileo_base_url", ("GALILEO_BASE_URL",), endpoint=True, base=True),
+        "stream": option("galileo_log_stream_id", "GALILEO_LOG_STREAM_ID"),
+    },
+    finish=usable,
+    auth=("Galileo-API-Key", "{key}"),
+    payload=lambda item, _: span(item),
+    batch=ALL,
+    render=render,
+    identity=("base", "project", "key", "user", "password", "stream"),
+    label=("base", "project"),
 )
+# The enterprise login's Observe API: the same sink, a bearer token, records.
+LOGIN = HttpApi(
+    "galileo",
+    {},
+    auth=("authorization", "Bearer {token}"),
+    payload=lambda item, _: observe_record(item),
+    batch=ALL,
+    envelope=lambda records: {"records": records},
+)
+SINK = API.sink

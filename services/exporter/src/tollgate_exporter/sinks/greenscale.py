@@ -13,46 +13,24 @@ Credentials: `greenscale_api_key`, `greenscale_endpoint` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    Skip,
-    create_with,
-    failed,
+    HttpApi,
+    Options,
+    endpoint,
     iso,
+    key,
     latency_ms,
     model_of,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "greenscale_api_key",
-            "greenscale_endpoint",
-        ),
-    )
-    key = c.secret("greenscale_api_key", "GREENSCALE_API_KEY")
-    url = c.get("greenscale_endpoint", "GREENSCALE_ENDPOINT")
-    if not key or not url:
-        return "greenscale needs greenscale_api_key and greenscale_endpoint (GREENSCALE_*)"
-    if not url.startswith(("http://", "https://")):
+def http_endpoint(o: Options) -> str | None:
+    if not o["url"].startswith(("http://", "https://")):
         return "greenscale: greenscale_endpoint must be an http(s) URL"
-    return Destination(
-        "greenscale",
-        f"greenscale:{digest(url, key)}",
-        f"greenscale {safe_url(url)}",
-        {"url": url, "key": key},
-    )
+    return None
 
 
 def usage(item: ExportItem) -> dict[str, Any]:
@@ -65,15 +43,15 @@ def usage(item: ExportItem) -> dict[str, Any]:
         "invocationLatency": latency_ms(event),
     }
     tags = []
-    for key, value in event.metadata.items():
-        if not key.startswith("greenscale"):
+    for name, value in event.metadata.items():
+        if not name.startswith("greenscale"):
             continue
-        if key == "greenscale_project":
+        if name == "greenscale_project":
             body["project"] = value
-        elif key == "greenscale_application":
+        elif name == "greenscale_application":
             body["application"] = value
         else:
-            tags.append({"key": key.replace("greenscale_", ""), "value": str(value)})
+            tags.append({"key": name.replace("greenscale_", ""), "value": str(value)})
     extra = {
         "key_alias": event.key_alias,
         "team_id": event.team_id,
@@ -85,19 +63,20 @@ def usage(item: ExportItem) -> dict[str, Any]:
     return body
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Skip(i)
-        if failed(item)
-        else Post(o["url"], usage(item), (i,), {"api-key": o["key"]}, what="greenscale")
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="greenscale",
-    names=("greenscale",),
-    destination=destination,
-    create=create_with("greenscale", render),
+API = HttpApi(
+    "greenscale",
+    {
+        "key": key("greenscale_api_key", "GREENSCALE_API_KEY"),
+        # the whole URL, posted to as it is
+        "url": endpoint("greenscale_endpoint", "GREENSCALE_ENDPOINT", base=False),
+    },
+    missing="greenscale needs greenscale_api_key and greenscale_endpoint (GREENSCALE_*)",
+    finish=http_endpoint,
+    auth=("api-key", "{key}"),
+    url="url",
+    payload=lambda item, _: usage(item),
+    skip_failed=True,
+    identity=("url", "key"),
+    label=("url",),
 )
+SINK = API.sink

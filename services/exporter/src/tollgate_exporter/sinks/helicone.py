@@ -13,50 +13,24 @@ Credentials: `helicone_api_key`, `helicone_api_base` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
-    create_with,
+    HttpApi,
     end_user,
+    endpoint,
     error_text,
     failed,
+    key,
     prompt,
     response_body,
     ttft_ms,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 from tollgate_shared.events import LlmRequestFailed
 
 DEFAULT_BASE = "https://api.worker.helicone.ai"
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "helicone_api_key",
-            "helicone_api_base",
-        ),
-    )
-    key = c.secret("helicone_api_key", "HELICONE_API_KEY")
-    if not key:
-        return "helicone needs helicone_api_key (or HELICONE_API_KEY)"
-    base = base_url(c.get("helicone_api_base", "HELICONE_API_BASE") or DEFAULT_BASE)
-    return Destination(
-        "helicone",
-        f"helicone:{digest(base, key)}",
-        f"helicone {safe_url(base)}",
-        {"base": base, "key": key},
-    )
 
 
 def _stamp(dt: datetime) -> dict[str, int]:
@@ -113,23 +87,13 @@ def log_body(item: ExportItem) -> dict[str, Any]:
     }
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Post(
-            f"{o['base']}/custom/v1/log",
-            log_body(item),
-            (i,),
-            {"authorization": f"Bearer {o['key']}"},
-            what="helicone",
-        )
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="helicone",
-    names=("helicone",),
-    destination=destination,
-    create=create_with("helicone", render),
+API = HttpApi(
+    "helicone",
+    {
+        "key": key("helicone_api_key", "HELICONE_API_KEY"),
+        "base": endpoint("helicone_api_base", "HELICONE_API_BASE", default=DEFAULT_BASE),
+    },
+    path="/custom/v1/log",
+    payload=lambda item, _: log_body(item),
 )
+SINK = API.sink

@@ -14,27 +14,24 @@ Credentials: `humanloop_api_key`, `humanloop_base_url` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, pick, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    HttpApi,
+    Options,
     completion,
-    create_with,
     end_user,
+    endpoint,
     error_text,
     first,
     iso,
+    key,
     metadata,
     model_of,
+    option,
     prompt,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 DEFAULT_BASE = "https://api.humanloop.com/v5"
 _PROMPT_PARAMS = (
@@ -48,29 +45,7 @@ _PROMPT_PARAMS = (
 )
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "humanloop_api_key",
-            "humanloop_base_url",
-        ),
-    )
-    key = c.secret("humanloop_api_key", "HUMANLOOP_API_KEY")
-    if not key:
-        return "humanloop needs humanloop_api_key (or HUMANLOOP_API_KEY)"
-    base = base_url(c.get("humanloop_base_url", "HUMANLOOP_BASE_URL") or DEFAULT_BASE)
-    path = pick(vars_, "humanloop_path")
-    return Destination(
-        "humanloop",
-        f"humanloop:{digest(base, key, path)}",
-        f"humanloop {safe_url(base)}",
-        {"base": base, "key": key, "path": path},
-    )
-
-
-def log(item: ExportItem, default_path: str | None) -> dict[str, Any]:
+def log(item: ExportItem, o: Options) -> dict[str, Any]:
     event = item.event
     meta = event.metadata
     out = completion(item)
@@ -85,7 +60,7 @@ def log(item: ExportItem, default_path: str | None) -> dict[str, Any]:
         "path": first(
             meta.get("humanloop_path"),
             meta.get("prompt_path"),
-            default_path,
+            o["path"],
             f"tollgate/{event.model_group or event.requested_model}",
         ),
         "prompt": {k: v for k, v in prompt_kernel.items() if v is not None},
@@ -106,23 +81,16 @@ def log(item: ExportItem, default_path: str | None) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Post(
-            f"{o['base']}/prompts/log",
-            log(item, o["path"]),
-            (i,),
-            {"X-API-KEY": o["key"]},
-            what="humanloop",
-        )
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="humanloop",
-    names=("humanloop",),
-    destination=destination,
-    create=create_with("humanloop", render),
+API = HttpApi(
+    "humanloop",
+    {
+        "key": key("humanloop_api_key", "HUMANLOOP_API_KEY"),
+        "base": endpoint("humanloop_base_url", "HUMANLOOP_BASE_URL", default=DEFAULT_BASE),
+        "path": option("humanloop_path"),
+    },
+    auth=("X-API-KEY", "{key}"),
+    path="/prompts/log",
+    payload=log,
+    identity=("base", "key", "path"),
 )
+SINK = API.sink

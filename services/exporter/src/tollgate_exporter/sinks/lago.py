@@ -17,58 +17,20 @@ Credentials: `lago_api_key`, `lago_api_base`, `lago_api_event_code`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
-from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    Reject,
-    RenderContext,
-    Skip,
-    base_url,
-    create_with,
-    failed,
-    model_of,
-)
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks._http_api import HttpApi, Options, endpoint, key, model_of, option
+from tollgate_exporter.sinks.base import ExportItem
 from tollgate_shared.events import LlmRequestFinished
 
 CHARGE_BY = ("end_user_id", "user_id", "team_id")
 MAX_EVENTS = 100
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "lago_api_key",
-            "lago_api_base",
-        ),
-    )
-    key = c.secret("lago_api_key", "LAGO_API_KEY")
-    base = c.get("lago_api_base", "LAGO_API_BASE")
-    code = c.get("lago_api_event_code", "LAGO_API_EVENT_CODE")
-    missing = [
-        n
-        for n, v in (("LAGO_API_KEY", key), ("LAGO_API_BASE", base), ("LAGO_API_EVENT_CODE", code))
-        if not v
-    ]
-    if missing:
-        return f"lago needs {', '.join(missing)} (or lago_api_* callback vars)"
-    charge_by = c.get("lago_api_charge_by", "LAGO_API_CHARGE_BY") or "end_user_id"
-    if charge_by not in CHARGE_BY:
-        return f"lago: LAGO_API_CHARGE_BY {charge_by!r} is not one of {', '.join(CHARGE_BY)}"
-    url = base_url(str(base))
-    return Destination(
-        "lago",
-        f"lago:{digest(url, key, code, charge_by)}",
-        f"lago {safe_url(url)} {code}",
-        {"url": url, "key": key, "code": code, "charge_by": charge_by},
-    )
+def known_charge_by(o: Options) -> str | None:
+    if o["charge_by"] not in CHARGE_BY:
+        return f"lago: LAGO_API_CHARGE_BY {o['charge_by']!r} is not one of {', '.join(CHARGE_BY)}"
+    return None
 
 
 def customer(event: LlmRequestFinished, charge_by: str) -> str | None:
@@ -77,12 +39,18 @@ def customer(event: LlmRequestFinished, charge_by: str) -> str | None:
     ]
 
 
-def usage_event(item: ExportItem, code: str, customer_id: str) -> dict[str, Any]:
+def no_customer(item: ExportItem, o: Options) -> str | None:
+    if not customer(item.event, o["charge_by"]):
+        return f"lago: the call has no {o['charge_by']} to charge"
+    return None
+
+
+def usage_event(item: ExportItem, o: Options) -> dict[str, Any]:
     event = item.event
     return {
         "transaction_id": event.request_id,
-        "external_subscription_id": customer_id,
-        "code": code,
+        "external_subscription_id": customer(event, o["charge_by"]),
+        "code": o["code"],
         "timestamp": int(event.end_time.timestamp()),
         "properties": {
             "model": model_of(event),
@@ -94,33 +62,23 @@ def usage_event(item: ExportItem, code: str, customer_id: str) -> dict[str, Any]
     }
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    parts: list[Part] = []
-    ready: list[tuple[int, dict[str, Any]]] = []
-    for i, item in enumerate(items):
-        if failed(item):
-            parts.append(Skip(i))
-            continue
-        cid = customer(item.event, o["charge_by"])
-        if not cid:
-            parts.append(Reject(i, f"lago: the call has no {o['charge_by']} to charge"))
-            continue
-        ready.append((i, usage_event(item, o["code"], cid)))
-    for lo in range(0, len(ready), MAX_EVENTS):
-        chunk = ready[lo : lo + MAX_EVENTS]
-        parts.append(
-            Post(
-                f"{o['url']}/api/v1/events/batch",
-                {"events": [e for _, e in chunk]},
-                tuple(i for i, _ in chunk),
-                {"authorization": f"Bearer {o['key']}"},
-                what="lago",
-            )
-        )
-    return parts
-
-
-SINK = SinkType(
-    kind="lago", names=("lago",), destination=destination, create=create_with("lago", render)
+API = HttpApi(
+    "lago",
+    {
+        "key": key("lago_api_key", "LAGO_API_KEY"),
+        "base": endpoint("lago_api_base", "LAGO_API_BASE"),
+        "code": option("lago_api_event_code", "LAGO_API_EVENT_CODE", required=True),
+        "charge_by": option("lago_api_charge_by", "LAGO_API_CHARGE_BY", default="end_user_id"),
+    },
+    missing="lago needs {envs} (or lago_api_* callback vars)",
+    finish=known_charge_by,
+    path="/api/v1/events/batch",
+    payload=usage_event,
+    batch=MAX_EVENTS,
+    envelope=lambda events: {"events": events},
+    skip_failed=True,
+    refuse=no_customer,
+    identity=("base", "key", "code", "charge_by"),
+    label=("base", "code"),
 )
+SINK = API.sink

@@ -16,58 +16,32 @@ vars) else `LANGSMITH_API_KEY`, `LANGSMITH_PROJECT`, `LANGSMITH_BASE_URL`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    HttpApi,
+    Options,
     completion,
-    create_with,
+    endpoint,
     error_text,
     failed,
     first,
+    key,
     metadata,
     model_of,
+    option,
     prompt,
     response_body,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType, stable_id
+from tollgate_exporter.sinks.base import ExportItem, stable_id
 
 DEFAULT_BASE = "https://api.smith.langchain.com"
 DEFAULT_PROJECT = "litellm-completion"
 MAX_RUNS = 100
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "langsmith_api_key",
-            "langsmith_base_url",
-        ),
-    )
-    key = c.secret("langsmith_api_key", "LANGSMITH_API_KEY")
-    if not key:
-        return "langsmith needs langsmith_api_key (or LANGSMITH_API_KEY)"
-    base = base_url(c.get("langsmith_base_url", "LANGSMITH_BASE_URL") or DEFAULT_BASE)
-    project = c.get("langsmith_project", "LANGSMITH_PROJECT") or DEFAULT_PROJECT
-    run_name = env.get("LANGSMITH_DEFAULT_RUN_NAME") or "LLMRun"
-    return Destination(
-        "langsmith",
-        f"langsmith:{digest(base, key, project)}",
-        f"langsmith {safe_url(base)} {project}",
-        {"base": base, "api_key": key, "project": project, "run_name": run_name},
-    )
-
-
-def run(item: ExportItem, project: str, run_name: str) -> dict[str, Any]:
+def run(item: ExportItem, o: Options) -> dict[str, Any]:
     event = item.event
     meta = metadata(item)
     run_id = stable_id(event.event_id, "langsmith-run")
@@ -91,9 +65,9 @@ def run(item: ExportItem, project: str, run_name: str) -> dict[str, Any]:
         "id": run_id,
         "trace_id": run_id,
         "dotted_order": dotted,
-        "name": first(meta.get("run_name"), run_name),
+        "name": first(meta.get("run_name"), o["run_name"]),
         "run_type": "llm",
-        "session_name": first(meta.get("project_name"), project),
+        "session_name": first(meta.get("project_name"), o["project"]),
         # microseconds, as in `dotted_order` (LangSmith checks that they agree)
         "start_time": event.start_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "end_time": event.end_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -118,26 +92,20 @@ def run(item: ExportItem, project: str, run_name: str) -> dict[str, Any]:
     }
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    out: list[Part] = []
-    for lo in range(0, len(items), MAX_RUNS):
-        chunk = range(lo, min(lo + MAX_RUNS, len(items)))
-        out.append(
-            Post(
-                f"{o['base']}/runs/batch",
-                {"post": [run(items[i], o["project"], o["run_name"]) for i in chunk]},
-                tuple(chunk),
-                {"x-api-key": o["api_key"]},
-                what="langsmith",
-            )
-        )
-    return out
-
-
-SINK = SinkType(
-    kind="langsmith",
-    names=("langsmith",),
-    destination=destination,
-    create=create_with("langsmith", render),
+API = HttpApi(
+    "langsmith",
+    {
+        "key": key("langsmith_api_key", "LANGSMITH_API_KEY"),
+        "base": endpoint("langsmith_base_url", "LANGSMITH_BASE_URL", default=DEFAULT_BASE),
+        "project": option("langsmith_project", "LANGSMITH_PROJECT", default=DEFAULT_PROJECT),
+        "run_name": option(None, "LANGSMITH_DEFAULT_RUN_NAME", default="LLMRun"),
+    },
+    auth=("x-api-key", "{key}"),
+    path="/runs/batch",
+    payload=run,
+    batch=MAX_RUNS,
+    envelope=lambda runs: {"post": runs},
+    identity=("base", "key", "project"),
+    label=("base", "project"),
 )
+SINK = API.sink

@@ -15,27 +15,22 @@ Credentials: `literalai_api_key`, `literalai_api_url` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    HttpApi,
     completion,
-    create_with,
+    endpoint,
     error_text,
     iso,
+    key,
     metadata,
     model_of,
     prompt,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType, stable_id
+from tollgate_exporter.sinks.base import ExportItem, stable_id
 
 DEFAULT_URL = "https://cloud.getliteral.ai"
 MAX_STEPS = 50
@@ -56,27 +51,6 @@ _ARGS = (
     ("tags", "[String!]"),
     ("generation", "GenerationPayloadInput"),
 )
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "literalai_api_key",
-            "literalai_api_url",
-        ),
-    )
-    key = c.secret("literalai_api_key", "LITERAL_API_KEY")
-    if not key:
-        return "literalai needs literalai_api_key (or LITERAL_API_KEY)"
-    url = base_url(c.get("literalai_api_url", "LITERAL_API_URL") or DEFAULT_URL)
-    return Destination(
-        "literalai",
-        f"literalai:{digest(url, key)}",
-        f"literalai {safe_url(url)}",
-        {"url": url, "key": key},
-    )
 
 
 def step(item: ExportItem) -> dict[str, Any]:
@@ -137,30 +111,27 @@ def graphql_errors(response: httpx.Response) -> str | None:
     return str(bad)[:300] if bad else None
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    parts: list[Part] = []
-    for lo in range(0, len(items), MAX_STEPS):
-        chunk = range(lo, min(lo + MAX_STEPS, len(items)))
-        variables: dict[str, Any] = {}
-        for n, i in enumerate(chunk):
-            variables.update({f"{k}_{n}": v for k, v in step(items[i]).items() if v is not None})
-        parts.append(
-            Post(
-                f"{o['url']}/api/graphql",
-                {"query": mutation(len(chunk)), "variables": variables},
-                tuple(chunk),
-                {"x-api-key": o["key"], "x-client-name": "tollgate"},
-                what="literalai",
-                check=graphql_errors,
-            )
-        )
-    return parts
+def request_body(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One `AddStep` mutation for the steps, each step's fields as its `$<field>_N`."""
+    variables: dict[str, Any] = {}
+    for n, fields in enumerate(steps):
+        variables.update({f"{k}_{n}": v for k, v in fields.items() if v is not None})
+    return {"query": mutation(len(steps)), "variables": variables}
 
 
-SINK = SinkType(
-    kind="literalai",
+API = HttpApi(
+    "literalai",
+    {
+        "key": key("literalai_api_key", "LITERAL_API_KEY"),
+        "base": endpoint("literalai_api_url", "LITERAL_API_URL", default=DEFAULT_URL),
+    },
     names=("literalai", "literal_ai"),
-    destination=destination,
-    create=create_with("literalai", render),
+    auth=("x-api-key", "{key}"),
+    headers_extra={"x-client-name": "tollgate"},
+    path="/api/graphql",
+    payload=lambda item, _: step(item),
+    batch=MAX_STEPS,
+    envelope=request_body,
+    check=graphql_errors,
 )
+SINK = API.sink

@@ -13,47 +13,25 @@ Credentials: `lunary_public_key`, `lunary_api_url` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    ALL,
+    HttpApi,
     completion,
-    create_with,
     end_user,
+    endpoint,
     error_text,
     failed,
     iso,
+    key,
     metadata,
     model_of,
     prompt,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType, stable_id
+from tollgate_exporter.sinks.base import ExportItem, stable_id
 
 DEFAULT_URL = "https://api.lunary.ai"
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "lunary_public_key",
-            "lunary_api_url",
-        ),
-    )
-    key = c.secret("lunary_public_key", "LUNARY_PUBLIC_KEY", "LUNARY_APP_ID")
-    if not key:
-        return "lunary needs lunary_public_key (or LUNARY_PUBLIC_KEY)"
-    url = base_url(c.get("lunary_api_url", "LUNARY_API_URL") or DEFAULT_URL)
-    return Destination(
-        "lunary", f"lunary:{digest(url, key)}", f"lunary {safe_url(url)}", {"url": url, "key": key}
-    )
 
 
 def events(item: ExportItem) -> list[dict[str, Any]]:
@@ -95,20 +73,15 @@ def events(item: ExportItem) -> list[dict[str, Any]]:
     return [start, end]
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    body = {"events": [e for item in items for e in events(item)]}
-    return [
-        Post(
-            f"{o['url']}/v1/runs/ingest",
-            body,
-            tuple(range(len(items))),
-            {"authorization": f"Bearer {o['key']}"},
-            what="lunary",
-        )
-    ]
-
-
-SINK = SinkType(
-    kind="lunary", names=("lunary",), destination=destination, create=create_with("lunary", render)
+API = HttpApi(
+    "lunary",
+    {
+        "key": key("lunary_public_key", "LUNARY_PUBLIC_KEY", "LUNARY_APP_ID"),
+        "base": endpoint("lunary_api_url", "LUNARY_API_URL", default=DEFAULT_URL),
+    },
+    path="/v1/runs/ingest",
+    payload=lambda item, _: events(item),
+    batch=ALL,
+    envelope=lambda calls: {"events": [e for call in calls for e in call]},
 )
+SINK = API.sink

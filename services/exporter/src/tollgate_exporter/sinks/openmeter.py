@@ -15,60 +15,33 @@ Credentials: `openmeter_api_key`, `openmeter_api_endpoint`, `openmeter_event_typ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    Reject,
-    RenderContext,
-    Skip,
-    base_url,
-    create_with,
+    ALL,
+    HttpApi,
+    Options,
     end_user,
-    failed,
+    endpoint,
     iso,
+    key,
     model_of,
+    option,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 DEFAULT_ENDPOINT = "https://openmeter.cloud"
 DEFAULT_TYPE = "litellm_tokens"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 
 
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "openmeter_api_key",
-            "openmeter_api_endpoint",
-        ),
-    )
-    key = c.secret("openmeter_api_key", "OPENMETER_API_KEY")
-    if not key:
-        return "openmeter needs openmeter_api_key (or OPENMETER_API_KEY)"
-    url = base_url(c.get("openmeter_api_endpoint", "OPENMETER_API_ENDPOINT") or DEFAULT_ENDPOINT)
-    kind = c.get("openmeter_event_type", "OPENMETER_EVENT_TYPE") or DEFAULT_TYPE
-    return Destination(
-        "openmeter",
-        f"openmeter:{digest(url, key, kind)}",
-        f"openmeter {safe_url(url)} {kind}",
-        {"url": url, "key": key, "type": kind},
-    )
-
-
-def cloudevent(item: ExportItem, event_type: str) -> dict[str, Any]:
+def cloudevent(item: ExportItem, o: Options) -> dict[str, Any]:
     event = item.event
     return {
         "specversion": "1.0",
         "id": event.request_id,
         "source": "litellm-proxy",
-        "type": event_type,
+        "type": o["type"],
         "subject": end_user(event),
         "time": iso(event.end_time),
         "datacontenttype": "application/json",
@@ -84,34 +57,28 @@ def cloudevent(item: ExportItem, event_type: str) -> dict[str, Any]:
     }
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    parts: list[Part] = []
-    batch: list[int] = []
-    for i, item in enumerate(items):
-        if failed(item):
-            parts.append(Skip(i))
-        elif end_user(item.event) is None:
-            parts.append(Reject(i, "openmeter: no subject (the call has no end user or user id)"))
-        else:
-            batch.append(i)
-    if batch:
-        parts.append(
-            Post(
-                f"{o['url']}/api/v1/events",
-                [cloudevent(items[i], o["type"]) for i in batch],
-                tuple(batch),
-                {"authorization": f"Bearer {o['key']}"},
-                content_type=BATCH_CONTENT_TYPE,
-                what="openmeter",
-            )
-        )
-    return parts
+def no_subject(item: ExportItem, o: Options) -> str | None:
+    if end_user(item.event) is None:
+        return "openmeter: no subject (the call has no end user or user id)"
+    return None
 
 
-SINK = SinkType(
-    kind="openmeter",
-    names=("openmeter",),
-    destination=destination,
-    create=create_with("openmeter", render),
+API = HttpApi(
+    "openmeter",
+    {
+        "key": key("openmeter_api_key", "OPENMETER_API_KEY"),
+        "base": endpoint(
+            "openmeter_api_endpoint", "OPENMETER_API_ENDPOINT", default=DEFAULT_ENDPOINT
+        ),
+        "type": option("openmeter_event_type", "OPENMETER_EVENT_TYPE", default=DEFAULT_TYPE),
+    },
+    path="/api/v1/events",
+    payload=cloudevent,
+    batch=ALL,
+    content_type=BATCH_CONTENT_TYPE,
+    skip_failed=True,
+    refuse=no_subject,
+    identity=("base", "key", "type"),
+    label=("base", "type"),
 )
+SINK = API.sink

@@ -14,49 +14,23 @@ Credentials: `promptlayer_api_key`, `promptlayer_api_base` (callback vars) else
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tollgate_exporter.content import REDACTED
-from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._http_api import (
-    Credentials,
-    Part,
-    Post,
-    RenderContext,
-    base_url,
+    HttpApi,
     completion,
-    create_with,
+    endpoint,
     error_text,
     failed,
     iso,
+    key,
     metadata,
     model_of,
 )
-from tollgate_exporter.sinks.base import ExportItem, SinkType
+from tollgate_exporter.sinks.base import ExportItem
 
 DEFAULT_BASE = "https://api.promptlayer.com"
-
-
-def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
-    c = Credentials(
-        vars_,
-        env,
-        (
-            "promptlayer_api_key",
-            "promptlayer_api_base",
-        ),
-    )
-    key = c.secret("promptlayer_api_key", "PROMPTLAYER_API_KEY")
-    if not key:
-        return "promptlayer needs promptlayer_api_key (or PROMPTLAYER_API_KEY)"
-    base = base_url(c.get("promptlayer_api_base", "PROMPTLAYER_API_BASE") or DEFAULT_BASE)
-    return Destination(
-        "promptlayer",
-        f"promptlayer:{digest(base, key)}",
-        f"promptlayer {safe_url(base)}",
-        {"base": base, "key": key},
-    )
 
 
 def _content(content: Any) -> list[dict[str, Any]]:
@@ -127,19 +101,14 @@ def log(item: ExportItem) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-async def render(ctx: RenderContext, dest: Destination, items: Sequence[ExportItem]) -> list[Part]:
-    o = dest.options
-    return [
-        Post(
-            f"{o['base']}/log-request", log(item), (i,), {"X-API-KEY": o["key"]}, what="promptlayer"
-        )
-        for i, item in enumerate(items)
-    ]
-
-
-SINK = SinkType(
-    kind="promptlayer",
-    names=("promptlayer",),
-    destination=destination,
-    create=create_with("promptlayer", render),
+API = HttpApi(
+    "promptlayer",
+    {
+        "key": key("promptlayer_api_key", "PROMPTLAYER_API_KEY"),
+        "base": endpoint("promptlayer_api_base", "PROMPTLAYER_API_BASE", default=DEFAULT_BASE),
+    },
+    auth=("X-API-KEY", "{key}"),
+    path="/log-request",
+    payload=lambda item, _: log(item),
 )
+SINK = API.sink
