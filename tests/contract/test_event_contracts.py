@@ -33,6 +33,7 @@ from tollgate_shared.events import (
     LlmRequestCompleted,
     LlmRequestFailed,
     LlmRequestStarted,
+    ServiceCrashLoop,
     SpendTotal,
     event_class_for_subject,
 )
@@ -127,6 +128,18 @@ def samples() -> list[Event]:
         )
     )
     out.append(LedgerDbError(producer="ledger", error="connection reset", batch_size=3))
+    for condition in ("crash_loop", "recovered"):
+        out.append(
+            ServiceCrashLoop(
+                producer="supervisor",
+                condition=condition,
+                service="exporter",
+                loop_id="loop-1",
+                host="gw-1",
+                exits=5,
+                window_s=120.0,
+            )
+        )
     for alert_type in ("budget_alerts", "llm_exceptions"):
         out.append(
             AlertSent(
