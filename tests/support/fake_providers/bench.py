@@ -66,8 +66,9 @@ def answers(provider: str) -> tuple[dict[str, Any], list[Any]]:
                    for w in words]  # fmt: skip
         events += [("messageStop", {"stopReason": "end_turn"}), ("metadata", {"usage": u})]
         return plain, events
+    delta = {"index": 0, "delta": {"content": "w"}, "finish_reason": None}
     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "w"}, "finish_reason": None}]}  # fmt: skip
+             "choices": [delta]}  # fmt: skip
     plain = {"id": "c", "choices": [{"message": {"content": REPLY}}], "usage": {}}
     return plain, [chunk] * 50
 
@@ -86,45 +87,47 @@ def per_call_us(n: int, fn: Any) -> float:
     return (time.process_time() - t0) / n * 1e6
 
 
+def measure(provider: str, raw: dict[str, Any], n: int) -> tuple[float, float, float]:
+    """Microseconds of CPU per call: request, plain answer, 50-chunk stream."""
+    params = LitellmParams.model_validate(raw)
+    dep = Deployment("m", "m-1", params, {}, adapter_for(params.provider))
+    adapter: Any = dep.adapter
+    plain, events = answers(provider)
+    if provider == "openai":
+        # What the OpenAI-compatible path does to a body: re-encode it with the model.
+        def request() -> None:
+            orjson.dumps({**BODY, "model": params.upstream_model})
+
+        def answer() -> None:
+            orjson.loads(orjson.dumps(plain))
+
+        def stream() -> None:
+            for e in events:
+                orjson.loads(orjson.dumps(e))
+    else:
+        loop = asyncio.new_event_loop()
+
+        def request() -> None:
+            loop.run_until_complete(adapter.prepare(dep, BODY, False))
+
+        def answer() -> None:
+            adapter.response(plain, dep, BODY)
+
+        def stream() -> None:
+            t = adapter.translator(dep, BODY)
+            for e in events:
+                t.feed(e)
+            t.end()
+
+    return per_call_us(n, request), per_call_us(n, answer), per_call_us(max(1, n // 10), stream)
+
+
 def main(n: int) -> None:
     _ = fake_anthropic  # the fakes' formats are the ones measured
     print(f"{'provider':<10} {'request us':>11} {'plain us':>9} {'stream us':>10}  ({n} calls)")
     for provider, raw in PARAMS.items():
-        params = LitellmParams.model_validate(raw)
-        dep = Deployment("m", "m-1", params, {}, adapter_for(params.provider))
-        adapter: Any = dep.adapter
-        plain, events = answers(provider)
-        if provider == "openai":
-            # What the OpenAI-compatible path does to a body: re-encode it with the model.
-            def request() -> None:
-                orjson.dumps({**BODY, "model": params.upstream_model})
-
-            def answer() -> None:
-                orjson.loads(orjson.dumps(plain))
-
-            def stream() -> None:
-                for e in events:
-                    orjson.loads(orjson.dumps(e))
-        else:
-            loop = asyncio.new_event_loop()
-
-            def request() -> None:
-                loop.run_until_complete(adapter.prepare(dep, BODY, False))
-
-            def answer() -> None:
-                adapter.response(plain, dep, BODY)
-
-            def stream() -> None:
-                t = adapter.translator(dep, BODY)
-                for e in events:
-                    t.feed(e)
-                t.end()
-
-        req_us = per_call_us(n, request)
-        print(
-            f"{provider:<10} {req_us:>11.1f} {per_call_us(n, answer):>9.1f} "
-            f"{per_call_us(max(1, n // 10), stream):>10.1f}"
-        )
+        req_us, plain_us, stream_us = measure(provider, raw, n)
+        print(f"{provider:<10} {req_us:>11.1f} {plain_us:>9.1f} {stream_us:>10.1f}")
 
 
 if __name__ == "__main__":
