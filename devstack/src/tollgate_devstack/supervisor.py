@@ -243,7 +243,8 @@ class HealthWatch:
 
 def start_nats_cluster(sup: Supervisor, data: DataDir, passwords: Mapping[str, str]) -> str:
     """Three nats-server processes with routes to each other (JetStream clustered), each
-    supervised as `nats-n1`…`nats-n3` with its own store; the URL of the first."""
+    supervised as `nats-n1`…`nats-n3` with its own store; the URLs of all three, comma-
+    separated, so a client started while one node is down connects to another."""
     nodes = cluster_nodes(3)
     for node in nodes:
         d = data.root / "nats" / node.name
@@ -260,7 +261,7 @@ def start_nats_cluster(sup: Supervisor, data: DataDir, passwords: Mapping[str, s
         {"name": n.name, "url": n.url, "monitor_url": f"http://127.0.0.1:{n.monitor_port}"}
         for n in nodes
     ]
-    return nodes[0].url
+    return ",".join(n.url for n in nodes)
 
 
 def start_embedded(

@@ -117,12 +117,15 @@ async def connect_nats(url: str, name: str, *, auth: NatsAuth | None = None, **k
 
     As `auth`'s user, with its TLS settings; without `auth`, as the process's own NATS
     user from the environment (TOLLGATE_NATS_USER / TOLLGATE_NATS_PASSWORD / …_TLS_*),
-    else as the URL says (anonymous, or its own `user:password@`).
+    else as the URL says (anonymous, or its own `user:password@`). `url` may list a
+    cluster's nodes, comma-separated, so a client that starts while one node is down still
+    connects to another.
     """
     options = (auth if auth is not None else NatsAuth()).connect_options()
     options.update(kwargs)
+    servers = [u.strip() for u in url.split(",") if u.strip()]
     return await nats.connect(
-        url,
+        servers if len(servers) > 1 else url,
         name=name,
         allow_reconnect=True,
         max_reconnect_attempts=-1,

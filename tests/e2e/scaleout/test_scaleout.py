@@ -113,7 +113,7 @@ def test_ingress_replicas_enforce_one_budget(scaled: Stack, tmp_path: Path) -> N
 
 
 async def _kv_metadata(nats_url: str, password: str, key_hash: str) -> object:
-    nc = await nats.connect(nats_url, user="ingress", password=password)
+    nc = await nats.connect(nats_url.split(","), user="ingress", password=password)
     try:
         kv = await nc.jetstream().key_value(names.KV_KEYS)
         entry = await kv.get(key_hash)
