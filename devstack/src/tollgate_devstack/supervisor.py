@@ -215,8 +215,9 @@ class HealthWatch:
         self._thread.join(5)
 
     def _run(self) -> None:
-        deadline = time.monotonic() + self.timeout
+        deadline: float | None = time.monotonic() + self.timeout
         last: dict[str, str] = {}
+        announced = False
         while not self.done.is_set():
             for name, port in self.ports.items():
                 if name not in self.healthy:
@@ -226,18 +227,24 @@ class HealthWatch:
                         say(f"{name} is healthy on {plan.local_url(port)}")
                     last[name] = detail
             if len(self.healthy) == len(self.ports):
-                _CONSOLE[0].line(self.banner)
-                self.on_ready()
+                if not announced:
+                    _CONSOLE[0].line(self.banner)
+                    self.on_ready()
                 return
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
+                # A service that will not come up is reported, not allowed to take the
+                # others down: the supervisor keeps restarting it with backoff, and ingress
+                # serves (its /health names what is down).
+                deadline = None
                 waiting = [n for n in self.ports if n not in self.healthy]
                 self.failure = f"not healthy within {self.timeout:.0f}s: " + "; ".join(
                     f"{n} (/health: {last.get(n, 'no answer')})" for n in waiting
                 )
-                say(self.failure)
-                # Stop through the supervisor's own signal path, on the main thread.
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+                say(f"!!! {self.failure}; they keep being restarted (./just status, ./just logs)")
+                if any(n.startswith("ingress") for n in self.healthy):
+                    _CONSOLE[0].line(self.banner)
+                    self.on_ready()
+                    announced = True
             self.done.wait(0.5)
 
 
@@ -513,8 +520,8 @@ def run_services(
         say("services stopped")
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if watch.failure:
-        say(f"stopped: {watch.failure}")
+    if watch.failure and len(watch.healthy) < len(watch.ports):
+        say(f"stopped while {watch.failure}")
         return 1
     return 0
 
