@@ -44,9 +44,19 @@ class LitellmParams(_Section):
     input_cost_per_token: Decimal | None = Field(None, ge=0)
     output_cost_per_token: Decimal | None = Field(None, ge=0)
     cache_read_input_token_cost: Decimal | None = Field(None, ge=0)
+    cache_creation_input_token_cost: Decimal | None = Field(None, ge=0)
     input_cost_per_second: Decimal | None = Field(None, ge=0)
     output_cost_per_second: Decimal | None = Field(None, ge=0)
     mock_response: Any = None
+    # Provider credentials and places, as LiteLLM names them (read by ingress's adapters).
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region_name: str | None = None
+    azure_ad_token: str | None = None
 
     @property
     def provider(self) -> str:

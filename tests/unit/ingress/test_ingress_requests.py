@@ -231,3 +231,31 @@ def test_embeddings_are_bounded_too() -> None:
 )
 def test_a_refusal_before_parsing_keeps_the_routes_call_type(path: str, call_type: str) -> None:
     assert call_type_of(path) == call_type
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 5,
+            "prompt_tokens_details": {"cache_creation_tokens": 40},
+        },
+        {"prompt_tokens": 100, "completion_tokens": 5, "cache_creation_input_tokens": 40},
+    ],
+)
+def test_cache_writes_are_read_and_priced_apart(raw: dict[str, Any]) -> None:
+    usage = usage_from(raw)
+    assert usage.cache_creation_tokens == 40
+    params = LitellmParams(
+        model="anthropic/claude-x",
+        input_cost_per_token=Decimal("0.000003"),
+        output_cost_per_token=Decimal("0.000015"),
+        cache_creation_input_token_cost=Decimal("0.00000375"),
+    )
+    cost = cost_of(
+        params, usage.prompt_tokens, usage.completion_tokens, 0, usage.cache_creation_tokens
+    )
+    assert cost.spend == 60 * Decimal("0.000003") + 40 * Decimal("0.00000375") + 5 * Decimal(
+        "0.000015"
+    )

@@ -51,9 +51,8 @@ def _catalogue_price(
 
 
 def _write_price(params: LitellmParams) -> Decimal | None:
-    """LiteLLM's `cache_creation_input_token_cost` (an extra key of litellm_params)."""
-    raw = (params.model_extra or {}).get("cache_creation_input_token_cost")
-    return Decimal(str(raw)) if raw is not None else None
+    """LiteLLM's `cache_creation_input_token_cost`."""
+    return params.cache_creation_input_token_cost
 
 
 def cost_of(

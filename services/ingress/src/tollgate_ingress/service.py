@@ -130,6 +130,8 @@ def call_type_of(path: str) -> str:
         return "aembedding"
     if path.endswith("responses"):
         return "aresponses"
+    if path.endswith("completions") and not path.endswith("chat/completions"):
+        return "atext_completion"
     return "acompletion"
 
 
@@ -557,6 +559,7 @@ class Gateway:
             usage.prompt_tokens,
             usage.completion_tokens,
             usage.cached_tokens,
+            usage.cache_creation_tokens,
         )
         return cost.spend, [cost.warning] if cost.warning else []
 
@@ -698,7 +701,8 @@ class Gateway:
                 "reasoning_tokens": usage.reasoning_tokens,
                 "spend": spend,
                 "usage_estimated": estimated,
-                "response": response,
+                # The partial answer, else what the upstream's error said.
+                "response": event.response if response is None else response,
             }
         )
 
@@ -766,9 +770,7 @@ class Gateway:
         return self.answered(call, t_start, upstream_s, usage_from(data.get("usage")), data, logged)
 
     # -- streamed -------------------------------------------------------------------
-    def stream_one(
-        self, call: Call
-    ) -> Callable[[Deployment], Awaitable[Stream | mock.MockStream]]:
+    def stream_one(self, call: Call) -> Callable[[Deployment], Awaitable[Stream | mock.MockStream]]:
         """One attempt of a streamed chat call: the mock's chunks, or the upstream's stream."""
         req = call.request
 

@@ -21,6 +21,8 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # Prompt tokens written to the provider's prompt cache (Anthropic, Bedrock): priced apart.
+    cache_creation_tokens: int = 0
 
 
 def _int(value: Any) -> int:
@@ -52,6 +54,10 @@ def usage_from(raw: Any, fields: tuple[str, str, str, str] = CHAT_USAGE) -> Usag
         total_tokens=_int(raw.get("total_tokens")) or prompt + completion,
         cached_tokens=_int(pdet.get("cached_tokens")) if isinstance(pdet, dict) else 0,
         reasoning_tokens=_int(cdet.get("reasoning_tokens")) if isinstance(cdet, dict) else 0,
+        cache_creation_tokens=(
+            _int(pdet.get("cache_creation_tokens")) if isinstance(pdet, dict) else 0
+        )
+        or _int(raw.get("cache_creation_input_tokens")),
     )
 
 
