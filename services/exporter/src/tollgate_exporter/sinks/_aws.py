@@ -14,6 +14,8 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from tollgate_exporter.sinks.base import SinkContext
+
 
 class AwsClients:
     """One client per (service, destination key), created on first use."""
@@ -41,3 +43,14 @@ class AwsClients:
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+class AwsSink:
+    """What the AWS sinks share: their clients, built from the exporter's timeout, closed
+    with the sink."""
+
+    def __init__(self, ctx: SinkContext) -> None:
+        self._clients = AwsClients(ctx.settings.export_timeout_s)
+
+    async def close(self) -> None:
+        await self._clients.close()

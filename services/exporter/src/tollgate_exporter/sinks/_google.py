@@ -18,7 +18,7 @@ import aiohttp
 
 from tollgate_exporter.content import standard_metadata, user_metadata
 from tollgate_exporter.sinks._storage import Settings, dumps, utc
-from tollgate_exporter.sinks.base import ExportItem
+from tollgate_exporter.sinks.base import ExportItem, SinkContext
 from tollgate_shared.events import LlmRequestFailed
 
 # The row of LiteLLM's spend log (SpendLogsPayload), as its gcs_pubsub logger publishes it
@@ -166,3 +166,16 @@ class GoogleClients:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class GoogleSink:
+    """What the Google sinks share: their clients and the per-call timeout (whole seconds,
+    as gcloud-aio takes it), from the exporter's settings."""
+
+    def __init__(self, ctx: SinkContext) -> None:
+        timeout_s = ctx.settings.export_timeout_s
+        self._clients = GoogleClients(timeout_s)
+        self._timeout = int(max(timeout_s, 1))
+
+    async def close(self) -> None:
+        await self._clients.close()

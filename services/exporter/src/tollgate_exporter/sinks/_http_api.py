@@ -43,11 +43,10 @@ from tollgate_exporter.sinks.base import (
     BatchResult,
     ExportItem,
     PermanentError,
-    RetryableError,
     SinkContext,
     SinkError,
     SinkType,
-    raise_for_status,
+    request,
 )
 from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
 
@@ -103,20 +102,6 @@ class RenderContext:
 
 
 Renderer = Callable[[RenderContext, Destination, Sequence[ExportItem]], Awaitable[list[Part]]]
-
-
-async def request(
-    client: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any
-) -> httpx.Response:
-    """An HTTP request with transport failures mapped to RetryableError, answers to the decision."""
-    try:
-        response = await client.request(method, url, **kwargs)
-    except httpx.TimeoutException as exc:
-        raise RetryableError(f"{what} timed out: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
-        raise RetryableError(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
-    raise_for_status(response, what)
-    return response
 
 
 class HttpApiSink:

@@ -35,9 +35,8 @@ from tollgate_exporter.sinks._http_api import (
     json_of,
     key,
     option,
-    request,
 )
-from tollgate_exporter.sinks.base import ExportItem
+from tollgate_exporter.sinks.base import ExportItem, request
 from tollgate_exporter.sinks.otel import build_span
 
 OTLP_ENDPOINT = "https://otlp.agentops.cloud/v1/traces"

@@ -34,9 +34,8 @@ from tollgate_exporter.sinks._http_api import (
     latency_ms,
     model_of,
     option,
-    request,
 )
-from tollgate_exporter.sinks.base import ExportItem, PermanentError
+from tollgate_exporter.sinks.base import ExportItem, PermanentError, request
 from tollgate_shared.config import LitellmSettings
 
 DEFAULT_BASE = "http://localhost:6900"

@@ -123,13 +123,20 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     raise PermanentError(detail, code)
 
 
-async def post(client: httpx.AsyncClient, url: str, what: str, **kwargs: object) -> httpx.Response:
-    """POST with transport failures mapped to RetryableError."""
+async def request(
+    client: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any
+) -> httpx.Response:
+    """An HTTP request with transport failures mapped to RetryableError, answers to the decision."""
     try:
-        response = await client.post(url, **kwargs)  # type: ignore[arg-type]
+        response = await client.request(method, url, **kwargs)
     except httpx.TimeoutException as exc:
         raise RetryableError(f"{what} timed out: {type(exc).__name__}") from exc
     except httpx.TransportError as exc:
         raise RetryableError(f"{what} unreachable: {type(exc).__name__}: {exc}") from exc
     raise_for_status(response, what)
     return response
+
+
+async def post(client: httpx.AsyncClient, url: str, what: str, **kwargs: Any) -> httpx.Response:
+    """POST with transport failures mapped to RetryableError."""
+    return await request(client, "POST", url, what, **kwargs)

@@ -24,7 +24,7 @@ from gcloud.aio.bigquery import Table
 from tollgate_exporter.destinations import Destination, digest
 from tollgate_exporter.sinks._google import (
     SPEND_LOG_SCHEMA,
-    GoogleClients,
+    GoogleSink,
     google_settings,
     service_account_problem,
     spend_log_row,
@@ -76,12 +76,11 @@ def missing_columns(resource: Mapping[str, Any]) -> list[str]:
     return [f["name"] for f in SPEND_LOG_SCHEMA if f["name"] not in have]
 
 
-class BigquerySink:
+class BigquerySink(GoogleSink):
     kind = "bigquery"
 
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = GoogleClients(timeout_s)
-        self._timeout = int(max(timeout_s, 1))
+    def __init__(self, ctx: SinkContext) -> None:
+        super().__init__(ctx)
         self._ready: set[str] = set()
 
     def _table(self, destination: Destination) -> Table:
@@ -142,12 +141,5 @@ class BigquerySink:
                     result.rejected[start + int(error["index"])] = f"bigquery refused: {error}"
         return result
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> BigquerySink:
-    return BigquerySink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="bigquery", names=("bigquery",), destination=destination, create=create)
+SINK = SinkType(kind="bigquery", names=("bigquery",), destination=destination, create=BigquerySink)

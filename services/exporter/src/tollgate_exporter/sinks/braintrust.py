@@ -35,10 +35,9 @@ from tollgate_exporter.sinks._http_api import (
     model_of,
     option,
     prompt,
-    request,
     response_body,
 )
-from tollgate_exporter.sinks.base import ExportItem, stable_id
+from tollgate_exporter.sinks.base import ExportItem, request, stable_id
 
 DEFAULT_BASE = "https://api.braintrustdata.com/v1"
 DEFAULT_PROJECT = "litellm"

@@ -18,13 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest
-from tollgate_exporter.sinks._aws import AwsClients
+from tollgate_exporter.sinks._aws import AwsSink
 from tollgate_exporter.sinks._storage import Settings, aws_settings, mapped_errors, record
 from tollgate_exporter.sinks.base import (
     BatchResult,
     ExportItem,
     RetryableError,
-    SinkContext,
     SinkType,
 )
 
@@ -68,11 +67,8 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
     )
 
 
-class DynamodbSink:
+class DynamodbSink(AwsSink):
     kind = "dynamodb"
-
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = AwsClients(timeout_s)
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
         opts = destination.options
@@ -92,12 +88,5 @@ class DynamodbSink:
             raise RetryableError(f"dynamodb left {unprocessed} items unprocessed (throttled)")
         return BatchResult()
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> DynamodbSink:
-    return DynamodbSink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="dynamodb", names=("dynamodb",), destination=destination, create=create)
+SINK = SinkType(kind="dynamodb", names=("dynamodb",), destination=destination, create=DynamodbSink)

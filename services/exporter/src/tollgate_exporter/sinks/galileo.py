@@ -40,9 +40,8 @@ from tollgate_exporter.sinks._http_api import (
     latency_ms,
     model_of,
     option,
-    request,
 )
-from tollgate_exporter.sinks.base import ExportItem
+from tollgate_exporter.sinks.base import ExportItem, request
 from tollgate_shared.events import LlmRequestFailed
 
 DEFAULT_BASE = "https://api.galileo.ai"

@@ -17,7 +17,7 @@ from typing import Any
 from gcloud.aio.storage import Storage
 
 from tollgate_exporter.destinations import Destination, digest
-from tollgate_exporter.sinks._google import GoogleClients, google_settings, service_account_problem
+from tollgate_exporter.sinks._google import GoogleSink, google_settings, service_account_problem
 from tollgate_exporter.sinks._storage import (
     Settings,
     bounded,
@@ -26,7 +26,7 @@ from tollgate_exporter.sinks._storage import (
     object_key,
     record,
 )
-from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType
+from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkType
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
@@ -47,12 +47,8 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
     )
 
 
-class GcsBucketSink:
+class GcsBucketSink(GoogleSink):
     kind = "gcs_bucket"
-
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = GoogleClients(timeout_s)
-        self._timeout = int(max(timeout_s, 1))
 
     def _storage(self, destination: Destination) -> Storage:
         opts = destination.options
@@ -85,12 +81,7 @@ class GcsBucketSink:
             )
         return BatchResult()
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> GcsBucketSink:
-    return GcsBucketSink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="gcs_bucket", names=("gcs_bucket",), destination=destination, create=create)
+SINK = SinkType(
+    kind="gcs_bucket", names=("gcs_bucket",), destination=destination, create=GcsBucketSink
+)

@@ -19,7 +19,7 @@ from gcloud.aio.pubsub import PublisherClient, PubsubMessage
 
 from tollgate_exporter.destinations import Destination, digest
 from tollgate_exporter.sinks._google import (
-    GoogleClients,
+    GoogleSink,
     google_settings,
     service_account_problem,
     spend_log_row,
@@ -56,12 +56,11 @@ def message(item: ExportItem) -> PubsubMessage:
     return PubsubMessage(json.dumps(spend_log_row(item)), **attributes)
 
 
-class GcsPubsubSink:
+class GcsPubsubSink(GoogleSink):
     kind = "gcs_pubsub"
 
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = GoogleClients(timeout_s)
-        self._timeout = int(max(timeout_s, 1))
+    def __init__(self, ctx: SinkContext) -> None:
+        super().__init__(ctx)
         self._sent = SentMemory()
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
@@ -94,12 +93,7 @@ class GcsPubsubSink:
                     size += n
         return BatchResult()
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> GcsPubsubSink:
-    return GcsPubsubSink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="gcs_pubsub", names=("gcs_pubsub",), destination=destination, create=create)
+SINK = SinkType(
+    kind="gcs_pubsub", names=("gcs_pubsub",), destination=destination, create=GcsPubsubSink
+)

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest
-from tollgate_exporter.sinks._aws import AwsClients
+from tollgate_exporter.sinks._aws import AwsSink
 from tollgate_exporter.sinks._storage import (
     Settings,
     aws_settings,
@@ -32,7 +32,7 @@ from tollgate_exporter.sinks._storage import (
     record,
     team_of,
 )
-from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType, stable_id
+from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkType, stable_id
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
@@ -73,11 +73,8 @@ def batch_objects(prefix: str, items: Sequence[ExportItem]) -> dict[str, bytes]:
     return out
 
 
-class S3Sink:
+class S3Sink(AwsSink):
     kind = "s3"
-
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = AwsClients(timeout_s)
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
         opts = destination.options
@@ -103,12 +100,5 @@ class S3Sink:
             )
         return BatchResult()
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> S3Sink:
-    return S3Sink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="s3", names=("s3", "s3_v2"), destination=destination, create=create)
+SINK = SinkType(kind="s3", names=("s3", "s3_v2"), destination=destination, create=S3Sink)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tollgate_exporter.destinations import Destination, digest, safe_url
-from tollgate_exporter.sinks._aws import AwsClients
+from tollgate_exporter.sinks._aws import AwsSink
 from tollgate_exporter.sinks._storage import (
     SentMemory,
     Settings,
@@ -97,11 +97,11 @@ def entries(items: Sequence[ExportItem], max_bytes: int) -> list[list[tuple[int,
     return groups
 
 
-class SqsSink:
+class SqsSink(AwsSink):
     kind = "sqs"
 
-    def __init__(self, timeout_s: float) -> None:
-        self._clients = AwsClients(timeout_s)
+    def __init__(self, ctx: SinkContext) -> None:
+        super().__init__(ctx)
         self._sent = SentMemory()
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
@@ -141,12 +141,5 @@ class SqsSink:
             raise RetryableError(f"{len(retry)} sqs entries failed: {retry[0]}")
         return result
 
-    async def close(self) -> None:
-        await self._clients.close()
 
-
-def create(ctx: SinkContext) -> SqsSink:
-    return SqsSink(ctx.settings.export_timeout_s)
-
-
-SINK = SinkType(kind="sqs", names=("sqs", "aws_sqs"), destination=destination, create=create)
+SINK = SinkType(kind="sqs", names=("sqs", "aws_sqs"), destination=destination, create=SqsSink)
