@@ -16,8 +16,7 @@ class ArgillaReceiver(VendorReceiver):
 
     datasets: dict[str, list[str]] = field(default_factory=dict)
 
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("x-argilla-api-key", ""))
+    key_header = "x-argilla-api-key"
 
     def lookup(
         self, method: str, path: str, body: bytes, headers: dict[str, str], query: dict[str, str]

@@ -10,14 +10,12 @@ from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 @dataclass
 class AthinaReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("athina-api-key", ""))
+    key_header = "athina-api-key"
+    route = "/api/v1/log/inference"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/api/v1/log/inference":
-            raise Invalid(f"no route {path}")
         doc = loads(body)
         require(doc, "language_model_id", "prompt")
         for n in ("prompt_tokens", "completion_tokens", "total_tokens", "response_time"):

@@ -8,14 +8,11 @@ from typing import Any
 
 from litestar import Response
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads, require
+from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 
 @dataclass
 class BraintrustReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
-
     def lookup(
         self, method: str, path: str, body: bytes, headers: dict[str, str], query: dict[str, str]
     ) -> Response[Any] | None:

@@ -9,16 +9,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads, require
+from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 OPERATIONS = {"replace_drop", "replace_hourly", "sum"}
 
 
 @dataclass
 class CloudzeroReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
-
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:

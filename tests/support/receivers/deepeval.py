@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from support.receivers.http_api import Invalid, VendorReceiver, loads
+from support.receivers.http_api import VendorReceiver, loads
 
 
 class ApiSpan(BaseModel):
@@ -47,13 +47,11 @@ class TraceApi(BaseModel):
 
 @dataclass
 class DeepevalReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("confident_api_key", ""))
+    key_header = "confident_api_key"
+    route = "/v1/traces"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/v1/traces":
-            raise Invalid(f"no route {path}")
         trace = TraceApi.model_validate(loads(body))
         return [trace.model_dump(by_alias=True)]

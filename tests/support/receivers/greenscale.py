@@ -10,8 +10,7 @@ from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 @dataclass
 class GreenscaleReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("api-key", ""))
+    key_header = "api-key"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]

@@ -5,19 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads, require
+from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 
 @dataclass
 class HeliconeReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
+    route = "/custom/v1/log"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/custom/v1/log":
-            raise Invalid(f"no route {path}")
         doc = loads(body)
         require(doc, "providerRequest", "providerResponse", "timing")
         require(doc["providerRequest"], "url", "json")

@@ -1,7 +1,9 @@
 """A receiver for vendors' own HTTP ingestion APIs: authenticates, decodes, records per tenant.
 
 A vendor receiver subclasses `VendorReceiver` and says how its vendor authenticates
-(`tenant`: the credential's tenant, or None for a 401), how it decodes a request the
+(`key_header`: the header carrying the key, `authorization` for a bearer token; or
+`tenant`: the credential's tenant, or None for a 401), where it ingests (`route`, or
+routing in `decode`), how it decodes a request the
 way the vendor would (`decode`: the records, or `Invalid` for a 400 naming what is
 wrong) and, where the API has them, its lookup endpoints (`lookup`: tokens, project
 or dataset ids). Records are kept per tenant, so a test can show that one team's
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from litestar import Litestar, Request, Response, route
 from litestar.params import FromPath
@@ -34,8 +36,13 @@ class VendorReceiver(_Receiver):
 
     # --- what a vendor says -------------------------------------------------------
 
+    key_header: ClassVar[str] = "authorization"
+    route: ClassVar[str | None] = None
+
     def tenant(self, headers: dict[str, str]) -> str | None:
-        raise NotImplementedError
+        if self.key_header == "authorization":
+            return self.keys.get(bearer(headers) or "")
+        return self.keys.get(headers.get(self.key_header, ""))
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
@@ -81,6 +88,8 @@ class VendorReceiver(_Receiver):
             if tenant is None:
                 return Response({"error": "invalid api key"}, status_code=401)
             try:
+                if rec.route is not None and path != rec.route:
+                    raise Invalid(f"no route {path}")
                 records = rec.decode(request.method, path, body, headers)
             except (Invalid, ValueError, KeyError, TypeError) as exc:
                 with rec._lock:

@@ -6,19 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from support.receivers.http_api import Invalid, VendorReceiver, loads, require
+from support.receivers.http_api import VendorReceiver, loads, require
 
 
 @dataclass
 class HumanloopReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("x-api-key", ""))
+    key_header = "x-api-key"
+    route = "/v5/prompts/log"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/v5/prompts/log":
-            raise Invalid(f"no route {path}")
         doc = loads(body)
         require(doc, "path", "prompt")
         require(doc["prompt"], "model")

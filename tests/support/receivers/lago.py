@@ -8,19 +8,16 @@ from typing import Any
 
 from lago_python_client.models import Event
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads
+from support.receivers.http_api import Invalid, VendorReceiver, loads
 
 
 @dataclass
 class LagoReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
+    route = "/api/v1/events/batch"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/api/v1/events/batch":
-            raise Invalid(f"no route {path}")
         events = loads(body)["events"]
         if not 0 < len(events) <= 100:
             raise Invalid("1 to 100 events per batch")

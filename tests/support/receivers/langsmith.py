@@ -13,8 +13,7 @@ RUN_TYPES = {"llm", "chain", "tool", "retriever", "embedding", "prompt", "parser
 
 @dataclass
 class LangsmithReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("x-api-key", ""))
+    key_header = "x-api-key"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]

@@ -14,14 +14,12 @@ from support.receivers.http_api import Invalid, VendorReceiver, loads
 
 @dataclass
 class LiteralaiReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("x-api-key", ""))
+    key_header = "x-api-key"
+    route = "/api/graphql"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/api/graphql":
-            raise Invalid(f"no route {path}")
         doc = loads(body)
         variables = doc.get("variables") or {}
         (op,) = parse(doc["query"]).definitions

@@ -5,21 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads, require
+from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 EVENTS = {"start", "end", "error", "feedback", "update", "chat"}
 
 
 @dataclass
 class LunaryReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
+    route = "/v1/runs/ingest"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/v1/runs/ingest":
-            raise Invalid(f"no route {path}")
         events = loads(body)["events"]
         for e in events:
             require(e, "type", "event", "runId", "timestamp")

@@ -10,19 +10,16 @@ from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
 
-from support.receivers.http_api import Invalid, VendorReceiver, bearer, loads
+from support.receivers.http_api import Invalid, VendorReceiver, loads
 
 
 @dataclass
 class OpenmeterReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(bearer(headers) or "")
+    route = "/api/v1/events"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/api/v1/events":
-            raise Invalid(f"no route {path}")
         ctype = headers.get("content-type", "")
         doc = loads(body)
         if ctype.startswith("application/cloudevents-batch+json"):

@@ -11,14 +11,12 @@ from support.receivers.http_api import Invalid, VendorReceiver, loads, require
 
 @dataclass
 class PromptlayerReceiver(VendorReceiver):
-    def tenant(self, headers: dict[str, str]) -> str | None:
-        return self.keys.get(headers.get("x-api-key", ""))
+    key_header = "x-api-key"
+    route = "/log-request"
 
     def decode(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
     ) -> list[dict[str, Any]]:
-        if path != "/log-request":
-            raise Invalid(f"no route {path}")
         doc = loads(body)
         require(
             doc, "provider", "model", "input", "output", "request_start_time", "request_end_time"
