@@ -131,7 +131,7 @@ def call_type_of(path: str) -> str:
     if path.endswith("responses"):
         return "aresponses"
     if path.endswith("completions") and not path.endswith("chat/completions"):
-        return "atext_completion"
+        return "text_completion"
     return "acompletion"
 
 
@@ -920,11 +920,21 @@ def _error_class(exc: Failure) -> str:
     """LiteLLM's exception class for an upstream failure."""
     if isinstance(exc, UpstreamUnreachableError):
         return "Timeout" if exc.timed_out else "APIConnectionError"
-    if exc.status == 400:
-        return "BadRequestError"
-    if exc.status == 429:
-        return "RateLimitError"
-    return "APIError"
+    return _ERROR_CLASSES.get(exc.status, "APIError")
+
+
+# LiteLLM's exception class per upstream status (its openai-compatible exception mapping).
+_ERROR_CLASSES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    408: "Timeout",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
 
 
 def _model_of(raw: bytes) -> str:
