@@ -154,7 +154,59 @@ class FakeUpstream:
                 return Stream(up._response_events(body, rid), media_type="text/event-stream")
             return Response(up._response(body, rid, "completed"))
 
-        return Litestar([chat, embeddings, models, responses], debug=False)
+        @post("/v1/completions", status_code=200)
+        async def completions(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+            """Legacy text completions, served (like /v1/responses) only when asked."""
+            body = await request.json()
+            up.requests.append(body)
+            up.headers.append(dict(request.headers))
+            if not up.responses_api:
+                return Response({"detail": "Not Found"}, status_code=404)
+            rid = f"cmpl-fake{len(up.requests)}"
+            prompt = body.get("prompt")
+            p = len(prompt.split()) if isinstance(prompt, str) else len(prompt or ())
+            c = len(up.reply.split())
+            usage = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+            if body.get("stream"):
+                return Stream(up._text_sse(body, rid, usage), media_type="text/event-stream")
+            return Response(
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [
+                        {"text": up.reply, "index": 0, "logprobs": None, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        return Litestar([chat, embeddings, models, responses, completions], debug=False)
+
+    async def _text_sse(
+        self, body: dict[str, Any], rid: str, usage: dict[str, int]
+    ) -> AsyncIterator[bytes]:
+        def chunk(text: str | None, finish: str | None, usage: Any = None) -> bytes:
+            d: dict[str, Any] = {
+                "id": rid,
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": []
+                if text is None
+                else [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            }
+            if usage is not None:
+                d["usage"] = usage
+            return f"data: {json.dumps(d)}\n\n".encode()
+
+        for i, word in enumerate(self.reply.split()):
+            yield chunk((" " if i else "") + word, None)
+        yield chunk("", "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield chunk(None, None, usage)
+        yield b"data: [DONE]\n\n"
 
     def _message(self) -> dict[str, Any]:
         if self.tool_call:

@@ -74,6 +74,18 @@ def system(
             },
             "model_info": {"id": "native-1"},
         },
+        {
+            # A provider LiteLLM calls on its own /v1/completions: passed through.
+            "model_name": "gpt-instruct",
+            "litellm_params": {
+                "model": "text-completion-openai/gpt-3.5-turbo-instruct",
+                "api_base": native.base_url,
+                "api_key": "sk-native",
+                "input_cost_per_token": "0.000001",
+                "output_cost_per_token": "0.000002",
+            },
+            "model_info": {"id": "instruct-1"},
+        },
     ]
     data["router_settings"] = {"num_retries": 0, "allowed_fails": 100}
     cfg.write_text(yaml.safe_dump(data))
@@ -452,3 +464,49 @@ async def test_bridge_overhead_over_a_plain_chat_call(client: openai.AsyncOpenAI
     print(f"\nchat p50 {chat_ms:.2f} ms, responses (bridged) p50 {resp_ms:.2f} ms, "
           f"added {resp_ms - chat_ms:.2f} ms")  # fmt: skip
     assert resp_ms < chat_ms + 100
+
+
+async def test_text_completions_bridged_and_native(
+    client: openai.AsyncOpenAI, chat_only: FakeUpstream, native: FakeUpstream, js: JetStreamContext
+) -> None:
+    """Legacy /v1/completions: bridged over chat for a chat-only provider (the prompt as one
+    user message), passed through to a text-completion provider; plain and streamed; each a
+    costed text_completion call."""
+    raw = await client.completions.with_raw_response.create(
+        model="gpt-4o", prompt="say who", max_tokens=7
+    )
+    bridged = raw.parse()
+    assert bridged.object == "text_completion"
+    assert bridged.choices[0].text == "你是张三"
+    assert bridged.usage is not None
+    assert bridged.usage.completion_tokens == 1
+    assert float(raw.headers[names.HDR_RESPONSE_COST]) > 0
+    sent = chat_only.requests[-1]
+    assert sent["messages"] == [{"role": "user", "content": "say who"}]
+    assert sent["max_tokens"] == 7
+    text = ""
+    stream = await client.completions.create(model="gpt-4o", prompt="stream it", stream=True)
+    async for chunk in stream:
+        assert chunk.object == "text_completion"
+        text += "".join(c.text for c in chunk.choices)
+    assert text == "你是张三"
+
+    direct = await client.completions.create(model="gpt-instruct", prompt="hello there")
+    assert direct.choices[0].text == "native answer here"
+    assert native.requests[-1]["model"] == "gpt-3.5-turbo-instruct"
+    assert native.requests[-1]["prompt"] == "hello there"
+    streamed = await client.completions.create(
+        model="gpt-instruct", prompt=["one prompt"], stream=True
+    )
+    pieces = [c.choices[0].text async for c in streamed if c.choices]
+    assert "".join(pieces) == "native answer here"
+    # Token ids cannot be bridged over chat: refused naming the parameter.
+    with pytest.raises(openai.BadRequestError) as bad:
+        await client.completions.create(model="gpt-4o", prompt=[1, 2, 3])
+    assert bad.value.body["param"] == "prompt"  # type: ignore[index]
+
+    events = await wait_for_events(
+        js, "llm.request.completed.v1.>", {"call_type": "text_completion"}, count=4
+    )
+    assert {e["model_group"] for _, e in events} >= {"gpt-4o", "gpt-instruct"}
+    assert all(float(e["spend"]) > 0 for _, e in events)

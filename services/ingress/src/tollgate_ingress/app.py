@@ -16,6 +16,7 @@ from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
+from tollgate_ingress.completions.service import Completions
 from tollgate_ingress.console import console_router
 from tollgate_ingress.forwarding import Owners
 from tollgate_ingress.limits import RateLimiter
@@ -23,7 +24,12 @@ from tollgate_ingress.messages.service import Messages
 from tollgate_ingress.responses.service import Responses
 from tollgate_ingress.responses.store import ResponseStore
 from tollgate_ingress.routes.forward import forward
-from tollgate_ingress.routes.llm import FastLlmRoutes, chat_completions, list_models
+from tollgate_ingress.routes.llm import (
+    FastLlmRoutes,
+    chat_completions,
+    list_models,
+    text_completions,
+)
 from tollgate_ingress.routes.messages import create_message
 from tollgate_ingress.routes.responses import response_routes
 from tollgate_ingress.routes.surface import probe_router, retrieve_model, unserved
@@ -169,6 +175,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             gateway, ResponseStore(redis, settings.response_retention_s)
         )
         app.state.messages = Messages(gateway)
+        app.state.completions = Completions(gateway)
         app.state.forward_client = holder["forward_client"] = forward_client
         app.state.owners = Owners(
             settings.admin_url, settings.ledger_url, settings.exporter_url, settings.alerter_url
@@ -240,6 +247,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
     app = Litestar(
         route_handlers=[
             chat_completions,
+            text_completions,
             list_models,
             *response_routes,
             create_message,

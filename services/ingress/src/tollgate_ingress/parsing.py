@@ -12,7 +12,7 @@ from tollgate_shared import names
 from tollgate_shared.errors import error_json
 
 # Request fields LiteLLM understands and upstreams do not: never forwarded.
-_GATEWAY_FIELDS = frozenset(
+GATEWAY_FIELDS = frozenset(
     {
         "metadata",
         "litellm_session_id",
@@ -168,7 +168,7 @@ def _request(
     end_user = body.get("user")
     if end_user is not None and not isinstance(end_user, str):
         raise BadRequestError("user must be a string", "user")
-    upstream = {k: v for k, v in body.items() if k not in _GATEWAY_FIELDS}
+    upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     if stream:
         # Usage is how a streamed call is costed: always ask; strip it later if unasked.
         upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}

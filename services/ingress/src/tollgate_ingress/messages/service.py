@@ -31,7 +31,12 @@ class Messages:
         self.gw = gateway
 
     async def create(
-        self, raw: bytes, headers: Mapping[str, str], client_host: str | None, t_start: float
+        self,
+        path: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        client_host: str | None,
+        t_start: float,
     ) -> Answer | StreamAnswer:
         try:
             chat = bridge.chat_body(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
@@ -15,6 +16,8 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from tollgate_ingress.auth import AuthError
+from tollgate_ingress.completions.service import PATHS as COMPLETION_PATHS
+from tollgate_ingress.completions.service import Completions
 from tollgate_ingress.records import now_utc
 from tollgate_ingress.service import Answer, Gateway, StreamAnswer
 from tollgate_shared.errors import error_json
@@ -50,12 +53,16 @@ def asgi_response(result: Answer | StreamAnswer) -> ASGIResponse | ASGIStreaming
     )
 
 
-@post(list(LLM_PATHS), operation_id="chat_completions", status_code=200, tags=["llm"])
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> ASGIApp:
-    """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
+# A service's handler of one LLM call: (path, body, headers, client host, start) -> answer.
+CallHandler = Callable[
+    [str, bytes, Mapping[str, str], str | None, float], Awaitable[Answer | StreamAnswer]
+]
+
+
+async def answer_call(request: Request[Any, Any, Any], handler: CallHandler) -> ASGIApp:
+    """Decode an LLM POST, hand it to the service's handler, encode its answer."""
     t_start = time.perf_counter()
-    gw: Gateway = state.gateway
-    result = await gw.answer(
+    result = await handler(
         request.url.path,
         await request.body(),
         request.headers,
@@ -63,6 +70,21 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> ASG
         t_start,
     )
     return asgi_response(result)
+
+
+@post(list(LLM_PATHS), operation_id="chat_completions", status_code=200, tags=["llm"])
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> ASGIApp:
+    """OpenAI-compatible chat completions (plain or streamed as SSE) and embeddings."""
+    gw: Gateway = state.gateway
+    return await answer_call(request, gw.answer)
+
+
+@post(list(COMPLETION_PATHS), operation_id="text_completions", status_code=200, tags=["llm"])
+async def text_completions(request: Request[Any, Any, Any], state: State) -> ASGIApp:
+    """Legacy text completions (plain or streamed): passed through to a deployment that
+    serves them, otherwise answered by a chat call."""
+    completions: Completions = state.completions
+    return await answer_call(request, completions.create)
 
 
 @get(["/v1/models", "/models"], operation_id="list_models", tags=["llm"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from litestar import Request, post
@@ -10,19 +9,12 @@ from litestar.datastructures import State
 from litestar.types import ASGIApp
 
 from tollgate_ingress.messages.service import PATHS, Messages
-from tollgate_ingress.routes.llm import asgi_response
+from tollgate_ingress.routes.llm import answer_call
 
 
 @post(list(PATHS), operation_id="anthropic_messages", status_code=200, tags=["llm"])
 async def create_message(request: Request[Any, Any, Any], state: State) -> ASGIApp:
     """Anthropic's Messages API (plain, or streamed with Anthropic's event types), answered
     by the model group's OpenAI-compatible deployments."""
-    t_start = time.perf_counter()
     messages: Messages = state.messages
-    result = await messages.create(
-        await request.body(),
-        request.headers,
-        request.client.host if request.client else None,
-        t_start,
-    )
-    return asgi_response(result)
+    return await answer_call(request, messages.create)

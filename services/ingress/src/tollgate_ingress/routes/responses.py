@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
@@ -10,22 +9,14 @@ from litestar.datastructures import State
 from litestar.types import ASGIApp
 
 from tollgate_ingress.responses.service import PATHS, Responses
-from tollgate_ingress.routes.llm import JSON, asgi_response
+from tollgate_ingress.routes.llm import JSON, answer_call
 
 
 @post(list(PATHS), operation_id="create_response", status_code=200, tags=["llm"])
 async def create_response(request: Request[Any, Any, Any], state: State) -> ASGIApp:
     """OpenAI's Responses API (plain, or streamed as the Responses event stream)."""
-    t_start = time.perf_counter()
     responses: Responses = state.responses
-    result = await responses.create(
-        request.url.path,
-        await request.body(),
-        request.headers,
-        request.client.host if request.client else None,
-        t_start,
-    )
-    return asgi_response(result)
+    return await answer_call(request, responses.create)
 
 
 async def _read(

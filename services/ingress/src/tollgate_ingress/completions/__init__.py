@@ -1,0 +1,1 @@
+"""Legacy text completions (`/v1/completions`): passed through or bridged over chat."""
