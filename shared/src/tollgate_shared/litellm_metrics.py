@@ -84,31 +84,26 @@ _CLIENT = ("client_ip", "user_agent")
 _UPSTREAM = ("model_group", "api_provider", "api_base", "litellm_model_name")
 
 
-class _Of:
-    """Specs built by kind. The builders are named after prometheus_client's classes so
-    that tools reading metric definitions from source (tests/unit/devstack) find them."""
+def _counter(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:
+    return MetricSpec(name, "counter", doc, tuple(labels), **kw)
 
-    @staticmethod
-    def Counter(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:  # noqa: N802
-        return MetricSpec(name, "counter", doc, tuple(labels), **kw)
 
-    @staticmethod
-    def Gauge(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:  # noqa: N802
-        return MetricSpec(name, "gauge", doc, tuple(labels), **kw)
+def _gauge(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:
+    return MetricSpec(name, "gauge", doc, tuple(labels), **kw)
 
-    @staticmethod
-    def Histogram(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:  # noqa: N802
-        return MetricSpec(name, "histogram", doc, tuple(labels), **kw)
+
+def _histogram(name: str, doc: str, labels: Sequence[str], **kw: Any) -> MetricSpec:
+    return MetricSpec(name, "histogram", doc, tuple(labels), **kw)
 
 
 CATALOG: tuple[MetricSpec, ...] = (
     # -- proxy level (every call, refusals included) ------------------------------
-    _Of.Counter(
+    _counter(
         "litellm_proxy_total_requests_metric",
         "Total number of requests made to the proxy server - track number of client side requests",
         [*_WHO, "requested_model", "status_code", "user_email", "route", *_CLIENT, "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_proxy_failed_requests_metric",
         "Total number of failed responses from proxy - the client did not get a success "
         "response from litellm proxy",
@@ -123,88 +118,88 @@ CATALOG: tuple[MetricSpec, ...] = (
             "model_id",
         ],
     ),
-    _Of.Histogram(
+    _histogram(
         "litellm_request_total_latency_metric",
         "Total latency (seconds) for a request to LiteLLM",
         [*_WHO, "requested_model", "model", "model_id"],
     ),
-    _Of.Histogram(
+    _histogram(
         "litellm_llm_api_latency_metric",
         "Total latency (seconds) for a models LLM API call",
         ["model", *_KEY_TEAM, "requested_model", "end_user", "user", "model_id"],
     ),
-    _Of.Histogram(
+    _histogram(
         "litellm_llm_api_time_to_first_token_metric",
         "Time to first token for a models LLM API call",
         ["model", *_KEY_TEAM, "requested_model", "end_user", "user", "model_id"],
     ),
-    _Of.Histogram(
+    _histogram(
         "litellm_overhead_latency_metric",
         "Latency overhead (seconds) added by the proxy",
         [*_UPSTREAM, "hashed_api_key", "api_key_alias", "model_id"],
     ),
     # -- spend and tokens ---------------------------------------------------------
-    _Of.Counter(
+    _counter(
         "litellm_requests_metric",
         "Total number of LLM calls to litellm - track total per API Key, team, user",
         [*_WHO, "model", "user_email", *_CLIENT, "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_spend_metric",
         "Total spend on LLM requests",
         [*_WHO, "model", "user_email", *_CLIENT, "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_total_tokens_metric",
         "Total number of input + output tokens from LLM requests",
         [*_WHO, "model", "user_email", "requested_model", "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_input_tokens_metric",
         "Total number of input tokens from LLM requests",
         [*_WHO, "model", "user_email", "requested_model", "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_output_tokens_metric",
         "Total number of output tokens from LLM requests",
         [*_WHO, "model", "user_email", "requested_model", "model_id"],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_llm_api_failed_requests_metric",
         "deprecated - use litellm_proxy_failed_requests_metric",
         [*_WHO, "model", "model_id"],
     ),
     # -- deployments ----------------------------------------------------------------
-    _Of.Counter(
+    _counter(
         "litellm_deployment_success_responses",
         "LLM Deployment Analytics - Total number of successful LLM API calls via litellm",
         ["requested_model", *_DEP, *_KEY_TEAM, *_CLIENT],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_deployment_failure_responses",
         "LLM Deployment Analytics - Total number of failed LLM API calls for a specific LLM "
         "deployment. exception_status is the status of the exception from the llm api",
         ["requested_model", *_DEP, "exception_status", "exception_class", *_KEY_TEAM, *_CLIENT],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_deployment_total_requests",
         "LLM Deployment Analytics - Total number of LLM API calls via litellm - success + failure",
         ["requested_model", *_DEP, *_KEY_TEAM, *_CLIENT],
     ),
-    _Of.Histogram(
+    _histogram(
         "litellm_deployment_latency_per_output_token",
         "LLM Deployment Analytics - Latency per output token",
         [*_DEP, *_KEY_TEAM],
         buckets="default",
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_deployment_state",
         "LLM Deployment Analytics - The state of the deployment: 0 = healthy, 1 = partial "
         "outage, 2 = complete outage",
         _DEP,
         per_request=False,
     ),
-    _Of.Counter(
+    _counter(
         "litellm_deployment_cooled_down",
         "LLM Deployment Analytics - Number of times a deployment has been cooled down by "
         "LiteLLM load balancing logic. exception_status is the status of the exception that "
@@ -212,19 +207,19 @@ CATALOG: tuple[MetricSpec, ...] = (
         [*_DEP, "exception_status"],
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_deployment_tpm_limit",
         "Deployment TPM limit found in config",
         _DEP,
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_deployment_rpm_limit",
         "Deployment RPM limit found in config",
         _DEP,
         per_request=False,
     ),
-    _Of.Counter(
+    _counter(
         "litellm_deployment_successful_fallbacks",
         "LLM Deployment Analytics - Number of successful fallback requests from primary "
         "model -> fallback model",
@@ -237,7 +232,7 @@ CATALOG: tuple[MetricSpec, ...] = (
             "model_id",
         ],
     ),
-    _Of.Counter(
+    _counter(
         "litellm_deployment_failed_fallbacks",
         "LLM Deployment Analytics - Number of failed fallback requests from primary model -> "
         "fallback model",
@@ -250,74 +245,74 @@ CATALOG: tuple[MetricSpec, ...] = (
             "model_id",
         ],
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_remaining_requests",
         "LLM Deployment Analytics - remaining requests for model, returned from LLM API Provider",
         [*_UPSTREAM, "hashed_api_key", "api_key_alias", "model_id"],
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_remaining_tokens",
         "remaining tokens for model, returned from LLM API Provider",
         [*_UPSTREAM, "hashed_api_key", "api_key_alias", "model_id"],
     ),
     # -- budgets (the ledger owns the totals) ---------------------------------------
-    _Of.Gauge(
+    _gauge(
         "litellm_remaining_team_budget_metric",
         "Remaining budget for team",
         ["team", "team_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_team_max_budget_metric",
         "Maximum budget set for team",
         ["team", "team_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_team_budget_remaining_hours_metric",
         "Remaining hours for team budget to be reset",
         ["team", "team_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_remaining_api_key_budget_metric",
         "Remaining budget for api key",
         ["hashed_api_key", "api_key_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_api_key_max_budget_metric",
         "Maximum budget set for api key",
         ["hashed_api_key", "api_key_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_api_key_budget_remaining_hours_metric",
         "Remaining hours for api key budget to be reset",
         ["hashed_api_key", "api_key_alias"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_remaining_user_budget_metric",
         "Remaining budget for user",
         ["user"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_user_max_budget_metric",
         "Maximum budget set for user",
         ["user"],
         owner="ledger",
         per_request=False,
     ),
-    _Of.Gauge(
+    _gauge(
         "litellm_user_budget_remaining_hours_metric",
         "Remaining hours for user budget to be reset",
         ["user"],

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tollgate_devstack import plan
+from tollgate_shared.litellm_metrics import CATALOG
 
 ROOT = Path(__file__).resolve().parents[3]
 INFRA = ROOT / "infra"
@@ -31,6 +32,8 @@ LITELLM_METRICS = {
     "litellm_output_tokens_metric_total",
     "litellm_deployment_success_responses_total",
     "litellm_deployment_failure_responses_total",
+    "litellm_remaining_requests",
+    "litellm_deployment_state",
 }
 
 _DEFINITION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
@@ -42,16 +45,23 @@ _SUFFIXES = {
 }
 
 
+def _series(kind: str, name: str) -> set[str]:
+    """The series names prometheus_client exposes for one metric."""
+    base = name.removesuffix("_total") if kind == "Counter" else name
+    names = {base + suffix for suffix in _SUFFIXES[kind]}
+    return names | {base} if kind == "Histogram" else names
+
+
 def defined_metrics() -> set[str]:
-    """Every series name the code can expose (prometheus_client naming rules)."""
+    """Every series name the code can expose: LiteLLM's catalog, and each metric the
+    services and the shared package define with prometheus_client."""
     names: set[str] = set()
+    for spec in CATALOG:
+        names |= _series(spec.kind.capitalize(), spec.name)
     sources = [*(ROOT / "shared" / "src").rglob("*.py"), *(ROOT / "services").rglob("src/**/*.py")]
     for path in sources:
         for kind, name in _DEFINITION.findall(path.read_text()):
-            base = name.removesuffix("_total") if kind == "Counter" else name
-            names.update(base + suffix for suffix in _SUFFIXES[kind])
-            if kind == "Histogram":
-                names.add(base)
+            names |= _series(kind, name)
     return names
 
 

@@ -236,9 +236,7 @@ def test_new_series_past_the_ceiling_are_dropped_and_counted() -> None:
         == 7
     )
     assert (
-        registry.get_sample_value(
-            "litellm_remaining_requests", {**base, "hashed_api_key": "k0"}
-        )
+        registry.get_sample_value("litellm_remaining_requests", {**base, "hashed_api_key": "k0"})
         == 42
     )
 
