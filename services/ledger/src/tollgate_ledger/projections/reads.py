@@ -54,7 +54,11 @@ class _Where:
         return f"${len(self.args)}"
 
 
-def _spend_where(f: SpendLogFilter, key_scope: str | None = None) -> _Where:
+def _spend_where(
+    f: SpendLogFilter, key_scope: str | None = None, *, with_model: bool = True
+) -> _Where:
+    """The filter's conditions; `with_model=False` leaves the model out for a caller that
+    splits it into index-friendly branches (`_model_branches`)."""
     w = _Where()
     # A virtual key's scope is one more condition: a filter on another key finds nothing.
     w.add("api_key = {}", key_scope)
@@ -64,7 +68,8 @@ def _spend_where(f: SpendLogFilter, key_scope: str | None = None) -> _Where:
     w.add("team_id = {}", f.team_id)
     w.add("session_id = {}", f.session_id)
     w.add("status = {}", f.status)
-    w.add("(model = {0} OR model_group = {0})", f.model)
+    if with_model:
+        w.add("(model = {0} OR model_group = {0})", f.model)
     w.add("key_alias = {}", f.key_alias)
     w.add("end_user = {}", f.end_user)
     w.add("request_tags @> {}::jsonb", orjson.dumps([f.tag]).decode() if f.tag else None)
@@ -73,6 +78,25 @@ def _spend_where(f: SpendLogFilter, key_scope: str | None = None) -> _Where:
     w.add("spend >= {}", f.min_spend)
     w.add("spend <= {}", f.max_spend)
     return w
+
+
+# Equivalent to `model IS DISTINCT FROM m` once `model_group = m`, and written as 0006's
+# partial-index predicate so the planner can use that index.
+_GROUP_ONLY = "model IS DISTINCT FROM model_group"
+
+
+def _model_branches(w: _Where, model: str | None) -> list[str]:
+    """WHERE clauses whose rows together are the filter's: the model filter matches `model`
+    OR `model_group`, which no single index orders by time, so it becomes two branches that
+    never overlap, each ordered by its own index and stopped at the page (the second's
+    condition is the predicate of migration 0006's partial index)."""
+    if model is None:
+        return [w.clause()]
+    m = w.param(model)
+    return [
+        f"WHERE {' AND '.join([*w.parts, f'model = {m}'])}",
+        f"WHERE {' AND '.join([*w.parts, f'model_group = {m}', _GROUP_ONLY])}",
+    ]
 
 
 def _audit_where(f: AuditFilter) -> _Where:
@@ -105,25 +129,34 @@ class LedgerReader:
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of rows and the total; with `count_limit`, counting stops past that many
         (the total is then `count_limit + 1`: "more than"), which keeps a wide filter fast."""
-        w = _spend_where(f, key_scope)
+        w = _spend_where(f, key_scope, with_model=False)
         order = "ASC" if ascending else "DESC"
+        sort = f'ORDER BY "startTime" {order}, request_id {order}'
+        table = f"{self.s}.spend_logs"
+        branches = _model_branches(w, f.model)
         lim, off = w.param(limit), w.param(offset)
-        rows = await conn.fetch(
-            f"SELECT * FROM {self.s}.spend_logs {w.clause()} "
-            f'ORDER BY "startTime" {order}, request_id {order} LIMIT {lim} OFFSET {off}',
-            *w.args,
-        )
+        if len(branches) == 1:
+            page_sql = f"SELECT * FROM {table} {branches[0]} {sort} LIMIT {lim} OFFSET {off}"
+        else:
+            upto = w.param(limit + offset)
+            union = " UNION ALL ".join(
+                f"(SELECT * FROM {table} {b} {sort} LIMIT {upto})" for b in branches
+            )
+            page_sql = f"SELECT * FROM ({union}) u {sort} LIMIT {lim} OFFSET {off}"
+        rows = await conn.fetch(page_sql, *w.args)
         total = len(rows) + offset
         if count:
-            wc = _spend_where(f, key_scope)
+            wc = _spend_where(f, key_scope, with_model=False)
+            parts = _model_branches(wc, f.model)
             if count_limit is None:
-                sql = f"SELECT count(*) FROM {self.s}.spend_logs {wc.clause()}"
+                sql = " + ".join(f"(SELECT count(*) FROM {table} {b})" for b in parts)
+                sql = f"SELECT {sql}"
             else:
                 cap = wc.param(count_limit + 1)
-                sql = (
-                    f"SELECT count(*) FROM (SELECT 1 FROM {self.s}.spend_logs {wc.clause()} "
-                    f"LIMIT {cap}) capped"
+                union = " UNION ALL ".join(
+                    f"(SELECT 1 FROM {table} {b} LIMIT {cap})" for b in parts
                 )
+                sql = f"SELECT count(*) FROM (SELECT 1 FROM ({union}) u LIMIT {cap}) capped"
             total = await conn.fetchval(sql, *wc.args)
         return [_row(r, _SPEND_JSON) for r in rows], int(total)
 
