@@ -149,3 +149,8 @@ scaleout *ARGS: sync
 # CPU each upstream provider adapter adds per call: translation both ways, SigV4 signing (seconds)
 bench-providers *ARGS: sync
     cd tests && uv run --no-sync python -m support.fake_providers.bench {{ARGS}}
+
+# the whole box unpinned (all services, NATS, PostgreSQL, Redis): CPU ms per logged call per process
+bench-box *ARGS: sync
+    bash bench/prepare.sh
+    uv run --no-sync python -m tollgate_bench.wholebox {{ARGS}}

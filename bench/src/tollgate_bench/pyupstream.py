@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from tollgate_bench import bodies
-from tollgate_bench.upstream import CHAT_PATH, STREAM_PATH
+from tollgate_bench.upstream import CHAT_PATH, DISCARD_PATH, STREAM_PATH
 
 _CHAT = bodies.completion()
 _SSE = bodies.sse_stream()
@@ -29,6 +29,8 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         body, ctype, status = _CHAT, b"application/json", 200
     elif path == STREAM_PATH:
         body, ctype, status = _SSE, b"text/event-stream", 200
+    elif path == DISCARD_PATH:
+        body, ctype, status = b"{}", b"application/json", 200
     elif path == "/health":
         body, ctype, status = b"ok", b"text/plain", 200
     else:

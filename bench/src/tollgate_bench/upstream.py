@@ -14,6 +14,8 @@ from tollgate_devstack.embedded import free_port
 
 CHAT_PATH = "/v1/chat/completions"
 STREAM_PATH = "/stream/v1/chat/completions"
+# Export and alert destinations of the whole-box run: answers 200 and keeps nothing.
+DISCARD_PATH = "/discard"
 
 
 @dataclass
@@ -77,6 +79,7 @@ http {{
             return 200 {_nginx_string(bodies.sse_stream())};
         }}
         location = /health {{ return 200 'ok'; }}
+        location = {DISCARD_PATH} {{ return 200 '{{}}'; }}
     }}
 }}
 """
