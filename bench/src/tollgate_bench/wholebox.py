@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from tollgate_bench import bodies, load
+from tollgate_bench.load import LoadResult
 from tollgate_bench.processes import Proc, start_process, stop_process, wait_http
 from tollgate_bench.upstream import DISCARD_PATH, Upstream, start_upstream
 from tollgate_devstack.embedded import EmbeddedStack, StackUrls, free_port
@@ -236,7 +237,7 @@ class Box:
 
 @dataclass
 class BoxRun:
-    load: load.LoadResult
+    load: LoadResult
     cpu_ms: dict[str, float]  # per process, and "total"
 
     @property
