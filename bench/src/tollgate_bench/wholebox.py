@@ -237,12 +237,12 @@ class Box:
 
 @dataclass
 class BoxRun:
-    load: LoadResult
+    result: LoadResult
     cpu_ms: dict[str, float]  # per process, and "total"
 
     @property
     def calls(self) -> int:
-        return self.load.requests - self.load.errors
+        return self.result.requests - self.result.errors
 
 
 async def drive(box: Box, concurrency: int, duration_s: int, settle_s: float = 3.0) -> BoxRun:
@@ -284,9 +284,9 @@ def table(runs: list[BoxRun]) -> Iterator[str]:
         values = [r.cpu_ms[name] for r in runs if name in r.cpu_ms]
         if values:
             yield f"{name:<10} {median(values):12.3f}"
-    rps = median(r.load.rps for r in runs)
-    p50 = median(r.load.p50_ms or 0 for r in runs)
-    errors = sum(r.load.errors for r in runs)
+    rps = median(r.result.rps for r in runs)
+    p50 = median(r.result.p50_ms or 0 for r in runs)
+    errors = sum(r.result.errors for r in runs)
     yield f"throughput {rps:,.0f} req/s, p50 {p50:.2f} ms, errors {errors}"
 
 
@@ -300,7 +300,7 @@ async def main_async(args: argparse.Namespace) -> int:
             run = await drive(box, args.concurrency, args.seconds)
             runs.append(run)
             _stderr(
-                f"run {rep + 1}: {run.load.rps:,.0f} req/s, total "
+                f"run {rep + 1}: {run.result.rps:,.0f} req/s, total "
                 f"{run.cpu_ms['total']:.3f} ms CPU/call"
             )
         if args.py_spy:
