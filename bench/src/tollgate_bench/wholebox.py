@@ -240,10 +240,6 @@ class BoxRun:
     result: LoadResult
     cpu_ms: dict[str, float]  # per process, and "total"
 
-    @property
-    def calls(self) -> int:
-        return self.result.requests - self.result.errors
-
 
 async def drive(box: Box, concurrency: int, duration_s: int, settle_s: float = 3.0) -> BoxRun:
     """One closed-loop run against ingress; CPU counted until the pipeline has caught up."""
