@@ -4,7 +4,9 @@ families that export them, so LiteLLM's dashboards and alert rules keep working.
 Each metric has one owner: request-level metrics are recorded by the ingress replica that
 served the call (Prometheus sums the replicas); budget gauges by the ledger, which owns
 the totals. `prometheus_metrics_config` chooses metrics and labels; a ceiling on series per
-metric drops (and counts) new label sets instead of growing `/metrics` without bound.
+metric drops (and counts) new label sets instead of growing `/metrics` without bound. The
+ceiling counts series as Prometheus does, one per exposed sample: a label set of a
+histogram costs each bucket, `_sum`, `_count` (and `_created`), so histograms stay bounded.
 """
 
 from __future__ import annotations
@@ -435,17 +437,26 @@ class _Noop:
 NOOP: Any = _Noop()
 
 
+def samples_per_label_set(metric: Any, labels: Sequence[str]) -> int:
+    """How many samples (Prometheus series) one label set of `metric` exposes, counted on
+    an unregistered twin: 1 for a gauge, 2 for a counter (`_total`, `_created`), each
+    bucket, `_sum`, `_count` and `_created` for a histogram."""
+    metric.labels(*("" for _ in labels))
+    return sum(len(f.samples) for f in metric.collect())
+
+
 @dataclass
 class Family:
     """One metric family: label values picked from a call's mapping of every label, each
     series' child kept (no per-call label validation), new series past the ceiling
-    dropped and counted."""
+    dropped and counted. `max_series` counts samples: a label set costs `cost` of them."""
 
     spec: MetricSpec
     labels: tuple[str, ...] | None
     metric: Any
     max_series: int
     dropped: Any
+    cost: int = 1
     _children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _pick: Callable[[Mapping[str, str]], tuple[str, ...]] | None = None
 
@@ -467,7 +478,7 @@ class Family:
         if child is None:
             if self.metric is None:
                 return NOOP
-            if len(self._children) >= self.max_series:
+            if (len(self._children) + 1) * self.cost > self.max_series:
                 self.dropped.inc()
                 return NOOP
             child = self._children[key] = self.metric.labels(*key)
@@ -479,7 +490,13 @@ class Family:
 
     @property
     def series(self) -> int:
+        """Label sets exported."""
         return len(self._children)
+
+    @property
+    def samples(self) -> int:
+        """Samples exported: what the ceiling counts."""
+        return len(self._children) * self.cost
 
 
 class Metrics:
@@ -504,12 +521,14 @@ class Metrics:
                 continue
             labels = options.labels_of(spec)
             metric = None if labels is None else self._register(self._build(spec, labels))
+            cost = samples_per_label_set(self._build(spec, labels), labels) if labels else 1
             self.families[spec.name] = Family(
                 spec,
                 labels,
                 metric,
                 options.max_series,
                 self.dropped_total.labels(spec.name),
+                cost,
             )
 
     def _build(self, spec: MetricSpec, labels: tuple[str, ...]) -> Any:

@@ -405,3 +405,37 @@ def test_budget_gauges_come_from_the_ledgers_totals_with_litellms_labels() -> No
     assert registry.get_sample_value("litellm_api_key_budget_remaining_hours_metric", key) is None
     assert registry.get_sample_value("litellm_remaining_team_budget_metric", team) == 4
     assert registry.get_sample_value("litellm_team_budget_remaining_hours_metric", team) == 6
+
+
+def test_the_ceiling_counts_samples_so_histograms_stay_bounded() -> None:
+    rec = Recorder(lm.MetricsOptions(end_user=True, max_series=400))
+    latency = rec.m["litellm_request_total_latency_metric"]
+    # LiteLLM's 35 buckets, +Inf, _sum, _count and _created: 39 samples per label set.
+    assert latency.cost == len(lm.LATENCY_BUCKETS) + 4
+    assert rec.m["litellm_spend_metric"].cost == 2  # _total and _created
+    assert rec.m["litellm_deployment_state"].cost == 1
+    users = 1000
+    for i in range(users):
+        rec.record(_completed(end_user=f"random-{i}", api_key_hash="h-ceiling"))
+    assert latency.series == 400 // latency.cost
+    dropped = REGISTRY.get_sample_value(
+        "tollgate_metric_series_dropped_total", {"metric": latency.spec.name}
+    )
+    assert dropped == users - latency.series
+    per_family: dict[str, int] = {}
+    for fam in REGISTRY.collect():
+        if fam.name.startswith("litellm_"):
+            per_family[fam.name] = len(fam.samples)
+    assert per_family["litellm_request_total_latency_metric"] <= 400
+    assert max(per_family.values()) <= 400, per_family
+    # The series that were kept carry the users' values.
+    kept = {
+        s.labels["end_user"]
+        for s in _histogram_counts(latency.spec.name)
+        if s.labels.get("hashed_api_key") == "h-ceiling"
+    }
+    assert kept == {f"random-{i}" for i in range(latency.series)}
+
+
+def _histogram_counts(name: str) -> list[Any]:
+    return [s for fam in REGISTRY.collect() for s in fam.samples if s.name == name + "_count"]
