@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -62,6 +62,21 @@ async def _revision(kv: KeyValue, key: str) -> int:
     return int(entry.revision or 0)
 
 
+async def _bucket_revisions(kv: KeyValue) -> dict[str, tuple[int, bool]]:
+    """Every key's last revision (its delete or purge marker's when removed) and whether
+    it holds a value."""
+    out: dict[str, tuple[int, bool]] = {}
+    watcher = await kv.watchall(meta_only=True)
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            out[entry.key] = (int(entry.revision or 0), entry.operation not in ("DEL", "PURGE"))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return out
+
+
 class KvState:
     """The admin-owned KV buckets: keys, teams, users, models."""
 
@@ -81,11 +96,45 @@ class KvState:
         with contextlib.suppress(Exception):
             self._kv[names.KV_SPEND] = await self._js.key_value(names.KV_SPEND)
 
-    async def apply(self, ops: Sequence[KvOp], pool: asyncpg.Pool) -> bool:
-        """Write `ops` in order; on failure schedule a full resync. True when all landed."""
+    async def revisions(self, ops: Sequence[KvOp]) -> dict[tuple[str, str], int]:
+        """The current revision of each key `ops` will write, read while the writing
+        transaction still holds its row locks (before commit). Never raises: a key whose
+        revision cannot be read is left out, and `apply` resyncs instead of writing it."""
+        out: dict[tuple[str, str], int] = {}
         for op in ops:
+            slot = (op.bucket, op.key)
+            if slot in out:
+                continue
             try:
-                await self._write(op)
+                out[slot] = await _revision(self._kv[op.bucket], op.key)
+            except Exception as exc:
+                log.warning("KV %s/%s revision not read (%s)", op.bucket, op.key, exc)
+        return out
+
+    async def apply(
+        self,
+        ops: Sequence[KvOp],
+        pool: asyncpg.Pool,
+        expected: Mapping[tuple[str, str], int] | None = None,
+    ) -> bool:
+        """Write `ops` in order, each on the revision in `expected` (read before the
+        transaction committed); on failure or a concurrent write schedule a full resync.
+        True when all landed.
+
+        Why the revision is read before commit: two writers of one row are serialised by
+        PostgreSQL's row lock, so the earlier committer read its revision before the later
+        one committed. Were it read after commit, a slow earlier writer would see the later
+        writer's revision and overwrite the newer value with its older one.
+        """
+        last = dict(expected) if expected is not None else None
+        for op in ops:
+            slot = (op.bucket, op.key)
+            try:
+                if last is not None and slot not in last:
+                    raise RuntimeError("its revision before commit is unknown")
+                written = await self._write(op, None if last is None else last[slot])
+                if last is not None:
+                    last[slot] = written
             except Exception as exc:
                 KV_FAILURES.labels(op.bucket).inc()
                 log.warning(
@@ -95,24 +144,29 @@ class KvState:
                 return False
         return True
 
-    async def _write(self, op: KvOp) -> None:
+    async def _write(self, op: KvOp, last: int | None = None) -> int:
+        """Write one op on revision `last` (read now when None); the key's new revision."""
         kv = self._kv[op.bucket]
-        if op.value is None:
-            with contextlib.suppress(NoKeysError):
-                await kv.delete(op.key)
-            KV_WRITES.labels(op.bucket, "delete").inc()
-        else:
-            # Written on the revision last seen: when another replica wrote the key in
-            # between, the write is refused and the caller resyncs from PostgreSQL (the
-            # truth) instead of overwriting a newer value with this one.
+        if last is None:
             last = await _revision(kv, op.key)
+        if op.value is None:
             try:
-                await kv.update(op.key, op.value.model_dump_json().encode(), last=last)
-            except KeyWrongLastSequenceError as exc:
-                raise RuntimeError(
-                    f"{op.bucket}/{op.key} changed concurrently (expected revision {last})"
-                ) from exc
-            KV_WRITES.labels(op.bucket, "put").inc()
+                await kv.delete(op.key, last=last)
+            except NoKeysError:
+                return last
+            KV_WRITES.labels(op.bucket, "delete").inc()
+            return await _revision(kv, op.key)
+        # Written on the revision last seen: when another replica wrote the key in between,
+        # the write is refused and the caller resyncs from PostgreSQL (the truth) instead
+        # of overwriting a newer value with this one.
+        try:
+            revision = await kv.update(op.key, op.value.model_dump_json().encode(), last=last)
+        except KeyWrongLastSequenceError as exc:
+            raise RuntimeError(
+                f"{op.bucket}/{op.key} changed concurrently (expected revision {last})"
+            ) from exc
+        KV_WRITES.labels(op.bucket, "put").inc()
+        return int(revision)
 
     async def spend(self, entity: SpendEntity, entity_id: str) -> float:
         """The ledger's spend total for display (0 when unknown); never raises."""
@@ -153,8 +207,14 @@ class KvState:
 
     async def resync(self, pool: asyncpg.Pool) -> dict[str, int]:
         """Make every admin bucket equal PostgreSQL: put each row, delete what is not a row
-        (the deletion only when `prune` is on)."""
+        (the deletion only when `prune` is on).
+
+        Each key is written on the revision read before PostgreSQL's snapshot is taken: a
+        request that commits after the snapshot and writes its (newer) value to the bucket
+        before this resync does makes this resync's stale write fail instead of overwriting
+        it. Keys refused that way are left alone and another pass is scheduled."""
         self.needs_resync = False
+        seen = {bucket: await _bucket_revisions(self._kv[bucket]) for bucket in self.BUCKETS}
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             keys = await store.all_keys(conn)
             teams = await store.all_teams(conn)
@@ -187,20 +247,30 @@ class KvState:
             names.KV_MODELS: {r["model_id"]: views.model_state(r) for r in models},
         }
         counts: dict[str, int] = {}
+        conflicts = 0
         for bucket, entries in wanted.items():
-            kv = self._kv[bucket]
+            kv, revisions = self._kv[bucket], seen[bucket]
             for key, value in entries.items():
-                await kv.put(key, value.model_dump_json().encode())
-            if self._prune:
                 try:
-                    present = set(await kv.keys())
-                except NoKeysError:
-                    present = set()
-                for stale in present - set(entries):
-                    await kv.delete(stale)
+                    last = revisions.get(key, (0, False))[0]
+                    await kv.update(key, value.model_dump_json().encode(), last=last)
+                except KeyWrongLastSequenceError:
+                    conflicts += 1
+            if self._prune:
+                live = {k for k, (_, has_value) in revisions.items() if has_value}
+                for stale in live - set(entries):
+                    try:
+                        await kv.delete(stale, last=revisions[stale][0])
+                    except Exception as exc:  # refused when written since: left for next pass
+                        log.info("KV %s/%s not pruned (%s)", bucket, stale, exc)
+                        conflicts += 1
             counts[bucket] = len(entries)
         RESYNCS.inc()
-        log.info("KV resynced from PostgreSQL: %s", counts)
+        log.info(
+            "KV resynced from PostgreSQL: %s (%d keys written concurrently)", counts, conflicts
+        )
+        if conflicts:
+            self.schedule_repair(pool)
         return counts
 
 

@@ -82,16 +82,21 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def write(self, actor: Actor) -> AsyncIterator[Unit]:
-        """A transaction whose events commit with it; KV and JetStream follow the commit."""
+        """A transaction whose events commit with it; KV and JetStream follow the commit.
+
+        The KV revisions of the keys the unit writes are read last inside the transaction,
+        while its row locks are held: a later writer of the same rows cannot commit before
+        that read, so if its KV write lands first this unit's (older) write is refused."""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 unit = Unit(conn, actor)
                 yield unit
                 for event in unit.events:
                     await store.add_outbox(conn, event.event_id, event.model_dump_json())
+                expected = await self.kv.revisions(unit.kv_ops)
         except asyncpg.PostgresError as exc:
             raise db_error(exc) from exc
-        await self.kv.apply(unit.kv_ops, self.pool)
+        await self.kv.apply(unit.kv_ops, self.pool, expected)
         if unit.events:
             await self.relay.flush()
 
