@@ -452,6 +452,16 @@ class UserUpdateResponse(_Response):
     data: UserInfo
 
 
+class UserListResponse(_Response):
+    """GET /user/list (LiteLLM's paginated shape)."""
+
+    users: list[UserInfo]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+
 class UserInfoResponse(_Response):
     user_id: str
     user_info: UserInfo

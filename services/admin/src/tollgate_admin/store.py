@@ -203,6 +203,34 @@ async def list_keys(
     return _rows(rows), int(total)
 
 
+async def list_users(
+    conn: asyncpg.Connection,
+    *,
+    page: int,
+    size: int,
+    role: str | None,
+    user_ids: list[str] | None,
+) -> tuple[list[Row], int]:
+    """One page of users, newest first, with the total that match."""
+    conds: list[str] = []
+    args: list[Any] = []
+    if role is not None:
+        args.append(role)
+        conds.append(f"user_role = ${len(args)}")
+    if user_ids is not None:
+        args.append(user_ids)
+        conds.append(f"user_id = ANY(${len(args)}::text[])")
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    total = await conn.fetchval(f'SELECT count(*) FROM "{_S}".users {where}', *args)
+    args.extend([size, (page - 1) * size])
+    rows = await conn.fetch(
+        f'SELECT * FROM "{_S}".users {where} ORDER BY created_at DESC, user_id DESC '
+        f"LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    return _rows(rows), int(total)
+
+
 # --- teams ---------------------------------------------------------------------------------
 async def list_teams(conn: asyncpg.Connection, user_id: str | None = None) -> list[Row]:
     if user_id is None:

@@ -37,6 +37,24 @@ class UserController(Controller):
         """Delete users and their keys; answers how many users were deleted (as LiteLLM)."""
         return await service.delete_users(data, actor)
 
+    @get("/list", operation_id="user_list", responses=ERRORS)
+    async def list_users(
+        self,
+        service: ServiceDep,
+        admin: CallerDep,
+        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page_size: Annotated[int, QueryParameter(ge=1, le=100)] = 25,
+        role: Annotated[str | None, QueryParameter(required=False)] = None,
+        user_ids: Annotated[
+            str | None, QueryParameter(required=False, description="comma-separated user ids")
+        ] = None,
+    ) -> schemas.UserListResponse:
+        """Users, newest first, a page at a time (`role`, `user_ids` narrow it)."""
+        ids = [u.strip() for u in user_ids.split(",") if u.strip()] if user_ids else None
+        return schemas.UserListResponse.model_validate(
+            await service.list_users(page, page_size, role, ids)
+        )
+
     @get("/info", operation_id="user_info", responses=ERRORS)
     async def info(
         self,

@@ -187,6 +187,26 @@ class UserService(Area):
                     await refresh_team(unit, team_id)
         return len(user_ids)
 
+    async def list_users(
+        self, page: int, page_size: int, role: str | None, user_ids: list[str] | None
+    ) -> dict[str, Any]:
+        """LiteLLM's /user/list page: `{users, total, page, page_size, total_pages}`."""
+        async with self.uow.read() as conn:
+            rows, total = await store.list_users(
+                conn, page=page, size=page_size, role=role, user_ids=user_ids
+            )
+            users = [await user_public(conn, r) for r in rows]
+        for u in users:
+            u["spend"] = await self.kv.spend("user", u["user_id"])
+            self._reset_at(u)
+        return {
+            "users": users,
+            "total": total,
+            "page": page,
+            "page_size": page_size,
+            "total_pages": -(-total // page_size),
+        }
+
     async def user_info(self, user_id: str) -> dict[str, Any]:
         async with self.uow.read() as conn:
             row = await find_user(conn, user_id, None)
