@@ -194,11 +194,55 @@ def user_public(row: Row, teams: Sequence[str], spend: float = 0.0) -> dict[str,
     }
 
 
+# The fields LiteLLM's /model/info gives every deployment (None when not known).
+_MODEL_INFO_FIELDS = (
+    "max_tokens",
+    "max_input_tokens",
+    "max_output_tokens",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "input_cost_per_second",
+    "output_cost_per_second",
+    "supports_function_calling",
+    "supports_parallel_function_calling",
+    "supports_tool_choice",
+    "supports_vision",
+    "supports_response_schema",
+    "supports_system_messages",
+    "supports_prompt_caching",
+    "supports_reasoning",
+    "tpm",
+    "rpm",
+)
+
+
+def litellm_model_info(params: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    """A deployment's model_info with LiteLLM's fields: provider, mode, the model key sent
+    upstream, limits and prices (from litellm_params where set there), unknowns as None."""
+    model = str(params.get("model") or "")
+    provider, _, key = model.partition("/") if "/" in model else ("openai", "", model)
+    out: dict[str, Any] = dict.fromkeys(_MODEL_INFO_FIELDS)
+    out.update(
+        {
+            "key": key,
+            "litellm_provider": provider,
+            "mode": "chat",
+            "supported_openai_params": None,
+        }
+    )
+    out.update({f: params[f] for f in _MODEL_INFO_FIELDS if params.get(f) is not None})
+    out.update(info)
+    return out
+
+
 def model_public(row: Row) -> dict[str, Any]:
+    params = mask_secrets(row["litellm_params"])
+    info = {**dict(row["model_info"] or {}), "id": row["model_id"], "db_model": True}
     return {
         "model_name": row["model_name"],
-        "litellm_params": mask_secrets(row["litellm_params"]),
-        "model_info": {**dict(row["model_info"] or {}), "id": row["model_id"], "db_model": True},
+        "litellm_params": params,
+        "model_info": litellm_model_info(params, info),
     }
 
 
@@ -211,7 +255,7 @@ def config_model_public(entry: ModelEntry, index: int) -> dict[str, Any]:
     return {
         "model_name": entry.model_name,
         "litellm_params": mask_secrets(params),
-        "model_info": info,
+        "model_info": litellm_model_info(params, info),
     }
 
 

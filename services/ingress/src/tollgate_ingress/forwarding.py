@@ -12,6 +12,8 @@ FORWARDED_PREFIXES: tuple[tuple[str, str], ...] = (
     ("/team", "admin"),
     ("/user", "admin"),
     ("/model", "admin"),
+    # LiteLLM serves /model/info under /v1 too; the owner answers it without the prefix.
+    ("/v1/model", "admin"),
     ("/spend", "ledger"),
     ("/global", "ledger"),
     ("/sessions", "ledger"),
@@ -31,5 +33,5 @@ class Owners:
         for prefix, owner in FORWARDED_PREFIXES:
             if path == prefix or path.startswith(prefix + "/"):
                 base: str = getattr(self, owner)
-                return base.rstrip("/") + path
+                return base.rstrip("/") + (path[3:] if prefix.startswith("/v1/") else path)
         return None
