@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import httpx
 from tollgate_devstack.embedded import free_port, port_is_free
 from tollgate_devstack.reconcile import RunHeader, RunRecorder
 from tollgate_shared import names
+from tollgate_shared.config import default_config_dict
 from tollgate_shared.state import hash_key
 
 URL_VARS = ("TOLLGATE_NATS_URL", "TOLLGATE_DATABASE_URL", "TOLLGATE_REDIS_URL")
@@ -48,13 +50,21 @@ class Stack:
 
     data_dir: Path
     status: dict[str, Any] = field(default_factory=dict)
+    # Ports the stack's config points at for servers the tests start later (receivers).
+    reserved: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def up(cls, data_dir: Path, *args: str, timeout: float = 400) -> Stack:
+    def up(
+        cls,
+        data_dir: Path,
+        *args: str,
+        timeout: float = 400,
+        env: Mapping[str, str] | None = None,
+    ) -> Stack:
         replicas = int(args[args.index("--replicas") + 1]) if "--replicas" in args else 1
         base = free_base_port(1 + 5 * replicas)
         done = devstack(
-            data_dir, "up", "--detach", "--base-port", str(base), *args, timeout=timeout
+            data_dir, "up", "--detach", "--base-port", str(base), *args, timeout=timeout, env=env
         )
         if done.returncode != 0:
             log = data_dir / "logs" / "supervisor.log"
@@ -162,13 +172,16 @@ def postgres_pids(postmaster: int) -> list[int]:
     return pids
 
 
-def devstack(data_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in URL_VARS}
-    env.pop("TOLLGATE_CONFIG", None)
-    env["PYTHONUNBUFFERED"] = "1"
+def devstack(
+    data_dir: Path, *args: str, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k not in URL_VARS}
+    full.pop("TOLLGATE_CONFIG", None)
+    full.update(env or {})
+    full["PYTHONUNBUFFERED"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "tollgate_devstack", "--data-dir", str(data_dir), *args],
-        env=env,
+        env=full,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -272,6 +285,56 @@ class LoadRun:
 # (the fault suite and the scale-out suite): starting it costs most of their time.
 _SHARED: dict[str, Any] = {"stack": None, "users": 0, "root": None}
 SHARED_ARGS = ("--cluster", "--replicas", "2")
+# Alert types the shared stack sends, each to `<alerts port>/slack/T0/B0/<type>`.
+SHARED_ALERT_TYPES = ("llm_exceptions", "outage_alerts", "budget_alerts")
+# The shared stack's failing model: only the alert tests call it.
+BROKEN_MODEL = "broken"
+SHARED_ENV = {
+    "TOLLGATE_ALERT_WINDOW_S": "2",
+    # A destination that is down for a minute is retried until it is back (the default
+    # backoff would reach 30 s between attempts and dead-letter after 8).
+    "TOLLGATE_EXPORT_RETRY_ATTEMPTS": "60",
+    "TOLLGATE_EXPORT_RETRY_MAX_S": "3",
+}
+
+
+def reserve_port() -> int:
+    """A free port below the kernel's ephemeral range, so no client connection takes it
+    before the test that serves on it starts."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        if port_is_free(port):
+            return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
+def shared_stack_config(alerts_port: int, upstream_port: int) -> dict[str, Any]:
+    """The default config plus alerting to a receiver on `alerts_port` and a model whose
+    upstream is served on `upstream_port` (by the test that makes it fail)."""
+    config = default_config_dict()
+    config["model_list"].append(
+        {
+            "model_name": BROKEN_MODEL,
+            "litellm_params": {
+                "model": "openai/broken",
+                "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+                "api_key": "sk-upstream",
+                "timeout": 5,
+            },
+            "model_info": {"id": "broken-1"},
+        }
+    )
+    config["router_settings"] = {"allowed_fails": 1000}
+    config["general_settings"].update(
+        {
+            "alerting": ["slack"],
+            "alert_types": list(SHARED_ALERT_TYPES),
+            "alert_to_webhook_url": {
+                t: f"http://127.0.0.1:{alerts_port}/slack/T0/B0/{t}" for t in SHARED_ALERT_TYPES
+            },
+        }
+    )
+    return config
 
 
 def acquire_shared_stack() -> Stack:
@@ -282,7 +345,13 @@ def acquire_shared_stack() -> Stack:
         # Outside pytest's 0700 temp root: PostgreSQL runs as another user and must reach it.
         root = Path(tempfile.mkdtemp(prefix="tollgate-e2e-scaled-"))
         _SHARED["root"] = root
-        _SHARED["stack"] = Stack.up(root / "data", *SHARED_ARGS)
+        reserved = {"alerts": reserve_port(), "upstream": reserve_port()}
+        config = root / "config.yaml"  # JSON is YAML
+        config.write_text(json.dumps(shared_stack_config(reserved["alerts"], reserved["upstream"])))
+        env = {**SHARED_ENV, "TOLLGATE_CONFIG": str(config)}
+        stack = Stack.up(root / "data", *SHARED_ARGS, env=env)
+        stack.reserved = reserved
+        _SHARED["stack"] = stack
     _SHARED["users"] += 1
     return _SHARED["stack"]  # type: ignore[no-any-return]
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,8 +29,12 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.alert_receivers import AlertReceiver
+from support.fake_upstream import FakeUpstream, serve_in_thread
+from support.receivers import OtlpReceiver, WebhookReceiver, serving
 from tollgate_devstack import reconcile
 from tollgate_devstack.loadrun import (
+    BROKEN_MODEL,
     MASTER,
     LoadRun,
     Stack,
@@ -41,6 +48,8 @@ from tollgate_shared.state import hash_key
 
 AUTH = {"Authorization": f"Bearer {MASTER}"}
 CHAT = {"model": "demo", "messages": [{"role": "user", "content": "Hello"}]}
+FULL = os.environ.get("TOLLGATE_SCALEOUT_FULL") == "1"
+EXPORT_CALLS = 400 if FULL else 60
 
 
 @pytest.fixture(scope="session")
@@ -161,3 +170,181 @@ def test_admin_replicas_serve_writes_without_lost_updates(scaled: Stack) -> None
     assert seen == truth, (seen, truth)
     assert isinstance(truth, dict)
     assert truth.get("n") in (38, 39)
+
+
+# --- exporter and alerter replicas ------------------------------------------------------
+
+
+def _exported(stack: Stack) -> dict[str, float]:
+    """`tollgate_exporter_exported_total` (all destinations) per exporter replica."""
+    out: dict[str, float] = {}
+    for name in stack.names("exporter"):
+        text = httpx.get(f"http://127.0.0.1:{stack.unit(name)['port']}/metrics", timeout=5).text
+        out[name] = sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "tollgate_exporter_exported_total"
+        )
+    return out
+
+
+def route_team_to(stack: Stack, team_id: str, key: str, callbacks: list[dict[str, object]]) -> None:
+    """Give the team its callbacks, then wait until every exporter replica routes the key's
+    calls to all of them (each replica learns the team from the KV bucket)."""
+    with httpx.Client(base_url=stack.url, headers=AUTH, timeout=30) as http:
+        for cb in callbacks:
+            resp = http.post(f"/team/{team_id}/callback", json=cb)
+            assert resp.status_code == 200, resp.text
+    wanted = {str(cb["callback_name"]) for cb in callbacks}
+    deadline = time.monotonic() + 30
+    for name in stack.names("exporter"):
+        url = f"http://127.0.0.1:{stack.unit(name)['port']}/key/health"
+        while True:
+            body = httpx.post(url, headers={"Authorization": f"Bearer {key}"}, timeout=5).json()
+            routed = set((body.get("logging_callbacks") or {}).get("callbacks") or [])
+            if routed >= wanted:
+                break
+            assert time.monotonic() < deadline, (name, body)
+            time.sleep(0.2)
+
+
+def _call_ids(url: str, key: str, n: int, threads: int = 4) -> list[str]:
+    def one(_: int) -> str | None:
+        with httpx.Client(timeout=15) as c:
+            resp = c.post(
+                f"{url}/v1/chat/completions",
+                json=CHAT,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            return resp.headers.get(names.HDR_CALL_ID) if resp.status_code == 200 else None
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [c for c in pool.map(one, range(n)) if c]
+
+
+def otlp_request_ids(otlp: OtlpReceiver) -> list[str]:
+    with otlp._lock:
+        spans = list(otlp.spans)
+    return [str(s.attributes.get("tollgate.request.id")) for s in spans]
+
+
+def test_exporter_replicas_deliver_each_event_once_per_destination(scaled: Stack) -> None:
+    with serving(WebhookReceiver()) as hook, serving(OtlpReceiver()) as otlp:
+        key, team, _ = create_run_entities(scaled.url, f"exp{int(time.time())}")
+        wait_key_works(scaled.url, key)
+        route_team_to(
+            scaled,
+            team,
+            key,
+            [
+                {
+                    "callback_name": "webhook",
+                    "callback_type": "success_and_failure",
+                    "callback_vars": {"webhook_url": hook.url("scaleout")},
+                },
+                {
+                    "callback_name": "otel",
+                    "callback_type": "success_and_failure",
+                    "callback_vars": {"otel_exporter": "otlp_http", "otel_endpoint": otlp.base_url},
+                },
+            ],
+        )
+        before = _exported(scaled)
+        calls = _call_ids(scaled.url, key, EXPORT_CALLS)
+        assert len(calls) == EXPORT_CALLS
+
+        def delivered() -> tuple[Counter[str], Counter[str]]:
+            return (
+                Counter(str(e.get("request_id")) for e in hook.events()),
+                Counter(otlp_request_ids(otlp)),
+            )
+
+        deadline = time.monotonic() + 60
+        while not all(set(calls) <= set(d) for d in delivered()):
+            assert time.monotonic() < deadline, "not every event reached both destinations"
+            time.sleep(0.3)
+        time.sleep(3)  # a second delivery would come within the batch wait and a retry
+        per_hook, per_otlp = delivered()
+        after = _exported(scaled)
+    per_replica = {n: after[n] - before.get(n, 0) for n in after}
+    doubled = [c for c in calls if per_hook[c] != 1 or per_otlp[c] != 1]
+    print(
+        f"\n{len(calls)} calls, 2 destinations: webhook {sum(per_hook.values())} events, "
+        f"OTLP {sum(per_otlp.values())} spans, double exports {len(doubled)}; "
+        f"events exported per exporter replica {per_replica}"
+    )
+    assert not doubled, {c: (per_hook[c], per_otlp[c]) for c in doubled[:5]}
+    assert set(per_hook) == set(calls) == set(per_otlp)
+    # Both replicas held the routing state and took part.
+    assert all(v > 0 for v in per_replica.values()), per_replica
+
+
+FAILURES = 12
+
+
+def _call_model(url: str, key: str, model: str) -> int:
+    with httpx.Client(timeout=20) as c:
+        return c.post(
+            f"{url}/v1/chat/completions",
+            json={**CHAT, "model": model},
+            headers={"Authorization": f"Bearer {key}"},
+        ).status_code
+
+
+def _folded(text: str) -> int:
+    """How many alerts one message carries (`[Num Alerts: N]` folds N)."""
+    match = re.match(r"\[Num Alerts: (\d+)\]", text)
+    return int(match.group(1)) if match else 1
+
+
+def test_alerter_replicas_send_each_alert_once(scaled: Stack) -> None:
+    up = FakeUpstream(fail_status=503)
+    receiver = AlertReceiver()
+    with (
+        serve_in_thread(up.app(), scaled.reserved["upstream"]),
+        serve_in_thread(receiver.app(), scaled.reserved["alerts"]) as alerts_port,
+    ):
+        receiver.port = alerts_port
+        # The key's budget is one demo call: the first served call crosses it.
+        key, team, _ = create_run_entities(
+            scaled.url, f"alert{int(time.time())}", max_budget=0.000026
+        )
+        wait_key_works(scaled.url, key)
+        with ThreadPoolExecutor(12) as pool:
+            broken = list(
+                pool.map(lambda _: _call_model(scaled.url, key, BROKEN_MODEL), range(FAILURES))
+            )
+            demo = list(pool.map(lambda _: _call_model(scaled.url, key, "demo"), range(20)))
+        assert all(code >= 500 for code in broken), broken
+        assert demo.count(200) >= 1, demo
+
+        def path(alert_type: str) -> str:
+            return f"/slack/T0/B0/{alert_type}"
+
+        def exceptions() -> list[str]:
+            return [t for t in receiver.texts(path("llm_exceptions")) if "broken-1" in t]
+
+        deadline = time.monotonic() + 60
+        while (
+            sum(_folded(t) for t in exceptions()) < FAILURES
+            or not receiver.texts(path("outage_alerts"), "Major")
+            or not receiver.texts(path("budget_alerts"), team)
+        ):
+            assert time.monotonic() < deadline, receiver.received
+            time.sleep(0.3)
+        time.sleep(5)  # a duplicate would come from the other replica's window or a retry
+        outages = receiver.texts(path("outage_alerts"))
+        budgets = receiver.texts(path("budget_alerts"), team)
+        folded = [_folded(t) for t in exceptions()]
+    print(
+        f"\n{FAILURES} upstream failures over 2 alerter replicas: llm_exceptions messages "
+        f"{len(folded)} carrying {sum(folded)} alerts; outage messages {len(outages)}; "
+        f"budget messages {len(budgets)} (demo calls served {demo.count(200)} of 20)"
+    )
+    assert sum(folded) == FAILURES, exceptions()
+    assert len([t for t in outages if "Minor" in t]) == 1, outages
+    assert len([t for t in outages if "Major" in t]) == 1, outages
+    assert len(budgets) == 1, budgets
+    assert "Budget Crossed" in budgets[0], budgets
+    assert _folded(budgets[0]) == 1, budgets
