@@ -8,6 +8,18 @@ prints it as JSON. The SDK's exporters are not used for sending because they are
 blocking, retry on their own and keep one endpoint per process; here each
 destination has its own worker and the exporter's own retry policy.
 
+Metrics (the `otel` callback, not the vendor presets): each batch is also sent as GenAI
+semantic-convention histograms over OTLP beside the spans (`gen_ai.client.token.usage` by
+`gen_ai.token.type`, `gen_ai.client.operation.duration`, and time to first token as
+`gen_ai.client.operation.time_to_first_chunk`), aggregated per attribute set with DELTA
+temporality over the batch's calls (SDK `MetricsData` encoded by the OTLP encoder), to
+`/v1/metrics` beside `/v1/traces` or the gRPC metrics service. `otel_metrics_exporter` /
+`OTEL_METRICS_EXPORTER=none` turns them off; `otel_metrics_endpoint` /
+`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` names their URL. A collector without a metrics
+pipeline (404, UNIMPLEMENTED) is logged once and does not fail the spans; a retryable
+failure retries the batch (spans are idempotent by id; metrics are counted once unless a
+collector accepted them and the answer was lost).
+
 Ids: the trace continues the request's `traceparent` (trace id and parent span)
 when there is one, else it is derived from the event id; the span id is always
 derived from the event id, so a redelivered event is the same span.
@@ -24,9 +36,11 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,13 +48,28 @@ from urllib.parse import urlsplit
 import grpc
 import httpx
 from google.protobuf.json_format import MessageToJson
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceStub
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
 from opentelemetry.semconv.attributes import error_attributes, server_attributes
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
@@ -63,6 +92,8 @@ from tollgate_exporter.sinks.base import (
     post,
 )
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed, LlmRequestFinished
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "tollgate"
 SCOPE = InstrumentationScope("tollgate.exporter", "1")
@@ -100,6 +131,11 @@ _REQUEST_PARAMS = {
     "presence_penalty": gen_ai.GEN_AI_REQUEST_PRESENCE_PENALTY,
     "seed": gen_ai.GEN_AI_REQUEST_SEED,
 }
+# The GenAI semantic conventions' advised explicit bucket boundaries.
+TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(14))  # 1 .. 67108864
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
 _RETRYABLE_GRPC = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -133,6 +169,21 @@ def _target(exporter: str, traces_endpoint: str | None, endpoint: str | None) ->
     if exporter == "otlp_grpc":
         return traces_endpoint or endpoint or "http://localhost:4317"
     return None
+
+
+def _metrics_target(
+    traces_endpoint: str | None, endpoint: str | None, own: str | None
+) -> str | None:
+    """The URL OTLP/HTTP metrics are posted to: `/v1/metrics` beside `/v1/traces` (None: a
+    traces URL of another shape says nothing about where metrics go)."""
+    if own:
+        return own
+    if endpoint and not traces_endpoint:
+        return endpoint.rstrip("/").removesuffix("/v1/traces") + "/v1/metrics"
+    traces = _target("otlp_http", traces_endpoint, endpoint) or ""
+    return (
+        traces.removesuffix("/v1/traces") + "/v1/metrics" if traces.endswith("/v1/traces") else None
+    )
 
 
 def _global_target(env: Mapping[str, str]) -> tuple[str, str | None, str | None]:
@@ -191,17 +242,31 @@ def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> 
         )
     )
     url = _target(exporter, traces_endpoint, endpoint)
+    metrics_exporter = str(
+        pick(vars_, "otel_metrics_exporter") or env.get("OTEL_METRICS_EXPORTER") or "otlp"
+    ).lower()
+    own_metrics = pick(vars_, "otel_metrics_endpoint") or env.get(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+    )
+    metrics_url = (
+        _metrics_target(traces_endpoint, endpoint, own_metrics) if exporter == "otlp_http" else None
+    )
+    metrics = metrics_exporter != "none" and (exporter != "otlp_http" or metrics_url is not None)
     options = {
         "exporter": exporter,
         "url": url,
         "headers": headers,
         "service_name": service,
         "capture_content": capture is not False,
+        "metrics": metrics,
+        "metrics_url": metrics_url,
     }
     label_target = safe_url(url) if url else "stdout"
+    # Only a non-default metrics choice enters the identity, so existing keys stay.
+    extra = () if metrics and not own_metrics else (metrics, own_metrics)
     return Destination(
         "otel",
-        f"otel:{digest(exporter, url, headers, service, capture)}",
+        f"otel:{digest(exporter, url, headers, service, capture, *extra)}",
         f"otel {exporter} {label_target}",
         options,
     )
@@ -309,14 +374,29 @@ def content_attributes(event: LlmRequestFinished) -> dict[str, str]:
     return out
 
 
-def span_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
-    event = item.event
+def call_attributes(event: LlmRequestFinished) -> dict[str, Any]:
+    """What spans and metrics share: operation, provider, requested model, server."""
     operation = _OPERATIONS.get(event.call_type, gen_ai.GenAiOperationNameValues.CHAT.value)
     provider = event.custom_llm_provider
     attrs: dict[str, Any] = {
         gen_ai.GEN_AI_OPERATION_NAME: operation,
         gen_ai.GEN_AI_PROVIDER_NAME: _PROVIDERS.get(provider or "", provider or "unknown"),
         gen_ai.GEN_AI_REQUEST_MODEL: event.requested_model,
+    }
+    if event.api_base:
+        parts = urlsplit(event.api_base)
+        if parts.hostname:
+            attrs[server_attributes.SERVER_ADDRESS] = parts.hostname
+            attrs[server_attributes.SERVER_PORT] = parts.port or (
+                443 if parts.scheme == "https" else 80
+            )
+    return attrs
+
+
+def span_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
+    event = item.event
+    attrs: dict[str, Any] = {
+        **call_attributes(event),
         gen_ai.GEN_AI_USAGE_INPUT_TOKENS: event.prompt_tokens,
         gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: event.completion_tokens,
         "tollgate.request.id": event.request_id,
@@ -338,13 +418,6 @@ def span_attributes(item: ExportItem, capture_content: bool) -> dict[str, Any]:
         attrs[gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES] = (
             [stop] if isinstance(stop, str) else [str(s) for s in stop]
         )
-    if event.api_base:
-        parts = urlsplit(event.api_base)
-        if parts.hostname:
-            attrs[server_attributes.SERVER_ADDRESS] = parts.hostname
-            attrs[server_attributes.SERVER_PORT] = parts.port or (
-                443 if parts.scheme == "https" else 80
-            )
     optional = {
         "tollgate.key.alias": event.key_alias,
         "tollgate.key.hash": event.api_key_hash,
@@ -486,6 +559,16 @@ def build_span(
     )
 
 
+def _resource(service_name: str, resource_attributes: Mapping[str, Any] | None) -> Resource:
+    return Resource(
+        {
+            **(resource_attributes or {}),
+            "service.name": service_name,
+            "telemetry.sdk.name": "tollgate",
+        }
+    )
+
+
 def build_request(
     items: Sequence[ExportItem],
     service_name: str,
@@ -493,14 +576,127 @@ def build_request(
     resource_attributes: Mapping[str, Any] | None = None,
     conventions: Sequence[str] = (),
 ) -> ExportTraceServiceRequest:
-    resource = Resource(
-        {
-            **(resource_attributes or {}),
-            "service.name": service_name,
-            "telemetry.sdk.name": "tollgate",
-        }
-    )
+    resource = _resource(service_name, resource_attributes)
     return encode_spans([build_span(i, resource, capture_content, conventions) for i in items])
+
+
+# --- metrics: GenAI semantic-convention histograms of a batch ----------------------
+
+Observation = tuple[dict[str, Any], float]
+
+
+def _histogram(
+    name: str,
+    description: str,
+    unit: str,
+    bounds: tuple[float, ...],
+    observations: Iterable[Observation],
+    window: tuple[int, int],
+) -> Metric | None:
+    """One DELTA histogram: a data point per attribute set, over the batch's window."""
+    groups: dict[tuple[tuple[str, Any], ...], list[float]] = {}
+    for attrs, value in observations:
+        groups.setdefault(tuple(sorted(attrs.items())), []).append(value)
+    if not groups:
+        return None
+    points = []
+    for key, values in groups.items():
+        counts = [0] * (len(bounds) + 1)
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1  # bucket i holds (bounds[i-1], bounds[i]]
+        points.append(
+            HistogramDataPoint(
+                attributes=dict(key),
+                start_time_unix_nano=window[0],
+                time_unix_nano=window[1],
+                count=len(values),
+                sum=sum(values),
+                bucket_counts=counts,
+                explicit_bounds=bounds,
+                min=min(values),
+                max=max(values),
+            )
+        )
+    data = HistogramData(points, AggregationTemporality.DELTA)
+    return Metric(name=name, description=description, unit=unit, data=data)
+
+
+def metric_observations(
+    events: Sequence[LlmRequestFinished],
+) -> tuple[list[Observation], list[Observation], list[Observation]]:
+    """(token usage, operation duration, time to first token) of each call, with the
+    semantic conventions' attributes (low cardinality: no key, user or request ids)."""
+    tokens: list[Observation] = []
+    durations: list[Observation] = []
+    ttft: list[Observation] = []
+    for event in events:
+        attrs = call_attributes(event)
+        if isinstance(event, LlmRequestFailed):
+            attrs[error_attributes.ERROR_TYPE] = event.error_class or str(event.status_code)
+        elif isinstance(event, LlmRequestCompleted) and (event.response_model or event.model):
+            attrs[gen_ai.GEN_AI_RESPONSE_MODEL] = event.response_model or event.model
+        durations.append((attrs, event.total_latency_ms / 1000))
+        if not isinstance(event, LlmRequestCompleted):
+            continue
+        input_type = gen_ai.GenAiTokenTypeValues.INPUT.value
+        tokens.append(({**attrs, gen_ai.GEN_AI_TOKEN_TYPE: input_type}, event.prompt_tokens))
+        if attrs[gen_ai.GEN_AI_OPERATION_NAME] != gen_ai.GenAiOperationNameValues.EMBEDDINGS.value:
+            output_type = gen_ai.GenAiTokenTypeValues.COMPLETION.value
+            tokens.append(
+                ({**attrs, gen_ai.GEN_AI_TOKEN_TYPE: output_type}, event.completion_tokens)
+            )
+        # The same calls as litellm_llm_api_time_to_first_token_metric, so both agree.
+        if event.completion_start_time is not None:
+            first = (event.completion_start_time - event.start_time).total_seconds()
+            ttft.append((attrs, first))
+    return tokens, durations, ttft
+
+
+def build_metrics(
+    items: Sequence[ExportItem],
+    service_name: str,
+    resource_attributes: Mapping[str, Any] | None = None,
+) -> ExportMetricsServiceRequest | None:
+    """The batch's GenAI histograms (None: nothing to send)."""
+    events = [i.event for i in items]
+    if not events:
+        return None
+    window = (min(_ns(e.start_time) for e in events), max(_ns(e.end_time) for e in events))
+    tokens, durations, ttft = metric_observations(events)
+    metrics = [
+        m
+        for m in (
+            _histogram(
+                gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE,
+                "Number of input and output tokens used.",
+                "{token}",
+                TOKEN_BUCKETS,
+                tokens,
+                window,
+            ),
+            _histogram(
+                gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION,
+                "GenAI operation duration.",
+                "s",
+                DURATION_BUCKETS,
+                durations,
+                window,
+            ),
+            _histogram(
+                gen_ai_metrics.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
+                "Time to receive the first chunk (time to first token).",
+                "s",
+                DURATION_BUCKETS,
+                ttft,
+                window,
+            ),
+        )
+        if m is not None
+    ]
+    resource = _resource(service_name, resource_attributes)
+    scope = ScopeMetrics(scope=SCOPE, metrics=metrics, schema_url="")
+    data = MetricsData([ResourceMetrics(resource=resource, scope_metrics=[scope], schema_url="")])
+    return encode_metrics(data)
 
 
 # --- presets: a vendor's OTLP endpoint, headers and resource attributes ----------
@@ -575,6 +771,7 @@ class OtelSink:
         self._client = client
         self._timeout = timeout_s
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._metrics_refused: set[str] = set()
 
     async def send(self, destination: Destination, items: Sequence[ExportItem]) -> BatchResult:
         opts = destination.options
@@ -585,12 +782,33 @@ class OtelSink:
             opts.get("resource_attributes"),
             opts.get("conventions", ()),
         )
+        await self._send(destination, request, opts.get("url"), "otlp")
+        if opts.get("metrics"):
+            metrics = build_metrics(items, opts["service_name"], opts.get("resource_attributes"))
+            if metrics is not None:
+                try:
+                    await self._send(destination, metrics, opts.get("metrics_url"), "otlp metrics")
+                except PermanentError as exc:
+                    # A collector without a metrics pipeline still gets its spans.
+                    if destination.key not in self._metrics_refused:
+                        self._metrics_refused.add(destination.key)
+                        log.warning("%s refused metrics (spans sent): %s", destination.label, exc)
+        return BatchResult()
+
+    async def _send(
+        self,
+        destination: Destination,
+        request: ExportTraceServiceRequest | ExportMetricsServiceRequest,
+        url: str | None,
+        what: str,
+    ) -> None:
+        opts = destination.options
         exporter = opts["exporter"]
         if exporter == "otlp_http":
             await post(
                 self._client,
-                opts["url"],
-                "otlp",
+                str(url),
+                what,
                 content=request.SerializeToString(),
                 headers={**opts["headers"], "content-type": "application/x-protobuf"},
             )
@@ -598,15 +816,16 @@ class OtelSink:
             await self._send_grpc(destination, request)
         else:
             await asyncio.to_thread(self._print, request)
-        return BatchResult()
 
     @staticmethod
-    def _print(request: ExportTraceServiceRequest) -> None:
+    def _print(request: ExportTraceServiceRequest | ExportMetricsServiceRequest) -> None:
         sys.stdout.write(MessageToJson(request, indent=None) + "\n")
         sys.stdout.flush()
 
     async def _send_grpc(
-        self, destination: Destination, request: ExportTraceServiceRequest
+        self,
+        destination: Destination,
+        request: ExportTraceServiceRequest | ExportMetricsServiceRequest,
     ) -> None:
         opts = destination.options
         channel = self._channels.get(destination.key)
@@ -620,7 +839,11 @@ class OtelSink:
                 else grpc.aio.insecure_channel(target)
             )
             self._channels[destination.key] = channel
-        stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+        stub: Any = (
+            TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+            if isinstance(request, ExportTraceServiceRequest)
+            else MetricsServiceStub(channel)  # type: ignore[no-untyped-call]
+        )
         metadata = tuple((k.lower(), v) for k, v in opts["headers"].items())
         try:
             await stub.Export(request, metadata=metadata, timeout=self._timeout)
