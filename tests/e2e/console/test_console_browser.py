@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.alert_receivers import AlertReceiver, alert_receiver
 from support.configs import MASTER_KEY, write_config
 from support.system import System, running_system
 from tollgate_devstack.embedded import StackUrls
@@ -40,6 +41,8 @@ FLAGS = [
     "--disable-dev-shm-usage",
 ]
 MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
+SLACK = "/slack/T0/B0/console"
+PHONE = {"width": 390, "height": 844}
 
 
 def chromium() -> Path | None:
@@ -62,20 +65,36 @@ def browser_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def system(provisioned: StackUrls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def receiver() -> Iterator[AlertReceiver]:
+    with alert_receiver() as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def system(
+    provisioned: StackUrls, tmp_path_factory: pytest.TempPathFactory, receiver: AlertReceiver
+) -> Iterator[System]:
     tmp = tmp_path_factory.mktemp("console-e2e")
-    cfg = write_config(tmp / "config.yaml")
-    with running_system(provisioned, tmp, cfg, backends=("admin", "ledger", "exporter")) as sys_:
+    cfg = write_config(tmp / "config.yaml", general_settings={"alerting": ["slack"]})
+    env = {
+        "SLACK_WEBHOOK_URL": receiver.url(SLACK),
+        "TOLLGATE_REDIS_PREFIX": f"e2e-console:{tmp.name}",
+    }
+    backends = ("admin", "ledger", "exporter", "alerter")
+    with running_system(provisioned, tmp, cfg, env, backends=backends) as sys_:
         yield sys_
 
 
 @pytest.fixture
-async def page(browser_path: Path, system: System) -> AsyncIterator[Any]:
+def viewport() -> dict[str, int]:
+    return {"width": 1366, "height": 900}
+
+
+@pytest.fixture
+async def page(browser_path: Path, system: System, viewport: dict[str, int]) -> AsyncIterator[Any]:
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(browser_path), args=FLAGS)
-        context = await browser.new_context(
-            base_url=system.ingress_url, viewport={"width": 1366, "height": 900}
-        )
+        context = await browser.new_context(base_url=system.ingress_url, viewport=viewport)
         context.set_default_timeout(10_000)
         pg = await context.new_page()
         pg.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
@@ -266,3 +285,198 @@ async def test_console_end_to_end(
         for path in shots.taken:
             shutil.copy(path, Path(shot_dir) / f"console-{path.name}")
     assert len(shots.taken) >= 10
+
+
+def copy_shots(shots: Shots, prefix: str) -> None:
+    shot_dir = os.environ.get("TOLLGATE_CONSOLE_SHOTS")
+    if shot_dir:
+        Path(shot_dir).mkdir(parents=True, exist_ok=True)
+        for path in shots.taken:
+            shutil.copy(path, Path(shot_dir) / f"{prefix}-{path.name}")
+
+
+async def field_error(page: Any, input_id: str) -> str:
+    """The message shown next to a form field (and tied to it for screen readers)."""
+    field = page.locator(f"#{input_id}")
+    assert await field.get_attribute("aria-invalid") == "true"
+    assert f"{input_id}-error" in (await field.get_attribute("aria-describedby") or "")
+    return str(await page.locator(f"#{input_id}-error").inner_text())
+
+
+async def test_console_edit_forms_budgets_and_alert_test(
+    page: Any, system: System, receiver: AlertReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keys, teams (with members), users and models edited in their forms, a refused value
+    shown next to its field; budget meters on Usage; the alerting test button."""
+    shots = Shots(tmp_path_factory.mktemp("console-shots-edit"))
+    tag = uuid.uuid4().hex[:6]
+    team, user = f"ui-e-{tag}", f"ui-user-{tag}"
+    async with httpx.AsyncClient(base_url=system.ingress_url, timeout=20) as http:
+        r = await http.post(
+            "/team/new", headers=MASTER, json={"team_id": team, "team_alias": "Edit"}
+        )
+        assert r.status_code == 200, r.text
+        r = await http.post(
+            "/user/new", headers=MASTER, json={"user_id": user, "auto_create_key": False}
+        )
+        assert r.status_code == 200, r.text
+        r = await http.post(
+            "/key/generate", headers=MASTER, json={"team_id": team, "key_alias": f"edit-{tag}"}
+        )
+        key, token = r.json()["key"], hash_key(r.json()["key"])
+        await sign_in(page, MASTER_KEY)
+
+        # Key: a period admin refuses comes back next to its field, everything typed kept.
+        await page.goto(f"/ui/keys/{token}")
+        await page.get_by_role("link", name="Edit").click()
+        await page.wait_for_url(f"**/ui/keys/{token}/edit")
+        await page.get_by_label("Max budget (USD)").fill("5")
+        await page.get_by_label("Budget period").fill("soon")
+        await page.get_by_label("RPM limit").fill("many")
+        await page.get_by_role("button", name="Save").click()
+        assert "whole number" in await field_error(page, "f-rpm-limit")
+        assert await page.get_by_label("Max budget (USD)").input_value() == "5"
+        await page.get_by_label("RPM limit").fill("60")
+        await page.get_by_role("button", name="Save").click()
+        assert "budget_duration" in await field_error(page, "f-budget-duration")
+        await shots.take(page, "key-edit-error")
+        await page.get_by_label("Budget period").fill("30d")
+        await page.get_by_label("Max parallel requests").fill("4")
+        await page.get_by_label("Metadata (JSON)").fill('{"env": "ui"}')
+        await page.get_by_role("button", name="Save").click()
+        await page.get_by_text("Key updated.").wait_for()
+        info = (await http.get("/key/info", headers=MASTER, params={"key": token})).json()["info"]
+        assert (info["max_budget"], info["budget_duration"], info["rpm_limit"]) == (5, "30d", 60)
+        assert (info["max_parallel_requests"], info["metadata"]["env"]) == (4, "ui")
+
+        # Team: budget and limits, then members added (one refused) and removed.
+        await page.goto(f"/ui/teams/{team}/edit")
+        await page.get_by_label("Max budget (USD)").fill("10")
+        await page.get_by_label("Budget period").fill("1mo")
+        await page.get_by_label("TPM limit").fill("1000")
+        await page.get_by_role("button", name="Save").click()
+        await page.get_by_text("Team updated.").wait_for()
+        await page.get_by_label("Member user id").fill(user)
+        await page.get_by_label("Member role").select_option("admin")
+        await page.get_by_role("button", name="Add member").click()
+        await page.get_by_text("Member added.").wait_for()
+        assert await page.locator("#members").get_by_text(user).count() == 1
+        await page.get_by_label("Member user id").fill("bad id!")
+        await page.get_by_role("button", name="Add member").click()
+        await page.locator("#m-user_id-error").wait_for()
+        assert await page.get_by_label("Member user id").input_value() == "bad id!"
+        await shots.take(page, "team-members")
+        await page.get_by_role("button", name=f"Remove {user}").click()
+        await page.get_by_text("Member removed.").wait_for()
+        assert await page.locator("#members").get_by_text(user).count() == 0
+        t = (await http.get("/team/info", headers=MASTER, params={"team_id": team})).json()
+        assert (t["team_info"]["max_budget"], t["team_info"]["tpm_limit"]) == (10, 1000)
+
+        # User: role and budget.
+        await page.goto("/ui/users")
+        await page.get_by_role("link", name=f"Edit {user}").click()
+        await page.get_by_label("Role").select_option("internal_user_viewer")
+        await page.get_by_label("Max budget (USD)").fill("2.5")
+        await page.get_by_role("button", name="Save").click()
+        await page.get_by_text(f"User {user} updated.").wait_for()
+        u = (await http.get("/user/info", headers=MASTER, params={"user_id": user})).json()
+        assert (u["user_info"]["user_role"], u["user_info"]["max_budget"]) == (
+            "internal_user_viewer",
+            2.5,
+        )
+
+        # Models: add, edit, delete through /model/new|update|delete.
+        name = f"ui-model-{tag}"
+        await page.goto("/ui/models")
+        await page.get_by_role("link", name="Add a model").click()
+        await page.get_by_role("button", name="Add model").click()
+        assert await field_error(page, "f-model-name") == "required"
+        await page.get_by_label("Model name").fill(name)
+        await page.get_by_label("Upstream model").fill("openai/gpt-4o-mini")
+        await page.get_by_label("API key").fill("sk-upstream-secret-4321")
+        await page.get_by_label("RPM", exact=True).fill("30")
+        await page.get_by_role("button", name="Add model").click()
+        await page.get_by_text("Model added.").wait_for()
+        assert "sk-upstream-secret-4321" not in await page.content()
+        await page.get_by_role("link", name=f"Edit {name}").click()
+        assert await page.get_by_label("API key").input_value() == ""
+        await page.get_by_label("RPM", exact=True).fill("45")
+        await page.get_by_role("button", name="Save").click()
+        await page.get_by_text("Model updated.").wait_for()
+        models = (await http.get("/model/info", headers=MASTER)).json()["data"]
+        mine = [m for m in models if m["model_name"] == name]
+        assert len(mine) == 1
+        assert mine[0]["litellm_params"]["rpm"] == 45
+        await shots.take(page, "models-edited")
+        await page.get_by_role("link", name=f"Edit {name}").click()
+        await page.get_by_role("button", name="Delete").click()
+        await page.get_by_text("Model deleted.").wait_for()
+        assert await page.locator("#models").get_by_text(name).count() == 0
+
+        # Budgets on Usage: the key's and the team's meters with their periods.
+        await chat(http, key, f"sess-e-{tag}", "spend something", f"tag-e-{tag}")
+        await page.goto("/ui/usage?group_by=team")
+        for label in (f"key edit-{tag}", "team Edit"):
+            row = page.locator("#budgets tr", has_text=label)
+            await row.wait_for()
+            assert await row.locator("meter").count() == 1
+        assert await page.locator("#budgets").get_by_text("30d").count() >= 1
+        await shots.take(page, "usage-budgets")
+
+        # The alerting test button reaches the Slack-compatible webhook.
+        await page.goto("/ui/teams")
+        await page.get_by_role("button", name="Send a test alert").click()
+        await page.get_by_text("Alerting test:").wait_for()
+        assert await receiver.wait_for(SLACK, lambda r: "test slack alert" in r.text)
+        await shots.take(page, "alert-test")
+    copy_shots(shots, "console-edit")
+    assert len(shots.taken) == 5
+
+
+@pytest.mark.parametrize("viewport", [PHONE], ids=["phone"])
+async def test_console_on_a_phone_and_responses_chain_as_session(
+    page: Any, system: System, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At a phone's width nothing but the tables scrolls sideways; a Responses API chain
+    (`previous_response_id`) is one conversation on the Sessions page."""
+    shots = Shots(tmp_path_factory.mktemp("console-shots-phone"))
+    auth = {"authorization": f"Bearer {MASTER_KEY}"}
+    async with httpx.AsyncClient(base_url=system.ingress_url, timeout=20) as http:
+        first = await http.post(
+            "/v1/responses", headers=auth, json={"model": "demo", "input": "chain turn one"}
+        )
+        assert first.status_code == 200, first.text
+        chain = first.json()["id"]
+        second = await http.post(
+            "/v1/responses",
+            headers=auth,
+            json={"model": "demo", "input": "chain turn two", "previous_response_id": chain},
+        )
+        assert second.status_code == 200, second.text
+
+        async def logged() -> bool:
+            r = await http.get("/spend/logs/ui", headers=MASTER, params={"session_id": chain})
+            return r.json()["total"] == 2
+
+        await until(logged, "the chain's spend rows")
+
+    await sign_in(page, MASTER_KEY)
+    for path, name in (
+        ("/ui/logs", "phone-logs"),
+        (f"/ui/sessions/{chain}", "phone-session"),
+        ("/ui/usage", "phone-usage"),
+        ("/ui/keys", "phone-keys"),
+    ):
+        await page.goto(path)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{path} is {overflow}px wider than a phone"
+        await shots.take(page, name)
+
+    await page.goto(f"/ui/sessions/{chain}")
+    turns = page.locator(".turn")
+    assert await turns.count() == 2
+    assert "chain turn one" in await turns.nth(0).inner_text()
+    assert "chain turn two" in await turns.nth(1).inner_text()
+    copy_shots(shots, "console")

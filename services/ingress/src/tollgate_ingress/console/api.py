@@ -15,26 +15,29 @@ from tollgate_ingress.forwarding import Owners
 
 
 class ApiError(Exception):
-    """A public API refused or failed; `status` and its message are shown to the operator."""
+    """A public API refused or failed; `status` and its message are shown to the operator, next
+    to the field `param` names when it names one."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.param = param
 
 
-def _message(resp: httpx.Response) -> str:
+def _message(resp: httpx.Response) -> tuple[str, str | None]:
     try:
         body = resp.json()
     except ValueError:
-        return resp.text[:300] or resp.reason_phrase
+        return resp.text[:300] or resp.reason_phrase, None
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
+            param = err.get("param")
+            return str(err["message"]), str(param) if param else None
         if body.get("detail"):
-            return str(body["detail"])
-    return resp.text[:300]
+            return str(body["detail"]), None
+    return resp.text[:300], None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class PublicApi:
         except httpx.HTTPError as exc:
             raise ApiError(503, f"{path} is unavailable: {type(exc).__name__}") from exc
         if resp.status_code >= 400:
-            raise ApiError(resp.status_code, _message(resp))
+            raise ApiError(resp.status_code, *_message(resp))
         return resp.json() if resp.content else None
 
     async def get(self, path: str, **params: Any) -> Any:

@@ -20,11 +20,12 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.response import Redirect, ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
 from tollgate_ingress.console import charts, diff, views
 from tollgate_ingress.console.api import ApiError, PublicApi, RoleCache, csrf_token
@@ -537,12 +538,16 @@ async def team_detail(request: Request[Any, Any, Any], state: State, team_id: st
             api.get("/team/info", team_id=team_id),
             api.get(f"/team/{quote(team_id, safe='')}/callback"),
         )
+        q = request.query_params
         return {
             "nav": "teams",
             "team": info.get("team_info", info),
             "team_keys": info.get("keys", []),
             "callbacks": callbacks,
-            "notice": request.query_params.get("notice"),
+            "notice": q.get("notice"),
+            "member_error": q.get("member_error"),
+            "member_field": q.get("member_field"),
+            "member_values": {k: q.get(f"m_{k}", "") for k in ("user_id", "user_email", "role")},
         }
 
     return await _page(request, state, "team.html", load)
@@ -612,7 +617,11 @@ async def models(request: Request[Any, Any, Any], state: State) -> Response[Any]
         if not master:
             raise ApiError(403, "models are managed with the master key")
         found = await api.get("/model/info")
-        return {"nav": "models", "models": found.get("data", [])}
+        return {
+            "nav": "models",
+            "models": found.get("data", []),
+            "notice": request.query_params.get("notice"),
+        }
 
     return await _page(request, state, "models.html", load)
 
@@ -705,37 +714,33 @@ async def live_stream(request: Request[Any, Any, Any], state: State) -> Response
     return ServerSentEvent(events(), headers={"cache-control": "no-store"})
 
 
-console_router = Router(
-    path="/ui",
-    include_in_schema=False,
-    route_handlers=[
-        home,
-        login_form,
-        login,
-        logout,
-        logs,
-        log_detail,
-        sessions,
-        session,
-        usage,
-        audit,
-        keys,
-        key_create,
-        key_detail,
-        key_action,
-        teams,
-        team_create,
-        team_detail,
-        team_callback,
-        team_disable_logging,
-        users,
-        user_create,
-        models,
-        alerting_test,
-        live,
-        live_stream,
-        create_static_files_router(
-            path="/static", directories=[HERE / "static"], include_in_schema=False
-        ),
-    ],
-)
+HANDLERS: list[ControllerRouterHandler] = [
+    home,
+    login_form,
+    login,
+    logout,
+    logs,
+    log_detail,
+    sessions,
+    session,
+    usage,
+    audit,
+    keys,
+    key_create,
+    key_detail,
+    key_action,
+    teams,
+    team_create,
+    team_detail,
+    team_callback,
+    team_disable_logging,
+    users,
+    user_create,
+    models,
+    alerting_test,
+    live,
+    live_stream,
+    create_static_files_router(
+        path="/static", directories=[HERE / "static"], include_in_schema=False
+    ),
+]

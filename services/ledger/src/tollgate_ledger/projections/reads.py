@@ -80,22 +80,21 @@ def _spend_where(
     return w
 
 
-# Equivalent to `model IS DISTINCT FROM m` once `model_group = m`, and written as 0006's
-# partial-index predicate so the planner can use that index.
-_GROUP_ONLY = "model IS DISTINCT FROM model_group"
+# The group of a row whose model has another name: migration 0006's indexed expression, so
+# `_GROUP_ONLY = m` is the second branch of the model filter, ordered by that index.
+_GROUP_ONLY = "(CASE WHEN model IS DISTINCT FROM model_group THEN model_group END)"
 
 
 def _model_branches(w: _Where, model: str | None) -> list[str]:
     """WHERE clauses whose rows together are the filter's: the model filter matches `model`
     OR `model_group`, which no single index orders by time, so it becomes two branches that
-    never overlap, each ordered by its own index and stopped at the page (the second's
-    condition is the predicate of migration 0006's partial index)."""
+    never overlap, each ordered by its own index and stopped at the page."""
     if model is None:
         return [w.clause()]
     m = w.param(model)
     return [
         f"WHERE {' AND '.join([*w.parts, f'model = {m}'])}",
-        f"WHERE {' AND '.join([*w.parts, f'model_group = {m}', _GROUP_ONLY])}",
+        f"WHERE {' AND '.join([*w.parts, f'{_GROUP_ONLY} = {m}'])}",
     ]
 
 
