@@ -5,22 +5,32 @@ the key/team/user totals, the response-header costs and the spend counter agree 
 
 Short form (in `./just test`): one replica of each service killed at once, the stream
 leader's NATS node killed, Redis restarted, PostgreSQL and the whole NATS cluster frozen
-for 10 s. Full form (`./just chaos`, TOLLGATE_CHAOS_FULL=1): each service on its own, a
-cluster node killed and brought back, NATS frozen 30 s and 5 min, PostgreSQL 3 min.
+for 10 s, a logging destination answering 500 for 10 s. Full form (`./just chaos`,
+TOLLGATE_CHAOS_FULL=1): each service on its own, a cluster node killed and brought back,
+NATS frozen 30 s and 5 min, PostgreSQL 3 min, the destination answering 500 for 60 s.
 Each row prints served / logged / lost / duplicated; the table closes the run.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from litestar import Request
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from support.receivers import OtlpReceiver, WebhookReceiver, serving
 from tollgate_devstack import reconcile
 from tollgate_devstack.loadrun import (
+    MASTER,
     LoadRun,
     Stack,
     acquire_shared_stack,
@@ -47,9 +57,13 @@ def _run_fault(
     inject: Callable[[LoadRun], None],
     before_s: float = 1.5,
     after_s: float = 1.5,
+    prepare: Callable[[LoadRun], None] | None = None,
 ) -> reconcile.Report:
     record = tmp_path / "run.jsonl"
-    load = LoadRun(stack.url, record, stack.ingress_urls()).start()
+    load = LoadRun(stack.url, record, stack.ingress_urls())
+    if prepare is not None:
+        prepare(load)
+    load.start()
     try:
         time.sleep(before_s)
         inject(load)
@@ -140,3 +154,139 @@ def test_whole_nats_cluster_down(stack: Stack, tmp_path: Path, seconds: float) -
             time.sleep(seconds)
 
     _assert_exact(_run_fault(stack, tmp_path, f"NATS down {seconds:.0f} s", inject))
+
+
+SINK_DOWN_S = 60.0 if FULL else 10.0
+
+
+@dataclass
+class TimedOtlp(OtlpReceiver):
+    """An OTLP receiver that also notes when each request arrived (wall clock)."""
+
+    arrived: list[tuple[float, bytes]] = field(default_factory=list)
+
+    async def _gate(self, request: Request[Any, Any, Any]) -> Any:
+        body, failure = await super()._gate(request)
+        with self._lock:
+            self.arrived.append((time.time(), body))
+        return body, failure
+
+    def latencies(self) -> dict[str, tuple[float, float]]:
+        """Per request id: the call's end (epoch s) and the seconds from it to its span's
+        first arrival."""
+        out: dict[str, tuple[float, float]] = {}
+        with self._lock:
+            arrived = list(self.arrived)
+        for at, body in arrived:
+            for rs in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        rid = next(
+                            (
+                                a.value.string_value
+                                for a in span.attributes
+                                if a.key == "tollgate.request.id"
+                            ),
+                            "",
+                        )
+                        end = span.end_time_unix_nano / 1e9
+                        out.setdefault(rid, (end, at - end))
+        return out
+
+
+def _route_team(stack: Stack, load: LoadRun, callbacks: list[dict[str, Any]]) -> None:
+    """The run's team logs to `callbacks`; returns once every exporter replica routes them."""
+    team = f"team-{load.run_id}"
+    auth = {"Authorization": f"Bearer {MASTER}"}
+    for cb in callbacks:
+        resp = httpx.post(f"{stack.url}/team/{team}/callback", json=cb, headers=auth, timeout=30)
+        assert resp.status_code == 200, resp.text
+    wanted = {cb["callback_name"] for cb in callbacks}
+    deadline = time.monotonic() + 30
+    for name in stack.names("exporter"):
+        url = f"http://127.0.0.1:{stack.unit(name)['port']}/key/health"
+        while True:
+            body = httpx.post(url, headers={"Authorization": f"Bearer {load.key}"}, timeout=5)
+            routed = set((body.json().get("logging_callbacks") or {}).get("callbacks") or [])
+            if routed >= wanted:
+                break
+            assert time.monotonic() < deadline, (name, body.text)
+            time.sleep(0.2)
+
+
+def test_a_sink_answering_500_loses_nothing_and_delays_no_other(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """One destination answers 500 for SINK_DOWN_S: once it is back every event reaches it
+    exactly once; the other destination's delivery latency during the outage stays low."""
+    window: dict[str, float] = {}
+    with serving(WebhookReceiver()) as failing, serving(TimedOtlp()) as other:
+
+        def prepare(load: LoadRun) -> None:
+            _route_team(
+                stack,
+                load,
+                [
+                    {
+                        "callback_name": "webhook",
+                        "callback_type": "success_and_failure",
+                        "callback_vars": {"webhook_url": failing.url("chaos")},
+                    },
+                    {
+                        "callback_name": "otel",
+                        "callback_type": "success_and_failure",
+                        "callback_vars": {
+                            "otel_exporter": "otlp_http",
+                            "otel_endpoint": other.base_url,
+                        },
+                    },
+                ],
+            )
+
+        def inject(load: LoadRun) -> None:
+            failing.fail_status = 500
+            window["start"] = time.time()
+            load.fault(f"webhook destination answers 500 for {SINK_DOWN_S:.0f} s")
+            time.sleep(SINK_DOWN_S)
+            failing.fail_status = None
+            window["end"] = time.time()
+
+        name = f"a sink answering 500 for {SINK_DOWN_S:.0f} s"
+        report = _run_fault(stack, tmp_path, name, inject, prepare=prepare)
+        _, calls, _ = reconcile.read_record(tmp_path / "run.jsonl")
+        served = {c.call_id for c in calls if c.served and c.call_id}
+
+        def hook_counts() -> Counter[str]:
+            return Counter(str(e.get("request_id")) for e in failing.events())
+
+        recovered = time.monotonic()
+        deadline = recovered + 120
+        while not served <= set(hook_counts()) or not served <= set(other.latencies()):
+            assert time.monotonic() < deadline, "events missing after the destination recovered"
+            time.sleep(0.5)
+        caught_up_s = time.monotonic() - recovered
+        time.sleep(3)  # a second delivery would come within the batch wait and a retry
+        per_hook = hook_counts()
+        with other._lock:
+            otlp_ids = Counter(str(s.attributes.get("tollgate.request.id")) for s in other.spans)
+        latencies = other.latencies()
+        failed_attempts = failing.attempts - len(failing.payloads)
+    timed = [latencies[c] for c in served]
+    out_lat = sorted(lat for end, lat in timed if window["start"] <= end <= window["end"])
+    in_lat = sorted(lat for end, lat in timed if not window["start"] <= end <= window["end"])
+    doubled = [c for c in served if per_hook[c] != 1 or otlp_ids[c] != 1]
+    p95 = out_lat[int(0.95 * (len(out_lat) - 1))] if out_lat else 0.0
+    print(
+        f"{len(served)} served; failing webhook: {failed_attempts} refused attempts, all "
+        f"{len(per_hook)} events delivered {caught_up_s:.1f} s after the load ended, doubled "
+        f"{len(doubled)}; other destination (OTLP) latency during the outage: median "
+        f"{statistics.median(out_lat) if out_lat else 0:.2f} s, p95 {p95:.2f} s, max "
+        f"{max(out_lat, default=0):.2f} s ({len(out_lat)} calls); outside it median "
+        f"{statistics.median(in_lat) if in_lat else 0:.2f} s"
+    )
+    _assert_exact(report)
+    assert failed_attempts > 0, "the destination was never called during the outage"
+    assert not doubled, {c: (per_hook[c], otlp_ids[c]) for c in doubled[:5]}
+    assert out_lat, "no call ended during the outage"
+    # Not held behind the failing destination (that would be seconds up to the outage).
+    assert p95 < 5.0, out_lat[-10:]

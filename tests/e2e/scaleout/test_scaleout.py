@@ -6,7 +6,13 @@ and KV at R3, two replicas of every service, ingress behind the round-robin fron
 - ingress replicas enforce one rate limit and one budget together;
 - admin replicas both serve writes, and the key bucket ends equal to PostgreSQL after
   concurrent updates of one key on both;
-- per-replica ledger throughput is printed.
+- exporter replicas deliver each event exactly once to each of two destinations (a
+  webhook and an OTLP collector) while both replicas route the team;
+- alerter replicas send each alert once under a concurrent burst (upstream 503s: every
+  failure in exactly one `llm_exceptions` message, one minor and one major outage, one
+  budget alert), the Redis claims holding across replicas;
+- per-replica ledger throughput is printed; `./just scaleout` (TOLLGATE_SCALEOUT_FULL=1)
+  also measures the ledger's and the exporter's events/s with 1 and 2 replicas.
 
 The stack is shared with the fault suite (tests/e2e/chaos) when both run in one session.
 """
@@ -17,6 +23,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -24,11 +31,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import httpx
 import nats
 import pytest
+from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
+from support import builders
 from support.alert_receivers import AlertReceiver
 from support.fake_upstream import FakeUpstream, serve_in_thread
 from support.receivers import OtlpReceiver, WebhookReceiver, serving
@@ -44,6 +54,8 @@ from tollgate_devstack.loadrun import (
     wait_key_works,
 )
 from tollgate_shared import names
+from tollgate_shared.names import ConsumerSpec
+from tollgate_shared.publishing import publish_event
 from tollgate_shared.state import hash_key
 
 AUTH = {"Authorization": f"Bearer {MASTER}"}
@@ -348,3 +360,96 @@ def test_alerter_replicas_send_each_alert_once(scaled: Stack) -> None:
     assert len(budgets) == 1, budgets
     assert "Budget Crossed" in budgets[0], budgets
     assert _folded(budgets[0]) == 1, budgets
+
+
+# --- 1 -> 2 replica scaling of the ledger and the exporter (./just scaleout) -------------
+
+SCALE_EVENTS = 3000
+
+
+def _signal(stack: Stack, names_: list[str], sig: signal.Signals) -> None:
+    for n in names_:
+        os.kill(int(stack.unit(n)["pid"]), sig)
+
+
+async def _drained(js: JetStreamContext, spec: ConsumerSpec, within_s: float = 600) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        info = await js.consumer_info(spec.stream, spec.name)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        assert time.monotonic() < deadline, f"{spec.name} not drained: {info}"
+        await asyncio.sleep(0.05)
+
+
+async def _measure(
+    stack: Stack, replicas: int, team: str, hook: WebhookReceiver
+) -> dict[str, float]:
+    """Events/s of `replicas` ledger and exporter replicas draining SCALE_EVENTS events
+    published beforehand (the consumers are frozen while they are published, so the
+    consumer, not the publisher, is the limit)."""
+    passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
+    nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
+    nc = await nats.connect(nats_url.split(","), user="ingress", password=passwords["ingress"])
+    js = nc.jetstream()
+    consumers = [n for s in ("ledger", "exporter", "alerter") for n in stack.names(s)]
+    run = f"scale{replicas}-{int(time.time())}"
+    _signal(stack, consumers, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(2)  # their outstanding pull requests expire (0.5 s)
+        events = [
+            builders.completed(team_id=team, request_id=f"{run}-{i}") for i in range(SCALE_EVENTS)
+        ]
+        for i in range(0, len(events), 200):
+            await asyncio.gather(*(publish_event(js, e) for e in events[i : i + 200]))
+        out: dict[str, float] = {}
+        for service, spec in (("ledger", names.LEDGER_SPEND), ("exporter", names.EXPORTER_LLM)):
+            started = time.monotonic()
+            _signal(stack, stack.names(service)[:replicas], signal.SIGCONT)
+            await _drained(js, spec)
+            out[service] = SCALE_EVENTS / (time.monotonic() - started)
+    finally:
+        _signal(stack, consumers, signal.SIGCONT)
+        await nc.close()
+    got = Counter(
+        str(e.get("request_id")) for e in hook.events() if str(e.get("request_id")).startswith(run)
+    )
+    assert len(got) == SCALE_EVENTS
+    assert set(got.values()) == {1}
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM ledger.spend_logs WHERE request_id LIKE $1", f"{run}-%"
+        )
+    finally:
+        await conn.close()
+    assert rows == SCALE_EVENTS
+    return out
+
+
+@pytest.mark.skipif(not FULL, reason="./just scaleout (TOLLGATE_SCALEOUT_FULL=1)")
+@pytest.mark.timeout(1200)
+def test_ledger_and_exporter_throughput_from_one_to_two_replicas(scaled: Stack) -> None:
+    with serving(WebhookReceiver()) as hook:
+        key, team, _ = create_run_entities(scaled.url, f"scale{int(time.time())}")
+        route_team_to(
+            scaled,
+            team,
+            key,
+            [
+                {
+                    "callback_name": "webhook",
+                    "callback_type": "success_and_failure",
+                    "callback_vars": {"webhook_url": hook.url("scale")},
+                }
+            ],
+        )
+        one = asyncio.run(_measure(scaled, 1, team, hook))
+        two = asyncio.run(_measure(scaled, 2, team, hook))
+    lines = [
+        f"{s}: 1 replica {one[s]:.0f} events/s, 2 replicas {two[s]:.0f} events/s "
+        f"({two[s] / 2:.0f} per replica), x{two[s] / one[s]:.2f}"
+        for s in ("ledger", "exporter")
+    ]
+    print(f"\n{SCALE_EVENTS} events published to JetStream, then drained:\n" + "\n".join(lines))
+    assert all(v > 0 for v in (*one.values(), *two.values()))
