@@ -278,7 +278,7 @@ def test_a_sink_answering_500_loses_nothing_and_delays_no_other(
     p95 = out_lat[int(0.95 * (len(out_lat) - 1))] if out_lat else 0.0
     print(
         f"{len(served)} served; failing webhook: {failed_attempts} refused attempts, all "
-        f"{len(per_hook)} events delivered {caught_up_s:.1f} s after the load ended, doubled "
+        f"{len(per_hook)} events delivered ({caught_up_s:.1f} s after reconcile), doubled "
         f"{len(doubled)}; other destination (OTLP) latency during the outage: median "
         f"{statistics.median(out_lat) if out_lat else 0:.2f} s, p95 {p95:.2f} s, max "
         f"{max(out_lat, default=0):.2f} s ({len(out_lat)} calls); outside it median "
