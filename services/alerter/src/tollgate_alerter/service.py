@@ -19,7 +19,7 @@ from tollgate_alerter import rules
 from tollgate_alerter.delivery import Dispatcher, Outcome
 from tollgate_alerter.policy import AlertPolicy
 from tollgate_alerter.rules import Alert, DeploymentStats, EntityInfo
-from tollgate_alerter.state import SPEND_SCALE, WindowCount
+from tollgate_alerter.state import SPEND_SCALE, Effects, WindowCount
 from tollgate_shared.events import (
     AdminChanged,
     DeploymentStateChanged,
@@ -40,6 +40,7 @@ __all__ = [
     "SLACK_SERVICES",
     "Alerter",
     "Directory",
+    "Effects",
     "NoDirectory",
     "NotConfiguredError",
     "Outcome",
@@ -76,22 +77,9 @@ class State(Protocol):
         self, scope: str, subject: str, at: float, window_s: float
     ) -> list[int]: ...
 
-    async def request_started(self, request_id: str, deadline: float, record: str) -> bool: ...
-
-    async def request_finished(self, request_id: str, remember_s: float) -> None: ...
+    async def apply(self, effects: Effects, remember_finished_s: float) -> None: ...
 
     async def take_hanging(self, now: float, limit: int = 100) -> list[tuple[str, str]]: ...
-
-    async def record_completion(
-        self,
-        spend_fields: dict[str, Decimal],
-        deployment: str | None,
-        deployment_info: str,
-        latency_s: float,
-        output_tokens: int,
-    ) -> None: ...
-
-    async def record_failure(self, deployment: str, deployment_info: str) -> None: ...
 
     async def record_fallback(self, route: str) -> None: ...
 
@@ -130,12 +118,20 @@ class Alerter:
 
     # -- dispatch --------------------------------------------------------------------
     async def handle(self, event: Event) -> None:
+        """Evaluate one event and write its state changes (a batch of one)."""
+        effects = Effects()
+        await self.evaluate(event, effects)
+        await self.commit(effects)
+
+    async def evaluate(self, event: Event, effects: Effects) -> None:
+        """Run the event's rules; hanging-request bookkeeping and report aggregates are added
+        to `effects` (written by `commit`), everything else happens now."""
         if isinstance(event, LlmRequestStarted):
-            await self.on_started(event)
+            self.on_started(event, effects)
         elif isinstance(event, LlmRequestCompleted):
-            await self.on_completed(event)
+            await self.on_completed(event, effects)
         elif isinstance(event, LlmRequestFailed):
-            await self.on_failed(event)
+            await self.on_failed(event, effects)
         elif isinstance(event, DeploymentStateChanged):
             await self.on_deployment(event)
         elif isinstance(event, AdminChanged):
@@ -149,6 +145,10 @@ class Alerter:
         elif isinstance(event, ServiceCrashLoop):
             await self._submit(rules.crash_loop_alert(event))
 
+    async def commit(self, effects: Effects) -> None:
+        """Write what a batch of events changed in the shared state, in one round trip."""
+        await self.state.apply(effects, self._remember_finished_s)
+
     async def _submit(self, alert: Alert | None) -> None:
         if alert is not None and self.policy.enabled(alert.alert_type):
             await self.sink.submit(alert)
@@ -158,41 +158,43 @@ class Alerter:
     def _remember_finished_s(self) -> float:
         return self.policy.threshold_s * 2 + 300
 
-    async def on_started(self, event: LlmRequestStarted) -> None:
+    def on_started(self, event: LlmRequestStarted, effects: Effects) -> None:
         if not self.policy.enabled(AlertType.LLM_REQUESTS_HANGING):
             return
         deadline = rules.hanging_deadline(event.start_time, self.clock(), self.policy.threshold_s)
-        await self.state.request_started(event.request_id, deadline, rules.hanging_record(event))
+        effects.start(event.request_id, deadline, rules.hanging_record(event))
 
-    async def _finished(self, event: LlmRequestFinished) -> None:
+    def _finished(self, event: LlmRequestFinished, effects: Effects) -> None:
         if self.policy.enabled(AlertType.LLM_REQUESTS_HANGING):
-            await self.state.request_finished(event.request_id, self._remember_finished_s)
+            effects.finish(event.request_id)
 
-    async def on_completed(self, event: LlmRequestCompleted) -> None:
-        await self._finished(event)
+    async def on_completed(self, event: LlmRequestCompleted, effects: Effects) -> None:
         if self.policy.enabled(AlertType.LLM_TOO_SLOW):
             await self._submit(rules.slow_alert(event, self.policy.threshold_s))
         spend = self.policy.enabled(AlertType.SPEND_REPORTS)
         daily = self.policy.enabled(AlertType.DAILY_REPORTS) and event.model_id is not None
+        fields = spend_fields(event) if spend else {}
+        info = deployment_info(event) if daily else ""
+        self._finished(event, effects)
         if spend or daily:
-            await self.state.record_completion(
-                spend_fields(event) if spend else {},
+            effects.completion(
+                fields,
                 event.model_id if daily else None,
-                deployment_info(event),
+                info,
                 (event.end_time - event.start_time).total_seconds(),
                 event.completion_tokens,
             )
 
-    async def on_failed(self, event: LlmRequestFailed) -> None:
-        await self._finished(event)
+    async def on_failed(self, event: LlmRequestFailed, effects: Effects) -> None:
         if self.policy.enabled(AlertType.LLM_EXCEPTIONS):
             await self._submit(rules.exception_alert(event))
+        self._finished(event, effects)
         if (
             event.model_id
             and self.policy.enabled(AlertType.DAILY_REPORTS)
             and rules.is_llm_failure(event)
         ):
-            await self.state.record_failure(event.model_id, deployment_info(event))
+            effects.failure(event.model_id, deployment_info(event))
         code = rules.outage_code(event)
         if code is None or event.model_id is None:
             return

@@ -11,7 +11,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -38,18 +38,31 @@ end
 return {count, deployments}
 """
 
-_HANG_START = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-return 1
-"""
-
-_HANG_FINISH = """
-redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
+# One fetched batch's hanging-request bookkeeping in one call. KEYS: pending, info, then
+# the done marker of each finished request (ARGV[2] of them), then of each started one.
+# ARGV: remember seconds, finished count, finished ids, then (deadline, id, record) per start.
+_HANG_BATCH = """
+local nf = tonumber(ARGV[2])
+if nf > 0 then
+  local ids = {}
+  for i = 1, nf do
+    ids[i] = ARGV[2 + i]
+    redis.call('SET', KEYS[2 + i], '1', 'EX', ARGV[1])
+  end
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('HDEL', KEYS[2], unpack(ids))
+end
+local added = 0
+local ns = #KEYS - 2 - nf
+for i = 1, ns do
+  local at = 2 + nf + 3 * (i - 1)
+  if redis.call('EXISTS', KEYS[2 + nf + i]) == 0 then
+    redis.call('ZADD', KEYS[1], ARGV[at + 1], ARGV[at + 2])
+    redis.call('HSET', KEYS[2], ARGV[at + 2], ARGV[at + 3])
+    added = added + 1
+  end
+end
+return added
 """
 
 _HANG_DUE = """
@@ -90,6 +103,68 @@ return 0
 """
 
 
+@dataclass
+class DeploymentTotals:
+    latency_s: float = 0.0
+    output_tokens: int = 0
+    ok: int = 0
+    failed: int = 0
+    info: str = ""
+
+
+@dataclass
+class Effects:
+    """What a batch of LLM events changes in the shared state, summed before one round trip.
+
+    Started requests whose end is in the same batch are never tracked (they cannot hang);
+    their end is still remembered, as one event at a time would leave it.
+    """
+
+    started: dict[str, tuple[float, str]] = field(default_factory=dict)  # id: (deadline, record)
+    finished: dict[str, None] = field(default_factory=dict)  # ordered set of ids
+    spend_units: dict[str, int] = field(default_factory=dict)
+    deployments: dict[str, DeploymentTotals] = field(default_factory=dict)
+
+    def start(self, request_id: str, deadline: float, record: str) -> None:
+        if request_id not in self.finished:
+            self.started[request_id] = (deadline, record)
+
+    def finish(self, request_id: str) -> None:
+        self.started.pop(request_id, None)
+        self.finished[request_id] = None
+
+    def completion(
+        self,
+        spend_fields: Mapping[str, Decimal],
+        deployment: str | None,
+        deployment_info: str,
+        latency_s: float,
+        output_tokens: int,
+    ) -> None:
+        for name, amount in spend_fields.items():
+            units = int((amount * SPEND_SCALE).to_integral_value())
+            if units:
+                self.spend_units[name] = self.spend_units.get(name, 0) + units
+        if deployment:
+            totals = self._deployment(deployment, deployment_info)
+            totals.latency_s += latency_s
+            totals.output_tokens += output_tokens
+            totals.ok += 1
+
+    def failure(self, deployment: str, deployment_info: str) -> None:
+        self._deployment(deployment, deployment_info).failed += 1
+
+    def _deployment(self, deployment: str, info: str) -> DeploymentTotals:
+        totals = self.deployments.get(deployment)
+        if totals is None:
+            totals = self.deployments[deployment] = DeploymentTotals()
+        totals.info = info
+        return totals
+
+    def __bool__(self) -> bool:
+        return bool(self.started or self.finished or self.spend_units or self.deployments)
+
+
 @dataclass(frozen=True)
 class WindowCount:
     errors: int
@@ -103,9 +178,8 @@ class AlertState:
         self._r = redis
         self._p = prefix.rstrip(":")
         self._window_hit = redis.register_script(_WINDOW_HIT)
-        self._hang_start = redis.register_script(_HANG_START)
-        self._hang_finish = redis.register_script(_HANG_FINISH)
         self._hang_due = redis.register_script(_HANG_DUE)
+        self._hang_batch = redis.register_script(_HANG_BATCH)
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._release = redis.register_script(_RELEASE)
 
@@ -158,25 +232,6 @@ class AlertState:
         return codes
 
     # -- hanging requests ------------------------------------------------------------
-    def _hang_keys(self, request_id: str) -> list[str]:
-        return [
-            self._k("hang", "pending"),
-            self._k("hang", "info"),
-            self._k("hang", "done", request_id),
-        ]
-
-    async def request_started(self, request_id: str, deadline: float, record: str) -> bool:
-        """Track a started request; False when it already finished (events out of order)."""
-        added = await self._hang_start(
-            keys=self._hang_keys(request_id), args=[repr(deadline), request_id, record]
-        )
-        return bool(added)
-
-    async def request_finished(self, request_id: str, remember_s: float) -> None:
-        await self._hang_finish(
-            keys=self._hang_keys(request_id), args=[request_id, max(1, int(remember_s))]
-        )
-
     async def take_hanging(self, now: float, limit: int = 100) -> list[tuple[str, str]]:
         """Claim the requests past their deadline (each is returned to one replica only)."""
         flat = await self._hang_due(
@@ -185,33 +240,35 @@ class AlertState:
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
         return list(zip(items[0::2], items[1::2], strict=True))
 
+    # -- a batch's effects ------------------------------------------------------------
+    async def apply(self, effects: Effects, remember_finished_s: float) -> None:
+        """Write a batch's hanging-request bookkeeping and report aggregates in one round trip."""
+        if not effects:
+            return
+        pipe = self._r.pipeline(transaction=False)
+        if effects.started or effects.finished:
+            finished = list(effects.finished)
+            started = list(effects.started.items())
+            keys = [self._k("hang", "pending"), self._k("hang", "info")]
+            keys += [self._k("hang", "done", rid) for rid in finished]
+            keys += [self._k("hang", "done", rid) for rid, _ in started]
+            args: list[str | int] = [max(1, int(remember_finished_s)), len(finished), *finished]
+            for rid, (deadline, record) in started:
+                args += [repr(deadline), rid, record]
+            await self._hang_batch(keys=keys, args=args, client=pipe)
+        for name, units in effects.spend_units.items():
+            pipe.hincrby(self._k("agg", "spend"), name, units)
+        for deployment, t in effects.deployments.items():
+            if t.ok:
+                pipe.hincrbyfloat(self._k("agg", "latency"), deployment, t.latency_s)
+                pipe.hincrby(self._k("agg", "tokens"), deployment, t.output_tokens)
+                pipe.hincrby(self._k("agg", "ok"), deployment, t.ok)
+            if t.failed:
+                pipe.hincrby(self._k("agg", "failed"), deployment, t.failed)
+            pipe.hset(self._k("agg", "deployments"), deployment, t.info)
+        await pipe.execute()
+
     # -- report aggregates ---------------------------------------------------------------
-    async def record_completion(
-        self,
-        spend_fields: Mapping[str, Decimal],
-        deployment: str | None,
-        deployment_info: str,
-        latency_s: float,
-        output_tokens: int,
-    ) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        for name, amount in spend_fields.items():
-            units = int((amount * SPEND_SCALE).to_integral_value())
-            if units:
-                pipe.hincrby(self._k("agg", "spend"), name, units)
-        if deployment:
-            pipe.hincrbyfloat(self._k("agg", "latency"), deployment, latency_s)
-            pipe.hincrby(self._k("agg", "tokens"), deployment, output_tokens)
-            pipe.hincrby(self._k("agg", "ok"), deployment, 1)
-            pipe.hset(self._k("agg", "deployments"), deployment, deployment_info)
-        await pipe.execute()
-
-    async def record_failure(self, deployment: str, deployment_info: str) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        pipe.hincrby(self._k("agg", "failed"), deployment, 1)
-        pipe.hset(self._k("agg", "deployments"), deployment, deployment_info)
-        await pipe.execute()
-
     async def record_fallback(self, route: str) -> None:
         await self._r.hincrby(self._k("agg", "fallbacks"), route, 1)
 

@@ -1,12 +1,14 @@
 """The alerter's consumers: decode each message, evaluate it, and decide ack, nak or term.
 
 Ack policy (all four consumers, `alerter-llm`, `alerter-admin`, `alerter-ledger`, `alerter-ops`):
-a message is acked once its state changes are in Redis and any alert it raised
+each fetched batch is evaluated in order, its hanging-request bookkeeping and report
+aggregates summed and written to Redis in one round trip, and then acked; a message is
+acked once its state changes are in Redis and any alert it raised
 has been claimed and handed to the dispatcher (delivery then runs on its own,
 with retries; an alert still waiting in an anti-storm window is sent at
 shutdown). A message that `tollgate_shared.events.decode` refuses (unknown
 subject or version, bad JSON, wrong schema), or that a rule cannot evaluate, is
-terminated at once and counted. A Redis failure naks the message with the
+terminated at once and counted. A Redis failure naks the messages not yet committed with the
 consumer's backoff (`max_deliver` 8, backoff 1-30 s, from `tollgate_shared.names`);
 redelivery is safe because every effect is idempotent (claims, per-event window
 members, hanging-request ids).
@@ -22,6 +24,7 @@ from redis.exceptions import RedisError
 
 from tollgate_alerter import metrics
 from tollgate_alerter.service import Alerter
+from tollgate_alerter.state import Effects
 from tollgate_shared import consuming
 from tollgate_shared.events import Event, EventDecodeError, decode
 from tollgate_shared.names import ConsumerSpec
@@ -42,34 +45,49 @@ class EventConsumer:
     alerter: Alerter
 
     async def handle(self, msgs: list[Msg]) -> None:
-        for msg in msgs:
-            await self._one(msg)
-
-    async def _one(self, msg: Msg) -> None:
+        """Evaluate the batch in order, write its state changes at once, then ack it."""
         name = self.spec.name
+        effects = Effects()
+        evaluated: list[Msg] = []
+        for pos, msg in enumerate(msgs):
+            try:
+                event: Event = decode(msg.subject, msg.data)
+            except EventDecodeError as exc:
+                metrics.EVENTS_EVALUATED.labels(name, "term").inc()
+                await consuming.terminate(self.spec, msg, str(exc))
+                continue
+            # A rule that fails leaves `effects` as it was: the event adds its changes last.
+            try:
+                await self.alerter.evaluate(event, effects)
+            except _STATE_ERRORS as exc:
+                log.warning("state unavailable for %s (%s); redelivering later", msg.subject, exc)
+                await self._nak([*evaluated, *msgs[pos:]])
+                return
+            except Exception as exc:
+                metrics.EVENTS_EVALUATED.labels(name, "term").inc()
+                log.exception("evaluating %s failed", msg.subject)
+                await consuming.terminate(self.spec, msg, f"{type(exc).__name__}: {exc}")
+                continue
+            evaluated.append(msg)
         try:
-            event: Event = decode(msg.subject, msg.data)
-        except EventDecodeError as exc:
-            metrics.EVENTS_EVALUATED.labels(name, "term").inc()
-            await consuming.terminate(self.spec, msg, str(exc))
-            return
-        try:
-            await self.alerter.handle(event)
+            await self.alerter.commit(effects)
         except _STATE_ERRORS as exc:
-            metrics.EVENTS_EVALUATED.labels(name, "nak").inc()
-            log.warning("state unavailable for %s (%s); redelivering later", msg.subject, exc)
+            log.warning("state unavailable (%s); redelivering %d events later", exc, len(evaluated))
+            await self._nak(evaluated)
+            return
+        if evaluated:
+            metrics.EVENTS_EVALUATED.labels(name, "ack").inc(len(evaluated))
+        for msg in evaluated:
+            try:
+                await msg.ack()
+            except Exception as exc:
+                log.warning("ack failed on %s: %s", msg.subject, exc)
+
+    async def _nak(self, msgs: list[Msg]) -> None:
+        if msgs:
+            metrics.EVENTS_EVALUATED.labels(self.spec.name, "nak").inc(len(msgs))
+        for msg in msgs:
             try:
                 await msg.nak(delay=consuming.redelivery_delay(self.spec, msg))
-            except Exception as nak_exc:  # the connection may be the problem too
-                log.warning("nak failed: %s", nak_exc)
-            return
-        except Exception as exc:
-            metrics.EVENTS_EVALUATED.labels(name, "term").inc()
-            log.exception("evaluating %s failed", msg.subject)
-            await consuming.terminate(self.spec, msg, f"{type(exc).__name__}: {exc}")
-            return
-        metrics.EVENTS_EVALUATED.labels(name, "ack").inc()
-        try:
-            await msg.ack()
-        except Exception as exc:
-            log.warning("ack failed on %s: %s", msg.subject, exc)
+            except Exception as exc:  # the connection may be the problem too
+                log.warning("nak failed: %s", exc)
