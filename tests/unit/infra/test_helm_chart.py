@@ -29,6 +29,7 @@ SERVICES = ("ingress", "admin", "ledger", "exporter", "alerter")
 NATS_USERS = (*SERVICES, "provision", "helm-test")
 # Kinds from the Prometheus Operator's CRDs, which Kubernetes' own schemas do not know.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+ALERTMANAGER = "tg-tollgate-alertmanager"
 
 Doc = dict[str, Any]
 
@@ -213,8 +214,9 @@ def test_chart_scripts_compile(tmp_path: Path) -> None:
 def test_every_service_has_workload_service_pdb_and_network_policy(values: str) -> None:
     docs = render(ci_values(values))
     workloads = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet")
+    workloads.pop(ALERTMANAGER, None)  # optional, see the alertmanager tests
     assert set(workloads) == {f"tg-tollgate-{s}" for s in SERVICES}
-    assert by_kind(docs, "StatefulSet").keys() == {"tg-tollgate-ingress"}
+    assert by_kind(docs, "StatefulSet").keys() - {ALERTMANAGER} == {"tg-tollgate-ingress"}
     pdbs = by_kind(docs, "PodDisruptionBudget")
     policies = by_kind(docs, "NetworkPolicy")
     for service in SERVICES:
@@ -255,7 +257,8 @@ def test_ingress_spool_is_on_a_persistent_volume_claim(production: list[Doc]) ->
 
 def test_only_ingress_is_reachable_from_outside(production: list[Doc]) -> None:
     policies = by_kind(production, "NetworkPolicy")
-    assert set(policies) == {f"tg-tollgate-{c}" for c in (*SERVICES, "provision", "test")}
+    components = (*SERVICES, "provision", "test", "alertmanager")
+    assert set(policies) == {f"tg-tollgate-{c}" for c in components}
     for name, policy in policies.items():
         spec = policy["spec"]
         assert spec["policyTypes"] == ["Ingress", "Egress"]
@@ -525,3 +528,98 @@ def test_deploy_docs_cover_install_upgrade_scale_sizing_and_monitoring() -> None
     kubernetes = (ROOT / "docs" / "deploy" / "kubernetes.md").read_text()
     assert "### Sizing" in kubernetes
     assert "helm dependency build" in kubernetes
+
+
+# --- Alertmanager (optional) ------------------------------------------------------------
+
+
+def _alertmanager_values(**over: Any) -> dict[str, Any]:
+    values = ci_values("default")
+    values["alertmanager"] = {"enabled": True, **over}
+    return values
+
+
+def test_alertmanager_is_off_by_default(default: list[Doc]) -> None:
+    assert not [d for d in default if d["metadata"]["name"].startswith(ALERTMANAGER)]
+
+
+def test_alertmanager_routes_from_the_shared_file_and_reads_the_webhook_from_a_secret() -> None:
+    url = "https://hooks.slack.example/services/T0/B0/XYZ"
+    docs = render(_alertmanager_values(slackWebhookUrl=url))
+    for doc in docs:
+        if doc["kind"] not in OPERATOR_KINDS:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    # The chart cannot read outside its folder, so it carries a copy; they must not drift.
+    shared = (ROOT / "infra" / "alertmanager" / "alertmanager.yml").read_text()
+    assert (CHART / "files" / "alertmanager.yml").read_text() == shared
+    config = by_kind(docs, "ConfigMap")[ALERTMANAGER]["data"]["alertmanager.yml"]
+    assert yaml.safe_load(config) == yaml.safe_load(shared)
+    assert url not in config  # the secret never sits in the ConfigMap
+
+    secret = by_kind(docs, "Secret")[ALERTMANAGER]
+    assert secret["stringData"] == {"slack-webhook-url": url}
+    sts = by_kind(docs, "StatefulSet")[ALERTMANAGER]["spec"]
+    pod = sts["template"]["spec"]
+    (container,) = pod["containers"]
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    assert args["cluster.listen-address"] == ""  # one replica: no gossip
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert args["config.file"] == f"{mounts['config']}/alertmanager.yml"
+    assert volumes["config"]["configMap"]["name"] == ALERTMANAGER
+    # The webhook file lands where alertmanager.yml's api_url_file reads it.
+    (item,) = volumes["webhook"]["secret"]["items"]
+    assert volumes["webhook"]["secret"]["secretName"] == ALERTMANAGER
+    assert item["key"] == "slack-webhook-url"
+    api_url_files = {
+        c["api_url_file"]
+        for r in yaml.safe_load(shared)["receivers"]
+        for c in r.get("slack_configs", [])
+    }
+    assert api_url_files == {f"{mounts['webhook']}/{item['path']}"}
+    assert args["storage.path"] == mounts["data"]
+    assert sts["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    # Prometheus reaches it on the Service port the README and values name.
+    service = by_kind(docs, "Service")[ALERTMANAGER]["spec"]
+    assert service["ports"] == [{"name": "http", "port": 9093, "targetPort": "http"}]
+    assert service["selector"] == sts["selector"]["matchLabels"]
+
+
+def test_alertmanager_replicas_form_a_cluster_and_use_an_existing_secret(
+    production: list[Doc],
+) -> None:
+    assert ALERTMANAGER not in by_kind(production, "Secret")  # the platform's Secret
+    sts = by_kind(production, "StatefulSet")[ALERTMANAGER]["spec"]
+    assert sts["replicas"] == 2
+    pod = sts["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["webhook"]["secret"]["secretName"] == "tollgate-alerting"
+    args = pod["containers"][0]["args"]
+    peers = [a.split("=", 1)[1] for a in args if a.startswith("--cluster.peer=")]
+    headless = sts["serviceName"]
+    assert peers == [f"{ALERTMANAGER}-{i}.{headless}:9094" for i in range(2)]
+    assert by_kind(production, "Service")[headless]["spec"]["clusterIP"] == "None"
+    claim = sts["volumeClaimTemplates"][0]["spec"]
+    assert (claim["storageClassName"], claim["resources"]["requests"]["storage"]) == (
+        "fast-ssd",
+        "2Gi",
+    )
+    # Only Prometheus's namespace and the peers reach it; it reaches the webhook.
+    policy = by_kind(production, "NetworkPolicy")[ALERTMANAGER]["spec"]
+    sources = [s for rule in policy["ingress"] for s in rule["from"]]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    } in (sources)
+    assert all("ipBlock" not in s for s in sources)
+    egress_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]}
+    assert {53, 443, 9094} <= egress_ports
+
+
+def test_alertmanager_needs_a_webhook_url_or_a_secret() -> None:
+    with pytest.raises(helm.HelmError, match=r"alertmanager\.slackWebhookUrl"):
+        render(_alertmanager_values())
+    with helm.Chart.load(str(CHART)) as chart:
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema({"alertmanager": {"slackWebhookUrl": "not-a-url"}})
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema({"alertmanager": {"replicas": 0}})
