@@ -510,3 +510,25 @@ async def test_text_completions_bridged_and_native(
     )
     assert {e["model_group"] for _, e in events} >= {"gpt-4o", "gpt-instruct"}
     assert all(float(e["spend"]) > 0 for _, e in events)
+
+
+async def test_user_list_and_model_info_in_litellm_shapes(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.ingress_url, headers=AUTH) as http:
+        for uid in ("list-u1", "list-u2"):
+            r = await http.post("/user/new", json={"user_id": uid, "auto_create_key": False})
+            assert r.status_code == 200, r.text
+        page = await http.get("/user/list", params={"page_size": 1, "user_ids": "list-u1,list-u2"})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert (body["total"], body["page"], body["page_size"], body["total_pages"]) == (2, 1, 1, 2)
+        assert body["users"][0]["user_id"] in {"list-u1", "list-u2"}
+        for path in ("/model/info", "/v1/model/info"):
+            info = await http.get(path)
+            assert info.status_code == 200, (path, info.text)
+            entry = next(e for e in info.json()["data"] if e["model_name"] == "gpt-instruct")
+            mi = entry["model_info"]
+            assert mi["litellm_provider"] == "text-completion-openai"
+            assert mi["key"] == "gpt-3.5-turbo-instruct"
+            assert mi["input_cost_per_token"] is not None
+            assert {"mode", "max_tokens", "supports_function_calling", "db_model"} <= set(mi)
+            assert "sk-native" not in info.text
