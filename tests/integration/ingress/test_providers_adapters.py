@@ -17,13 +17,11 @@ from nats.js import JetStreamContext
 from support.configs import MASTER_KEY, write_config
 from support.events import wait_for_events
 from support.fake_providers import (
-    ANTHROPIC_KEY,
-    AWS_KEY_ID,
-    AWS_SECRET,
     AZURE_KEY,
-    GEMINI_KEY,
+    PROVIDERS,
     FakeProviders,
     fake_providers,
+    model_list,
 )
 from support.fake_upstream import FakeUpstream, fake_upstream
 from support.processes import Service, start_service, stop_service
@@ -31,7 +29,6 @@ from tollgate_devstack.embedded import StackUrls, free_port
 
 COMPLETED = "llm.request.completed.v1.>"
 PRICE_IN, PRICE_OUT, PRICE_CACHE_READ = "0.000001", "0.000002", "0.0000001"
-PROVIDERS = ["anthropic", "azure", "gemini", "vertex_ai", "bedrock"]
 TOOLS = [
     {
         "type": "function",
@@ -68,34 +65,6 @@ def _prices() -> dict[str, str]:
     }
 
 
-def provider_models(fp: FakeProviders, openai_base: str) -> list[dict[str, Any]]:
-    def entry(name: str, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "model_name": name,
-            "litellm_params": {**params, **_prices()},
-            "model_info": {"id": f"{name}-1"},
-        }
-
-    return [
-        entry("anthropic", {"model": "anthropic/claude-sonnet-4-5",
-                            "api_base": fp.base("anthropic"), "api_key": ANTHROPIC_KEY}),
-        entry("azure", {"model": "azure/gpt-4o-prod", "api_base": fp.base("azure"),
-                        "api_key": AZURE_KEY, "api_version": "2024-10-21"}),
-        entry("gemini", {"model": "gemini/gemini-2.5-flash",
-                         "api_base": fp.base("gemini") + "/v1beta", "api_key": GEMINI_KEY}),
-        entry("vertex_ai", {"model": "vertex_ai/gemini-2.5-pro", "api_base": fp.base("vertex"),
-                            "vertex_project": "fake-project", "vertex_location": "europe-west4",
-                            "vertex_credentials": json.dumps(fp.service_account)}),
-        entry("bedrock", {"model": "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
-                          "api_base": fp.base("bedrock"), "aws_region_name": "eu-central-1",
-                          "aws_access_key_id": AWS_KEY_ID, "aws_secret_access_key": AWS_SECRET}),
-        entry("anthropic-overloaded", {"model": "anthropic/claude-haiku-4-5",
-                                       "api_base": fp.base("anthropic"), "api_key": ANTHROPIC_KEY}),
-        entry("openai-backup", {"model": "openai/gpt-4o-mini", "api_base": openai_base,
-                                "api_key": "sk-upstream"}),
-    ]  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def ingress(
     provisioned: StackUrls,
@@ -106,7 +75,7 @@ def ingress(
     tmp = tmp_path_factory.mktemp("ingress-providers")
     cfg = write_config(
         tmp / "config.yaml",
-        model_list=provider_models(fakes, openai_up.base_url),
+        model_list=model_list(fakes, openai_up.base_url, _prices()),
         router_settings={
             "num_retries": 0,
             "allowed_fails": 100,

@@ -14,7 +14,8 @@ token endpoint, `bedrock` with the binary event stream) under a path prefix of i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,3 +95,40 @@ def fake_providers(**kwargs: Any) -> Iterator[FakeProviders]:
         fp.port = port
         fp.service_account = gemini.service_account(fp.base("vertex") + "/token")
         yield fp
+
+
+PROVIDERS = ("anthropic", "azure", "gemini", "vertex_ai", "bedrock")
+
+
+def model_list(
+    fp: FakeProviders, openai_base: str, prices: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """One deployment per provider against the fakes (model name = provider prefix), plus
+    `anthropic-overloaded` and the OpenAI-compatible `openai-backup` at `openai_base` for the
+    529 fallback; every deployment with `prices` in its litellm_params."""
+
+    def entry(name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model_name": name,
+            "litellm_params": {**params, **prices},
+            "model_info": {"id": f"{name}-1"},
+        }
+
+    return [
+        entry("anthropic", {"model": "anthropic/claude-sonnet-4-5",
+                            "api_base": fp.base("anthropic"), "api_key": ANTHROPIC_KEY}),
+        entry("azure", {"model": "azure/gpt-4o-prod", "api_base": fp.base("azure"),
+                        "api_key": AZURE_KEY, "api_version": "2024-10-21"}),
+        entry("gemini", {"model": "gemini/gemini-2.5-flash",
+                         "api_base": fp.base("gemini") + "/v1beta", "api_key": GEMINI_KEY}),
+        entry("vertex_ai", {"model": "vertex_ai/gemini-2.5-pro", "api_base": fp.base("vertex"),
+                            "vertex_project": "fake-project", "vertex_location": "europe-west4",
+                            "vertex_credentials": json.dumps(fp.service_account)}),
+        entry("bedrock", {"model": "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0",
+                          "api_base": fp.base("bedrock"), "aws_region_name": "eu-central-1",
+                          "aws_access_key_id": AWS_KEY_ID, "aws_secret_access_key": AWS_SECRET}),
+        entry("anthropic-overloaded", {"model": "anthropic/claude-haiku-4-5",
+                                       "api_base": fp.base("anthropic"), "api_key": ANTHROPIC_KEY}),
+        entry("openai-backup", {"model": "openai/gpt-4o-mini", "api_base": openai_base,
+                                "api_key": "sk-upstream"}),
+    ]  # fmt: skip

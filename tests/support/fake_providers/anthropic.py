@@ -41,7 +41,10 @@ def check(fp: FakeProviders, headers: dict[str, str], body: Any) -> str | None:
         if a.get("role") == b.get("role"):
             return fp.problem("anthropic: roles must alternate")
     for m in msgs:
-        if m.get("role") not in ("user", "assistant") or not isinstance(m.get("content"), list):
+        # Content is a string or a list of blocks (both documented).
+        if m.get("role") not in ("user", "assistant") or not isinstance(
+            m.get("content"), (str, list)
+        ):
             return fp.problem("anthropic: a message has a bad role or content")
     return None
 

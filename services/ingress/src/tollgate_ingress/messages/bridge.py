@@ -112,9 +112,13 @@ def _tool_choice(choice: Any) -> Any:
     return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind), "auto")
 
 
-def chat_body(raw: bytes) -> dict[str, Any]:
+def load_body(raw: bytes) -> dict[str, Any]:
+    """An Anthropic Messages request body, checked to be a JSON object."""
+    return load_object(raw)
+
+
+def chat_body(body: dict[str, Any]) -> dict[str, Any]:
     """The chat completions request that answers an Anthropic Messages request."""
-    body = load_object(raw)
     if not isinstance(body.get("model"), str):
         raise BadRequestError("model: Field required", "model")
     if not isinstance(body.get("max_tokens"), int):
@@ -168,13 +172,16 @@ def chat_body(raw: bytes) -> dict[str, Any]:
 
 
 def _usage(usage: Any) -> dict[str, int]:
+    """OpenAI's usage in Anthropic's terms, where input tokens exclude the cache's."""
     u = usage if isinstance(usage, dict) else {}
     details = u.get("prompt_tokens_details") or {}
+    read = int(details.get("cached_tokens") or 0)
+    written = int(details.get("cache_creation_tokens") or u.get("cache_creation_input_tokens") or 0)
     return {
-        "input_tokens": int(u.get("prompt_tokens") or 0),
+        "input_tokens": max(int(u.get("prompt_tokens") or 0) - read - written, 0),
         "output_tokens": int(u.get("completion_tokens") or 0),
-        "cache_read_input_tokens": int(details.get("cached_tokens") or 0),
-        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
     }
 
 

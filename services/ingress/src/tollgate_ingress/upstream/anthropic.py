@@ -3,15 +3,20 @@ streamed events to chunks, prompt-caching usage, errors (529 overloaded included
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx
 import orjson
+from httpx_sse import EventSource
 
 from tollgate_ingress.routing import Deployment
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 from tollgate_ingress.upstream.translating import (
+    CHAT_PATH,
     ChunkTranslator,
     Outgoing,
+    TranslatedStream,
     TranslatingAdapter,
     completion,
     data_url,
@@ -360,3 +365,83 @@ class AnthropicAdapter(TranslatingAdapter):
 
 
 ADAPTER = AnthropicAdapter()
+
+
+# -- passthrough: an Anthropic Messages request sent as it came -------------------------------
+# Headers of the caller's that shape what Anthropic answers (beta features, API version).
+PASSED_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+class NativeMessages(AnthropicAdapter):
+    """A Messages request passed through unchanged but for the deployment's model and key (the
+    `/v1/messages` route on an Anthropic deployment): the answer comes back as Anthropic sent it,
+    the stream as its raw events; usage is read from both for cost and events."""
+
+    def __init__(self, caller_headers: dict[str, str]) -> None:
+        self.caller_headers = caller_headers
+
+    def headers(self, dep: Deployment) -> dict[str, str]:
+        return {**super().headers(dep), **self.caller_headers}
+
+    async def prepare(self, dep: Deployment, body: dict[str, Any], stream: bool) -> Outgoing:
+        out = {**body, "model": dep.params.upstream_model}
+        if stream:
+            out["stream"] = True
+        else:
+            out.pop("stream", None)
+        return Outgoing(self.url(dep), self.headers(dep), orjson.dumps(out))
+
+    def response(
+        self, data: dict[str, Any], dep: Deployment, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return data
+
+    def stream(
+        self,
+        client: httpx.AsyncClient,
+        dep: Deployment,
+        body: dict[str, Any],
+        timeout: float,
+        traceparent: str | None,
+        path: str = CHAT_PATH,
+    ) -> RawEventStream:
+        return RawEventStream(self, client, dep, body, timeout, traceparent, path)
+
+
+def passthrough(headers: Mapping[str, str]) -> NativeMessages:
+    """The passthrough adapter for one call, carrying the caller's Anthropic headers."""
+    return NativeMessages({k: v for k in PASSED_HEADERS if (v := headers.get(k))})
+
+
+class RawEventStream(TranslatedStream):
+    """Anthropic's stream, each event kept as the bytes to relay (`drain()`) and read as OpenAI
+    chunks for usage and the recorded answer. Every event yields at least one chunk (an empty
+    one when it translates to none), so its bytes go out as it arrives."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._raw: list[bytes] = []
+
+    def drain(self) -> list[bytes]:
+        out, self._raw = self._raw, []
+        return out
+
+    async def chunks(self) -> AsyncIterator[dict[str, Any] | None]:
+        assert self._resp is not None
+        reader = MessagesTranslator(self._dep.params.upstream_model, json_mode=False)
+        try:
+            async for sse in EventSource(self._resp).aiter_sse():
+                if not sse.data:
+                    continue
+                self._raw.append(f"event: {sse.event}\ndata: {sse.data}\n\n".encode())
+                try:
+                    event = orjson.loads(sse.data)
+                except orjson.JSONDecodeError:
+                    event = None
+                chunks = reader.feed(event) if isinstance(event, dict) else []
+                for chunk in chunks or [{"choices": []}]:
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise self._adapter.unreachable(exc, self._url) from exc
+        reader.end()
+        yield None
