@@ -43,6 +43,11 @@ FLAGS = [
 MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
 SLACK = "/slack/T0/B0/console"
 PHONE = {"width": 390, "height": 844}
+# The outermost elements that stick out past the viewport's right edge (for the message).
+WIDEST = """Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+    && !e.closest('.scroll'))
+  .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id).join(', ')"""
 
 
 def chromium() -> Path | None:
@@ -471,7 +476,8 @@ async def test_console_on_a_phone_and_responses_chain_as_session(
         overflow = await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        assert overflow <= 1, f"{path} is {overflow}px wider than a phone"
+        wide = await page.evaluate(WIDEST) if overflow > 1 else ""
+        assert overflow <= 1, f"{path} is {overflow}px wider than a phone: {wide}"
         await shots.take(page, name)
 
     await page.goto(f"/ui/sessions/{chain}")
