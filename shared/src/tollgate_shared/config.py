@@ -106,8 +106,9 @@ class LitellmSettings(_Section):
     enable_end_user_cost_tracking_prometheus_only: bool = False
     require_auth_for_metrics_endpoint: bool = False
     prometheus_latency_buckets: list[float] | None = None
-    # Tollgate's own: label sets per metric beyond this are dropped and counted.
-    prometheus_max_series_per_metric: int = Field(2000, ge=1)
+    # Tollgate's own: series per metric as Prometheus counts them (each histogram bucket is
+    # one); label sets that would pass it are dropped and counted.
+    prometheus_max_series_per_metric: int = Field(20000, ge=1)
     drop_params: bool = False
     request_timeout: float | None = Field(None, gt=0)
     # The zone budget periods (`budget_duration`) reset in: midnight there, as LiteLLM.

@@ -27,7 +27,8 @@ labels of `custom_prometheus_metadata_labels` (`metadata.environment` becomes
 `metadata_environment`) and `custom_prometheus_tags` (`tag_<name>="true"|"false"`).
 `end_user` is `"None"` unless `enable_end_user_cost_tracking_prometheus_only` is on;
 `prometheus_metrics_config` chooses families and labels; past
-`prometheus_max_series_per_metric` new label sets are dropped and counted in
+`prometheus_max_series_per_metric` (default 20,000 series as Prometheus counts them,
+each histogram bucket one) new label sets are dropped and counted in
 `tollgate_metric_series_dropped_total{metric}`.
 
 Counters are exposed with prometheus_client's `_total` suffix, as LiteLLM's are.
