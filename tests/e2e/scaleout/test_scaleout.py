@@ -392,6 +392,11 @@ async def _measure(
     nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
     nc = await nats.connect(nats_url.split(","), user="ingress", password=passwords["ingress"])
     js = nc.jetstream()
+    # Consumer state is read as the provisioning user (the services' users may not).
+    admin_nc = await nats.connect(
+        nats_url.split(","), user="provision", password=passwords["provision"]
+    )
+    admin_js = admin_nc.jetstream()
     consumers = [n for s in ("ledger", "exporter", "alerter") for n in stack.names(s)]
     run = f"scale{replicas}-{int(time.time())}"
     _signal(stack, consumers, signal.SIGSTOP)
@@ -406,11 +411,12 @@ async def _measure(
         for service, spec in (("ledger", names.LEDGER_SPEND), ("exporter", names.EXPORTER_LLM)):
             started = time.monotonic()
             _signal(stack, stack.names(service)[:replicas], signal.SIGCONT)
-            await _drained(js, spec)
+            await _drained(admin_js, spec)
             out[service] = SCALE_EVENTS / (time.monotonic() - started)
     finally:
         _signal(stack, consumers, signal.SIGCONT)
         await nc.close()
+        await admin_nc.close()
     got = Counter(
         str(e.get("request_id")) for e in hook.events() if str(e.get("request_id")).startswith(run)
     )
