@@ -23,8 +23,7 @@ from nats.aio.msg import Msg
 from redis.exceptions import RedisError
 
 from tollgate_alerter import metrics
-from tollgate_alerter.service import Alerter
-from tollgate_alerter.state import Effects
+from tollgate_alerter.service import Alerter, Effects
 from tollgate_shared import consuming
 from tollgate_shared.events import Event, EventDecodeError, decode
 from tollgate_shared.names import ConsumerSpec
