@@ -14,8 +14,9 @@ from tollgate_ingress.usage import RESPONSES_USAGE, Usage, usage_from
 from tollgate_shared.config import LitellmParams
 from tollgate_shared.errors import error_body
 
-# Providers whose own API serves /v1/responses: passed through, not bridged.
-NATIVE_PROVIDERS = frozenset({"openai", "azure"})
+# Providers whose own API serves /v1/responses: passed through, not bridged. (Azure serves it
+# too, but at its own URL with its own auth and api-version: bridged through its adapter.)
+NATIVE_PROVIDERS = frozenset({"openai"})
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 ROLES = frozenset({"user", "assistant", "system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})

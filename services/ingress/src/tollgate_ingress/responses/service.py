@@ -32,7 +32,7 @@ from tollgate_ingress.service import (
     StreamShape,
     canned_of,
 )
-from tollgate_ingress.upstream import mock
+from tollgate_ingress.upstream import Stream, adapter_of, mock
 from tollgate_ingress.upstream import openai as upstream
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 from tollgate_ingress.usage import (
@@ -236,7 +236,7 @@ class Responses:
                 return True, data
             if turn.chat is None:
                 raise self._bridge_refused(turn)
-            return False, await upstream.chat(
+            return False, await adapter_of(dep).chat(
                 gw.client, dep, req.upstream_body, timeout, call.traceparent
             )
 
@@ -261,7 +261,7 @@ class Responses:
         gw = self.gw
         req = call.request
 
-        async def one(dep: Deployment) -> tuple[bool, upstream.ChatStream | mock.MockStream]:
+        async def one(dep: Deployment) -> tuple[bool, Stream | mock.MockStream]:
             canned = canned_of(req, dep)
             if canned is not None:
                 chat = mock.mock_completion(
@@ -272,13 +272,14 @@ class Responses:
             native = bridge.is_native(dep.params)
             if not native and turn.chat is None:
                 raise self._bridge_refused(turn)
-            s = upstream.ChatStream(
-                gw.client,
-                dep,
-                turn.native_body() if native else req.upstream_body,
-                timeout,
-                call.traceparent,
-                "/responses" if native else "/chat/completions",
+            s: Stream = (
+                upstream.ChatStream(
+                    gw.client, dep, turn.native_body(), timeout, call.traceparent, "/responses"
+                )
+                if native
+                else adapter_of(dep).stream(
+                    gw.client, dep, req.upstream_body, timeout, call.traceparent
+                )
             )
             await s.open()
             return native, s
@@ -297,7 +298,7 @@ class Responses:
         self,
         call: Call,
         turn: Turn,
-        source: upstream.ChatStream | mock.MockStream,
+        source: Stream | mock.MockStream,
         t_start: float,
         t_up: float,
     ) -> AsyncIterator[bytes]:
