@@ -1,7 +1,9 @@
-"""`/v1/messages` through ingress as a real process, driven by the official `anthropic` SDK: an
-Anthropic deployment gets the request as it came and its answer and stream come back unchanged
-(usage read for cost and events); other providers are bridged through their adapters; an
-overloaded (529) Anthropic deployment falls back to an OpenAI-compatible one."""
+"""`/v1/messages` and `/v1/responses` through ingress as a real process, to one deployment per
+provider. With the official `anthropic` SDK: an Anthropic deployment gets the Messages request as
+it came and its answer and stream come back unchanged (usage read for cost and events); other
+providers are bridged through their adapters; an overloaded (529) Anthropic deployment falls
+back to an OpenAI-compatible one. With the `openai` SDK: the Responses API reaches every
+provider through the same adapters, plain and streamed."""
 
 from __future__ import annotations
 
@@ -11,12 +13,20 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 from nats.js import JetStreamContext
 
 from support.configs import MASTER_KEY, write_config
 from support.events import wait_for_events
-from support.fake_providers import ANTHROPIC_KEY, FakeProviders, fake_providers, model_list
+from support.fake_providers import (
+    ANTHROPIC_KEY,
+    AZURE_KEY,
+    PROVIDERS,
+    FakeProviders,
+    fake_providers,
+    model_list,
+)
 from support.fake_upstream import FakeUpstream, fake_upstream
 from support.processes import Service, start_service, stop_service
 from tollgate_devstack.embedded import StackUrls, free_port
@@ -249,3 +259,37 @@ async def test_overloaded_anthropic_falls_back_to_openai_compatible(
     )
     assert (await raw.parse()).content[0].text == "fallback answer"  # type: ignore[union-attr]
     assert raw.headers["x-litellm-model-id"] == "openai-backup-1"
+
+
+@pytest.mark.parametrize("model", PROVIDERS)
+async def test_responses_reach_each_provider_through_its_adapter(
+    ingress: Service, js: JetStreamContext, fakes: FakeProviders, model: str
+) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{ingress.url}/v1", api_key=MASTER_KEY, max_retries=0)
+    resp = await client.responses.create(
+        model=model,
+        input="say hello please",
+        instructions="Be brief.",
+        extra_body={"litellm_session_id": f"resp-{model}"},
+    )
+    assert resp.output_text == fakes.reply
+    assert resp.usage is not None
+    assert resp.usage.output_tokens > 0
+    text = ""
+    async with client.responses.stream(model=model, input="say hello please") as stream:
+        async for ev in stream:
+            if ev.type == "response.output_text.delta":
+                text += ev.delta
+        final = await stream.get_final_response()
+    assert text == fakes.reply
+    assert final.usage is not None
+    assert final.usage.output_tokens == resp.usage.output_tokens
+    [(_, event)] = await wait_for_events(js, COMPLETED, {"session_id": f"resp-{model}"})
+    assert event["custom_llm_provider"] == model
+    assert event["call_type"] == "aresponses"
+    assert Decimal(event["spend"]) > 0
+    if model == "azure":
+        # Azure is bridged like the others: its own URL, api-key and api-version.
+        path, headers, _ = fakes.last("azure")
+        assert path.endswith("/chat/completions")
+        assert headers["api-key"] == AZURE_KEY
