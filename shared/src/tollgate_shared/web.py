@@ -8,9 +8,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from litestar import Response, Router, get
+from litestar import Request, Response, Router, get
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from tollgate_shared.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +91,40 @@ def health_router(
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return Router(path="/", route_handlers=[health, metrics], tags=["operations"])
+
+
+# --- errors: every Litestar route answers in OpenAI's format, never a bare 500 ------------
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A 400 naming the first offending parameter."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    keys = [str(e.get("key")) for e in extra if isinstance(e, dict) and e.get("key")]
+    detail = "; ".join(
+        f"{e.get('key')}: {e.get('message')}" for e in extra if isinstance(e, dict)
+    ) or str(exc.detail)
+    return Response(
+        error_body(f"invalid parameter: {detail}", 400, param=keys[0] if keys else None),
+        status_code=400,
+    )
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return Response(
+        error_body(str(exc.detail), exc.status_code),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+def unexpected_error(req: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Logged with its traceback; the caller sees OpenAI's 500 body, never internals."""
+    log.error("unexpected error on %s", req.url.path, exc_info=exc)
+    return Response(error_body("internal error", 500), status_code=500)
+
+
+OPENAI_EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

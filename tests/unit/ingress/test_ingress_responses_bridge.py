@@ -29,7 +29,7 @@ def events(raw: list[bytes]) -> list[dict[str, Any]]:
 
 def test_native_providers() -> None:
     assert bridge.is_native(LitellmParams(model="openai/gpt-4o"))
-    assert bridge.is_native(LitellmParams(model="azure/gpt-4o"))
+    assert not bridge.is_native(LitellmParams(model="azure/gpt-4o"))
     assert not bridge.is_native(LitellmParams(model="openai/demo", mock_response="hi"))
     for model in ("hosted_vllm/qwen", "ollama/llama3", "deepseek/chat", "openrouter/x"):
         assert not bridge.is_native(LitellmParams(model=model))

@@ -41,7 +41,7 @@ from tollgate_shared.dependencies import check_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
-from tollgate_shared.web import health_router, peer_check
+from tollgate_shared.web import OPENAI_EXCEPTION_HANDLERS, health_router, peer_check
 
 log = logging.getLogger(__name__)
 
@@ -259,5 +259,6 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             console_router,
         ],
         lifespan=[lifespan],
+        exception_handlers=OPENAI_EXCEPTION_HANDLERS,
     )
     return FastLlmRoutes(app)

@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
 
 from tollgate_ledger.filters import FilterError
 from tollgate_ledger.service import DB_UNAVAILABLE, NotReadyError
 from tollgate_shared.errors import error_body
+from tollgate_shared.web import OPENAI_EXCEPTION_HANDLERS, unexpected_error
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +34,6 @@ def _bad_filter(_: Request[Any, Any, Any], exc: FilterError) -> Response[bytes]:
     return json_response(error_body(exc.message, 400, param=exc.param), 400)
 
 
-def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    extra = exc.extra if isinstance(exc.extra, list) else []
-    keys = [str(e.get("key")) for e in extra if isinstance(e, dict) and e.get("key")]
-    detail = "; ".join(
-        f"{e.get('key')}: {e.get('message')}" for e in extra if isinstance(e, dict)
-    ) or str(exc.detail)
-    return json_response(
-        error_body(f"invalid parameter: {detail}", 400, param=keys[0] if keys else None), 400
-    )
-
-
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    return json_response(
-        error_body(str(exc.detail), exc.status_code), exc.status_code, headers=exc.headers
-    )
-
-
 def _not_ready(_: Request[Any, Any, Any], exc: NotReadyError) -> Response[bytes]:
     return json_response(error_body(str(exc), 503), 503)
 
@@ -59,14 +42,12 @@ def _unexpected(req: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, DB_UNAVAILABLE):
         log.warning("database unavailable for %s: %s", req.url.path, exc)
         return json_response(error_body("database unavailable, try again", 503), 503)
-    log.exception("unexpected error on %s", req.url.path)
-    return json_response(error_body("internal error", 500), 500)
+    return unexpected_error(req, exc)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
+    **OPENAI_EXCEPTION_HANDLERS,
     FilterError: _bad_filter,
-    ValidationException: _validation,
-    HTTPException: _http,
     NotReadyError: _not_ready,
     Exception: _unexpected,
 }
