@@ -25,6 +25,8 @@ from tollgate_ledger.filters import (
 )
 from tollgate_ledger.routes.guards import ReadDeps, Scoped, read_guard, scope_provider
 from tollgate_ledger.routes.responses import json_response, operation_ids
+from tollgate_ledger.routes.spend_report import GROUP_BYS, by_api_key, by_day
+from tollgate_ledger.service import NotReadyError
 
 Page = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="page number, from 1")]
 Str = Annotated[str | None, QueryParameter(max_length=512)]
@@ -448,6 +450,96 @@ def spend_router(deps: ReadDeps) -> Router:
             }
         )
 
+    @get(
+        "/global/spend/logs",
+        operation_id="global_spend_logs",
+        summary="Spend per day, last 30 days (LiteLLM /global/spend/logs)",
+    )
+    async def global_spend_logs(api_key: Str = None, *, key_scope: Scoped) -> Response[bytes]:
+        """`[{date, spend}]` per UTC day over the last 30 days, oldest first (LiteLLM's shape);
+        with `api_key` (its hash, or an `sk-` key which is hashed) that key's days as
+        `[{date, spend, api_key}]`. A virtual key reads only its own spend."""
+        key = key_filter(api_key)
+        if key_scope.key_hash is not None:
+            if key not in (None, key_scope.key_hash):
+                return json_response([])
+            key = key_scope.key_hash
+        if key is None:
+            rows, _ = await deps.reads.daily("model", since=since_days(30), until=None)
+        else:
+            # One key's own days: summed from its spend rows (the scoped daily read).
+            rows, _ = await deps.reads.daily("key", since=since_days(30), until=None, key_scope=key)
+        per_day: dict[str, Decimal] = {}
+        for r in rows:
+            day = r["day"].isoformat()
+            per_day[day] = per_day.get(day, Decimal(0)) + r["spend"]
+        extra = {} if key is None else {"api_key": key}
+        return json_response(
+            [{"date": day, "spend": spend, **extra} for day, spend in sorted(per_day.items())]
+        )
+
+    @get(
+        "/global/spend/report",
+        operation_id="global_spend_report",
+        summary="Daily spend per team, customer or key (LiteLLM /global/spend/report)",
+    )
+    async def global_spend_report(
+        start_date: Str = None,
+        end_date: Str = None,
+        group_by: FromQuery[str] = "team",
+        api_key: Str = None,
+        internal_user_id: Str = None,
+        team_id: Str = None,
+        customer_id: Str = None,
+        *,
+        key_scope: Scoped,
+    ) -> Response[bytes]:
+        """Spend between `start_date` and `end_date` (both required; `YYYY-MM-DD`, the end day
+        included, UTC) in LiteLLM's shapes, chosen as LiteLLM chooses them:
+
+        - `api_key` (hash or `sk-` key) or `internal_user_id`: that key's or user's spend per
+          key, `[{api_key, total_cost, total_input_tokens, total_output_tokens,
+          model_details: [{model, total_cost, total_input_tokens, total_output_tokens}]}]`;
+        - `team_id` and `customer_id` together: `[{group_by_day, teams_customers: [{team_name,
+          team_id, customer, total_spend, metadata}]}]`;
+        - else by `group_by`: `team` (default) `[{group_by_day, teams: [{team_name, team_id,
+          total_spend, metadata: [{model, api_key, spend, total_tokens}]}]}]`, `customer`
+          (`customers: [{customer, ...}]`) or `api_key` (the per-key shape above).
+
+        `team_id` or `customer_id` alone narrows any shape. A virtual key reads only its own
+        spend.
+        """
+        if not start_date:
+            raise FilterError("start_date", "start_date and end_date are required (YYYY-MM-DD)")
+        if not end_date:
+            raise FilterError("end_date", "start_date and end_date are required (YYYY-MM-DD)")
+        if group_by not in GROUP_BYS:
+            raise FilterError("group_by", f"group_by must be one of {', '.join(GROUP_BYS)}")
+        start, end = date_range(start_date, end_date)
+        f = SpendLogFilter(
+            api_key=key_filter(api_key),
+            user_id=internal_user_id or None,
+            team_id=team_id or None,
+            end_user=customer_id or None,
+            start=start,
+            end=end,
+        )
+        rows = await report_rows(f, key_scope.key_hash)
+        if f.api_key or f.user_id or group_by == "api_key":
+            return json_response(by_api_key(rows))
+        if f.team_id and f.end_user:
+            return json_response(by_day(rows, "team_customer"))
+        return json_response(by_day(rows, group_by))
+
+    async def report_rows(f: SpendLogFilter, key_scope: str | None) -> list[dict[str, Any]]:
+        # The read service has no report method yet (service.py is not this change's to
+        # edit): the query runs on its pool, through its reader, as its methods do.
+        pool = deps.reads.pool
+        if pool is None:
+            raise NotReadyError("database not connected")
+        async with pool.acquire() as conn:
+            return await deps.reads.reader.spend_report(conn, f, key_scope)
+
     @get("/spend/tags", operation_id="spend_tags", summary="Spend per request tag")
     async def spend_tags(
         start_date: Str = None, end_date: Str = None, *, key_scope: Scoped
@@ -532,6 +624,8 @@ def spend_router(deps: ReadDeps) -> Router:
             global_spend_keys,
             global_spend_models,
             global_spend_teams,
+            global_spend_logs,
+            global_spend_report,
             spend_tags,
         ],
         tags=["Budget & Spend Tracking"],
