@@ -1,6 +1,6 @@
-"""/global/spend/report and /global/spend/logs in LiteLLM's shapes and parameters, over a real
-database: grouped by team, customer and key, narrowed by key, user, team and customer, scoped
-to a virtual key's own spend; and ingress forwards both to the ledger."""
+"""/global/spend/report, /global/spend/logs and /spend/tags in LiteLLM's shapes and parameters
+over a real database: grouped by team, customer and key, narrowed by key, user, team and
+customer, scoped to a virtual key's own spend; and ingress forwards /global/* to the ledger."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from ledger_support import T0, make_completed
+from ledger_support import T0, make_completed, make_failed
 from litestar.testing import AsyncTestClient
 from nats.js import JetStreamContext
 
@@ -37,7 +37,8 @@ RANGE = {"start_date": DAY0, "end_date": DAY1}
 @pytest.fixture
 async def world(pool: asyncpg.Pool, js: JetStreamContext) -> AsyncIterator[dict[str, Any]]:
     """Team A (aliased) calls with key A on two days, two models, customers c1 and c2; team B
-    (no alias) calls with key B, customer c1. Key A is a live virtual key in admin's bucket."""
+    (no alias) calls with key B, customer c1, and fails once. Each call is tagged with its side
+    and a tag both share. Key A is a live virtual key in admin's bucket."""
     tag = uuid.uuid4().hex[:8]
     teams = {"a": f"rep-a-{tag}", "b": f"rep-b-{tag}"}
     keys = {"a": f"sk-rep-a-{tag}", "b": f"sk-rep-b-{tag}"}
@@ -64,8 +65,23 @@ async def world(pool: asyncpg.Pool, js: JetStreamContext) -> AsyncIterator[dict[
             prompt_tokens=10 * (n + 1),
             completion_tokens=n + 1,
             total_tokens=11 * (n + 1),
+            tags=[f"tag-{side}-{tag}", f"both-{tag}"],
         )
         for side, n, back, model, customer, spend in calls
+    ] + [
+        # A failed call: logged, tagged, spending nothing.
+        make_failed(
+            teams["b"],
+            1,
+            api_key_hash=hash_key(keys["b"]),
+            team_alias=None,
+            user_id=f"user-b-{tag}",
+            end_user=c1,
+            model="gpt-4o",
+            start_time=T0 + timedelta(seconds=1),
+            end_time=T0 + timedelta(seconds=2),
+            tags=[f"tag-b-{tag}", f"both-{tag}"],
+        )
     ]
     async with pool.acquire() as conn, conn.transaction():
         await SpendProjection(names.SCHEMA_LEDGER).write(
@@ -250,6 +266,41 @@ async def test_global_spend_logs_per_day(
     for given in (key_b, hash_key(key_b)):
         one = await client.get("/global/spend/logs", params={"api_key": given}, headers=AUTH)
         assert one.json() == [{"date": DAY1, "spend": 0.1, "api_key": hash_key(key_b)}]
+
+
+async def test_spend_tags_like_litellm(client: AsyncTestClient[Any], world: dict[str, Any]) -> None:
+    tag = world["tag"]
+
+    async def tags(key: str = MASTER, **params: str) -> dict[str, tuple[int, Decimal]]:
+        r = await client.get(
+            "/spend/tags", params=params, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert r.status_code == 200, r.text
+        assert all(
+            set(t) == {"individual_request_tag", "log_count", "total_spend"} for t in r.json()
+        )
+        return {
+            t["individual_request_tag"]: (t["log_count"], Decimal(str(t["total_spend"])))
+            for t in r.json()
+            if t["individual_request_tag"].endswith(tag)
+        }
+
+    # As LiteLLM counts them: every logged call carrying the tag, failures too.
+    assert await tags() == {
+        f"tag-a-{tag}": (3, Decimal("0.070")),
+        f"tag-b-{tag}": (2, Decimal("0.100")),
+        f"both-{tag}": (5, Decimal("0.170")),
+    }
+    assert await tags(start_date=DAY1, end_date=DAY1) == {
+        f"tag-a-{tag}": (2, Decimal("0.060")),
+        f"tag-b-{tag}": (2, Decimal("0.100")),
+        f"both-{tag}": (4, Decimal("0.160")),
+    }
+    # A virtual key: its own calls only.
+    assert await tags(world["keys"]["a"]) == {
+        f"tag-a-{tag}": (3, Decimal("0.070")),
+        f"both-{tag}": (3, Decimal("0.070")),
+    }
 
 
 def test_ingress_forwards_both_to_the_ledger() -> None:
