@@ -31,7 +31,8 @@ DAYS = 30
 
 
 async def seed(database_url: str, rows: int) -> float:
-    """`rows` calls over the last 30 days: 200 keys in 20 teams, 6 models, 2% failures, a
+    """`rows` calls over the last 30 days: 200 keys in 20 teams, 6 models (one a group whose
+    deployment model is named otherwise, as `openai/...` under its group), 2% failures, a
     session for every 4 calls, two tags each, stored prompt and answer. Returns seconds."""
     t0 = time.perf_counter()
     conn = await asyncpg.connect(database_url)
@@ -62,7 +63,8 @@ async def seed(database_url: str, rows: int) -> float:
                     encode(sha256(('key' || (n % 200))::bytea), 'hex'),
                     (n % 97) * 0.00001, 150 + n % 50, 100 + n % 30, 50 + n % 20,
                     t, t + interval '800 ms', t + interval '120 ms', 800,
-                    'model-' || (n % 6), 'model-' || (n % 6), 'openai', 'user-' || (n % 500),
+                    CASE WHEN n % 6 = 5 THEN 'openai/model-5' ELSE 'model-' || (n % 6) END,
+                    'model-' || (n % 6), 'openai', 'user-' || (n % 500),
                     '{"env": "bench"}'::jsonb,
                     jsonb_build_array('tag-' || (n % 10), 'app-' || (n % 3)),
                     'team-' || (n % 200 / 10), 'end-user-' || (n % 1000),
@@ -101,6 +103,7 @@ def scenarios(today: date) -> dict[str, dict[str, str]]:
         "user": {"user_id": "user-42"},
         "end user": {"end_user": "end-user-7"},
         "model": {"model": "model-2"},
+        "model group": {"model": "model-5"},
         "failures": {"status": "failure"},
         "session": {"session_id": "sess-1234"},
         "tag": {"tag": "tag-4"},
