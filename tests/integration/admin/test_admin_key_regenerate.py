@@ -143,14 +143,12 @@ async def test_regenerate_refusals(admin: httpx.AsyncClient) -> None:
     assert still.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LiteLLM rotates the secret of the same row, so the key's spend (and its budget) "
-    "carries over; here spend is the ledger's per-hash total and the new hash starts at 0",
-)
 async def test_regenerate_keeps_the_keys_spend(
     admin: httpx.AsyncClient, js: JetStreamContext
 ) -> None:
+    """LiteLLM rotates the secret of the same row, so spend and budget carry over: the
+    answer shows the key's spend, and the ledger moves the total to the new hash
+    (tests/integration/ledger/test_ledger_key_rotation.py)."""
     old = await new_key(admin)
     spend = await js.key_value(names.KV_SPEND)
     state = SpendState(entity="key", entity_id=old["token_id"], spend=Decimal("1.25"))

@@ -396,15 +396,34 @@ class SpendService:
 # --- audit ------------------------------------------------------------------------------
 
 
+def key_rotations(events: Sequence[AdminChanged]) -> list[tuple[str, str]]:
+    """`(old hash, new hash)` of each key rotation in the batch, in order."""
+    out = []
+    for e in events:
+        if e.entity != "key" or e.action != "rotated":
+            continue
+        previous = (e.updated_values or {}).get("previous_token")
+        if isinstance(previous, str) and previous and previous != e.object_id:
+            out.append((previous, e.object_id))
+    return out
+
+
 @dataclass
 class AuditService:
-    """Admin changes into the audit log (when `store_audit_logs`)."""
+    """Admin changes into the audit log (when `store_audit_logs`); a key rotation also
+    carries the key's spend total over to its new hash (always, audit logging or not)."""
 
     consumer: str
     pool: asyncpg.Pool
     projection: AuditProjection
     policy: LedgerPolicy
     publish: Publish | None = None
+    announcer: Announcer | None = None
+    spend: SpendProjection | None = None
+
+    def __post_init__(self) -> None:
+        if self.spend is None:
+            self.spend = SpendProjection(self.projection.schema)
 
     async def record(self, events: list[AdminChanged], *, received: int, started: float) -> Verdict:
         """Write a decoded batch in one transaction; the one verdict for all of it."""
@@ -413,28 +432,36 @@ class AuditService:
         if not events:
             metrics.BATCHES.labels(name, "empty").inc()
             return RECORDED
-        if not self.policy.store_audit_logs:
+        rotations = key_rotations(events)
+        store = self.policy.store_audit_logs
+        if not store and not rotations:
             # Audit logging is off: the change is not recorded, by configuration.
             metrics.BATCHES.labels(name, "skipped").inc()
             return RECORDED
-        rows = [audit_row(e) for e in events]
+        rows = [audit_row(e) for e in events] if store else []
+        assert self.spend is not None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 inserted = await self.projection.write(conn, rows)
+                moved = await self.spend.carry_over(conn, rotations)
         except DB_ERRORS as exc:
             metrics.DB_ERRORS.labels(name).inc()
             metrics.BATCHES.labels(name, "db_error").inc()
-            log.error("writing %d audit rows failed: %s", len(rows), exc)
+            log.error("writing %d audit rows failed: %s", len(events), exc)
             await _tell(
                 self.publish,
                 LedgerDbError(
                     producer=PRODUCER,
                     error=f"{type(exc).__name__}: {exc}"[:2000],
-                    batch_size=len(rows),
+                    batch_size=len(events),
                 ),
             )
             return RETRY
+        if moved and self.announcer is not None:
+            # Without an announcer the outbox relay announces them (RELAY_EVERY_S).
+            self.announcer.queue(moved)
         metrics.ROWS_WRITTEN.labels("audit_log").inc(inserted)
+        metrics.ROWS_WRITTEN.labels("spend_totals").inc(len(moved))
         metrics.DUPLICATES.labels(name).inc(len(rows) - inserted)
         metrics.BATCHES.labels(name, "committed").inc()
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)

@@ -190,7 +190,9 @@ class KeyService(Area):
             )
             unit.delete(names.KV_KEYS, before["token"])
             unit.put(names.KV_KEYS, new_token, views.key_state(row))
-        return {**public, "key": plaintext, "token_id": new_token}
+        # The same key under a new secret: its spend carries over (the ledger moves it).
+        spend = await self.kv.spend("key", before["token"])
+        return {**public, "spend": spend, "key": plaintext, "token_id": new_token}
 
     async def set_key_blocked(
         self, req: schemas.BlockKeyRequest, blocked: bool, actor: Actor

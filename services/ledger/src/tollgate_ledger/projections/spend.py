@@ -272,6 +272,66 @@ class SpendProjection:
             TotalAfter(r["entity"], r["entity_id"], r["spend"], r["period_start"]) for r in rows
         ]
 
+    async def carry_over(
+        self, conn: asyncpg.Connection, rotations: Sequence[tuple[str, str]]
+    ) -> list[TotalAfter]:
+        """Move each rotated key's total `(old hash, new hash)` to its new hash, in order.
+
+        The old row (lifetime spend, requests, tokens, period base and start) is deleted
+        and added into the new hash's row, and the new total is queued in the outbox, all in
+        the caller's transaction. Moving drains the old row, so a redelivered rotation
+        finds nothing to move and changes nothing. Returns the totals it changed.
+        """
+        moved: dict[tuple[str, str], TotalAfter] = {}
+        for old, new in rotations:
+            if old == new:
+                continue
+            rows = await conn.fetch(self._carry_sql, old, new)
+            for r in rows:
+                moved.pop(("key", old), None)
+                moved[(r["entity"], r["entity_id"])] = TotalAfter(
+                    r["entity"], r["entity_id"], r["spend"], r["period_start"]
+                )
+        return list(moved.values())
+
+    @property
+    def _carry_sql(self) -> str:
+        s = f'"{self.schema}"'
+        return f"""
+            WITH old AS (
+                DELETE FROM {s}.spend_totals WHERE entity = 'key' AND entity_id = $1
+                RETURNING *
+            ), moved AS (
+                INSERT INTO {s}.spend_totals AS t (entity, entity_id, spend, requests,
+                    total_tokens, last_alias, updated_at, period_start, period_base, created_at)
+                SELECT 'key', $2, spend, requests, total_tokens, last_alias, now(),
+                    period_start, period_base, created_at
+                FROM old
+                ON CONFLICT (entity, entity_id) DO UPDATE SET
+                    spend = t.spend + EXCLUDED.spend,
+                    requests = t.requests + EXCLUDED.requests,
+                    total_tokens = t.total_tokens + EXCLUDED.total_tokens,
+                    last_alias = COALESCE(t.last_alias, EXCLUDED.last_alias),
+                    period_base = t.period_base + EXCLUDED.period_base,
+                    period_start = GREATEST(t.period_start, EXCLUDED.period_start),
+                    created_at = LEAST(t.created_at, EXCLUDED.created_at),
+                    updated_at = now()
+                RETURNING entity, entity_id, spend - period_base AS spend, period_start
+            ), unqueued AS (
+                DELETE FROM {s}.spend_announcements
+                WHERE entity = 'key' AND entity_id = $1 AND EXISTS (SELECT 1 FROM old)
+                RETURNING 1
+            ), queued AS (
+                INSERT INTO {s}.spend_announcements AS a (entity, entity_id, spend, period_start)
+                SELECT entity, entity_id, spend, period_start FROM moved
+                ON CONFLICT (entity, entity_id) DO UPDATE SET
+                    spend = EXCLUDED.spend, period_start = EXCLUDED.period_start,
+                    queued_at = now()
+                RETURNING 1
+            )
+            SELECT * FROM moved
+        """
+
     async def queued_totals(
         self, conn: asyncpg.Connection, *, older_than_s: float = 0.0, limit: int = 1000
     ) -> list[TotalAfter]:
