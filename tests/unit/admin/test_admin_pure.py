@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from tollgate_admin import key_material, masking, schemas, validation, views
 from tollgate_admin.errors import BadRequestError, ForbiddenError
 from tollgate_shared.redaction import MASKED, is_secret_name, mask_secrets
+from tollgate_shared.sealing import Sealer
 
 NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -321,3 +322,38 @@ def test_audit_diff_ignores_volatile_fields() -> None:
     before = {"a": 1, "updated_at": NOW}
     after = {"a": 2, "updated_at": NOW + timedelta(seconds=1)}
     assert views.audit_diff(before, after) == {"a": 2}
+
+
+def test_a_masked_credential_sent_back_keeps_the_stored_one() -> None:
+    sealer = Sealer("a-salt-key-for-this-test-0123456789")
+    stored = masking.seal_secrets(
+        {"logging": [{"callback_vars": {"langfuse_secret_key": "sk-lf-real-secret-12345678"}}]},
+        sealer,
+    )
+    shown = masking.mask_metadata(stored)
+    shown_secret = shown["logging"][0]["callback_vars"]["langfuse_secret_key"]
+    assert masking.looks_masked(shown_secret)
+    # The edit form round-trips what it showed, with one other field changed.
+    edited = {**shown, "note": "edited"}
+    saved = masking.seal_secrets(edited, sealer, stored)
+    kept = saved["logging"][0]["callback_vars"]["langfuse_secret_key"]
+    assert sealer.open(kept) == "sk-lf-real-secret-12345678"
+    # A new secret replaces it; a masked value with nothing stored is kept as given.
+    replaced = masking.seal_secrets(
+        {"logging": [{"callback_vars": {"langfuse_secret_key": "sk-lf-new-secret-abcdefgh"}}]},
+        sealer,
+        stored,
+    )
+    assert sealer.open(replaced["logging"][0]["callback_vars"]["langfuse_secret_key"]) == (
+        "sk-lf-new-secret-abcdefgh"
+    )
+
+
+@pytest.mark.parametrize("text", ["********", "********abcd", "sk-...wxyz"])
+def test_masked_forms_are_recognised(text: str) -> None:
+    assert masking.looks_masked(text)
+
+
+@pytest.mark.parametrize("text", ["sk-real-key-0123456789", "********abcdef", "secret"])
+def test_real_values_are_not_taken_for_masks(text: str) -> None:
+    assert not masking.looks_masked(text)

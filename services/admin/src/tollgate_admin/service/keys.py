@@ -84,7 +84,9 @@ class KeyService(Area):
         if "max_budget" in fields:
             values["max_budget"] = money(req.max_budget)
         if "metadata" in fields:
-            values["metadata"] = seal_secrets(dict(req.metadata or {}), self.sealer)
+            values["metadata"] = seal_secrets(
+                dict(req.metadata or {}), self.sealer, existing["metadata"] if existing else None
+            )
         if "blocked" in fields and req.blocked is not None:
             values["blocked"] = req.blocked
         return values

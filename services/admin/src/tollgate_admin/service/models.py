@@ -89,7 +89,9 @@ class ModelService(Area):
                     else:
                         params[k] = v
                 check_params(params)
-                values["litellm_params"] = seal_secrets(params, self.sealer)
+                values["litellm_params"] = seal_secrets(
+                    params, self.sealer, before["litellm_params"]
+                )
             extra_info = req.model_info.model_dump(exclude={"id"}, exclude_none=True)
             if extra_info:
                 validation.check_storable(extra_info, "model_info")
