@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
@@ -35,7 +34,7 @@ from tollgate_alerter.subscribers import EventConsumer
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.consuming import run_consumer
-from tollgate_shared.dependencies import check_nats, check_redis
+from tollgate_shared.dependencies import check_nats, check_redis, connect_redis
 from tollgate_shared.events import AlertSent
 from tollgate_shared.publishing import connect_nats, publish_event
 from tollgate_shared.web import health_router
@@ -127,7 +126,7 @@ def create_app(settings: AlerterSettings, cfg: TollgateConfig) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         deps.nc = await connect_nats(settings.nats_url, "tollgate-alerter")
         js = deps.nc.jetstream()
-        deps.redis = aioredis.from_url(settings.redis_url)
+        deps.redis = connect_redis(settings.redis_url)
         client = httpx.AsyncClient(timeout=settings.delivery_timeout_s)
         state = AlertState(deps.redis, settings.redis_prefix)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar
 from nats.aio.client import Client as NATS
@@ -37,7 +36,7 @@ from tollgate_ingress.service import BudgetPolicy, Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
-from tollgate_shared.dependencies import check_redis
+from tollgate_shared.dependencies import check_redis, connect_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
@@ -151,7 +150,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             timeout=settings.upstream_timeout_s,
         )
         forward_client = httpx.AsyncClient(timeout=60.0)
-        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+        redis = connect_redis(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         gateway = Gateway(
             cfg,
             master_key,
