@@ -24,6 +24,7 @@ from tollgate_ingress.upstream.translating import (
     Outgoing,
     TranslatingAdapter,
     completion,
+    content_parts,
     data_url,
     error_message,
     json_schema_of,
@@ -56,30 +57,15 @@ STREAM_EXCEPTIONS = {
 }
 
 
+def _image(url: str) -> dict[str, Any]:
+    inline = data_url(url)
+    if inline is None or inline[0] not in IMAGE_FORMATS:
+        raise not_translated("bedrock", "an image by URL (Converse takes bytes: send a data: URL)")
+    return {"image": {"format": IMAGE_FORMATS[inline[0]], "source": {"bytes": inline[1]}}}
+
+
 def _content(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out: list[dict[str, Any]] = []
-    for part in content or ():
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if kind == "text":
-            out.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = str(image.get("url") if isinstance(image, dict) else image)
-            inline = data_url(url)
-            if inline is None or inline[0] not in IMAGE_FORMATS:
-                raise not_translated(
-                    "bedrock", "an image by URL (Converse takes bytes: send a data: URL)"
-                )
-            out.append(
-                {"image": {"format": IMAGE_FORMATS[inline[0]], "source": {"bytes": inline[1]}}}
-            )
-        else:
-            raise not_translated("bedrock", f"a content part of type {kind!r}")
-    return out
+    return content_parts(content, "bedrock", _image)
 
 
 def messages_of(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -14,6 +14,7 @@ from tollgate_ingress.upstream.translating import (
     Outgoing,
     TranslatingAdapter,
     completion,
+    content_parts,
     data_url,
     json_schema_of,
     not_translated,
@@ -47,33 +48,19 @@ def clean_schema(schema: Any) -> Any:
     return schema
 
 
+def _image(url: str) -> dict[str, Any]:
+    inline = data_url(url)
+    if inline is not None:
+        return {"inline_data": {"mime_type": inline[0], "data": inline[1]}}
+    # Gemini fetches gs:// and Files API URIs itself; the MIME type is a guess from the
+    # extension, JPEG when there is none.
+    ext = url.rsplit(".", 1)[-1].lower() if "." in url.rsplit("/", 1)[-1] else ""
+    mime = {"png": "image/png", "webp": "image/webp", "gif": "image/gif"}.get(ext, "image/jpeg")
+    return {"file_data": {"mime_type": mime, "file_uri": url}}
+
+
 def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    out: list[dict[str, Any]] = []
-    for part in content or ():
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if kind == "text":
-            out.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = str(image.get("url") if isinstance(image, dict) else image)
-            inline = data_url(url)
-            if inline is not None:
-                out.append({"inline_data": {"mime_type": inline[0], "data": inline[1]}})
-            else:
-                # Gemini fetches gs:// and Files API URIs itself; the MIME type is a guess
-                # from the extension, JPEG when there is none.
-                ext = url.rsplit(".", 1)[-1].lower() if "." in url.rsplit("/", 1)[-1] else ""
-                mime = {"png": "image/png", "webp": "image/webp", "gif": "image/gif"}.get(
-                    ext, "image/jpeg"
-                )
-                out.append({"file_data": {"mime_type": mime, "file_uri": url}})
-        else:
-            raise not_translated("gemini", f"a content part of type {kind!r}")
-    return out
+    return content_parts(content, "gemini", _image)
 
 
 def contents_of(messages: list[Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

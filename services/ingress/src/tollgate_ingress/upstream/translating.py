@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,6 +142,28 @@ def data_url(url: str) -> tuple[str, str] | None:
     head, data = url[5:].split(",", 1)
     media_type = head.split(";", 1)[0] or "application/octet-stream"
     return media_type, data
+
+
+def content_parts(
+    content: Any, provider: str, image: Callable[[str], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """OpenAI message content as a provider's `{"text": …}` parts, each image part mapped by
+    `image(url)`; any other part type is refused as not translated."""
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    out: list[dict[str, Any]] = []
+    for part in content or ():
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text":
+            out.append({"text": part.get("text", "")})
+        elif kind == "image_url":
+            url = part.get("image_url")
+            out.append(image(str(url.get("url") if isinstance(url, dict) else url)))
+        else:
+            raise not_translated(provider, f"a content part of type {kind!r}")
+    return out
 
 
 def stop_list(stop: Any) -> list[str] | None:
