@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from support.receivers.samples import PROMPT, REPLY, completed, failed
+from support.vendor_env import ENV
 from tollgate_exporter.content import redact
 from tollgate_exporter.destinations import Destination
 from tollgate_exporter.settings import ExporterSettings
@@ -22,45 +23,6 @@ from tollgate_exporter.sinks import SinkContext, registry
 from tollgate_exporter.sinks.base import ExportItem, PermanentError, RetryableError
 from tollgate_shared.config import LitellmSettings
 
-BASE = "http://vendor.test"
-ENV = {
-    "LANGSMITH_API_KEY": "k",
-    "LANGSMITH_BASE_URL": BASE,
-    "LUNARY_PUBLIC_KEY": "k",
-    "LUNARY_API_URL": BASE,
-    "HELICONE_API_KEY": "k",
-    "HELICONE_API_BASE": BASE,
-    "CONFIDENT_API_KEY": "k",
-    "CONFIDENT_BASE_URL": BASE,
-    "ATHINA_API_KEY": "k",
-    "ATHINA_BASE_URL": BASE,
-    "BRAINTRUST_API_KEY": "k",
-    "BRAINTRUST_API_BASE": BASE,
-    "HUMANLOOP_API_KEY": "k",
-    "HUMANLOOP_BASE_URL": BASE,
-    "LITERAL_API_KEY": "k",
-    "LITERAL_API_URL": BASE,
-    "PROMPTLAYER_API_KEY": "k",
-    "PROMPTLAYER_API_BASE": BASE,
-    "ARGILLA_API_KEY": "k",
-    "ARGILLA_BASE_URL": BASE,
-    "AGENTOPS_API_KEY": "k",
-    "AGENTOPS_OTLP_ENDPOINT": f"{BASE}/v1/traces",
-    "AGENTOPS_AUTH_ENDPOINT": f"{BASE}/v3/auth/token",
-    "OPENMETER_API_KEY": "k",
-    "OPENMETER_API_ENDPOINT": BASE,
-    "GREENSCALE_API_KEY": "k",
-    "GREENSCALE_ENDPOINT": f"{BASE}/log",
-    "CLOUDZERO_API_KEY": "k",
-    "CLOUDZERO_CONNECTION_ID": "c1",
-    "CLOUDZERO_API_BASE": BASE,
-    "LAGO_API_KEY": "k",
-    "LAGO_API_BASE": BASE,
-    "LAGO_API_EVENT_CODE": "tokens",
-    "GALILEO_API_KEY": "k",
-    "GALILEO_BASE_URL": BASE,
-    "GALILEO_PROJECT_ID": "p1",
-}
 # callback name -> the environment variable its error names when credentials are missing
 PART_B = {
     "langsmith": "LANGSMITH_API_KEY",
