@@ -51,6 +51,7 @@ def ingress(
             **provisioned.env(),
             "TOLLGATE_CONFIG": str(cfg),
             "TOLLGATE_SPOOL_PATH": str(tmp / "spool.sqlite3"),
+            "TOLLGATE_STARTED_EVENT_AFTER_MS": "300",
         },
         tmp,
     )
@@ -96,8 +97,29 @@ async def test_plain_call_headers_and_event(
     assert ev["metadata"]["generation_name"] == "gen"
     assert ev["model_id"] == "fake-1"
     assert ev["messages"] == [{"role": "user", "content": "three little words"}]
-    started = await wait_for_events(js, "llm.request.started.v1.>", {"request_id": call_id})
-    assert len(started) == 1
+    # Over in well under 300 ms: no started event, only the completed one.
+    started = await wait_for_events(
+        js, "llm.request.started.v1.>", {"request_id": call_id}, timeout=1.0
+    )
+    assert started == []
+
+
+async def test_a_call_still_running_announces_itself_with_its_real_start(
+    client: openai.AsyncOpenAI, js: JetStreamContext, upstream: FakeUpstream
+) -> None:
+    upstream.latency_s = 0.8  # past TOLLGATE_STARTED_EVENT_AFTER_MS=300
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake", messages=[{"role": "user", "content": "slow"}]
+    )
+    call_id = raw.headers[names.HDR_CALL_ID]
+    [(_, done)] = await wait_for_events(js, COMPLETED, {"request_id": call_id})
+    [(subject, started)] = await wait_for_events(
+        js, "llm.request.started.v1.>", {"request_id": call_id}
+    )
+    assert subject == "llm.request.started.v1._"
+    # The alerter times a hanging call from this start time, not from when it heard of it.
+    assert started["start_time"] == done["start_time"]
+    assert started["model_group"] == "fake"
 
 
 async def test_stream_relays_and_strips_unasked_usage(

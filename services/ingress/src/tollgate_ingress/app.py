@@ -166,6 +166,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
                 timezone=cfg.litellm_settings.timezone,
             ),
             spend_live,
+            started_after_s=settings.started_event_after_ms / 1000,
         )
         holder["gateway"] = gateway
         app.state.gateway = gateway

@@ -147,8 +147,12 @@ class Gateway:
         limiter: RateLimiter | None = None,
         budget: BudgetPolicy | None = None,
         spend_live: Callable[[], bool] | None = None,
+        started_after_s: float = 1.0,
     ) -> None:
         self.limiter = limiter
+        # Calls that run longer than this announce themselves (see `_announce`).
+        self.started_after_s = started_after_s
+        self._announcements: dict[str, asyncio.TimerHandle] = {}
         self.budget = budget or BudgetPolicy()
         self._tz = durations.budget_timezone(self.budget.timezone)
         # Whether the spend view is loaded and live (its NATS connection up).
@@ -450,7 +454,26 @@ class Gateway:
             )
         )
 
+    def _announce(self, call: Call) -> None:
+        """Emit the call's started event if it is still running after `started_after_s`: the
+        alerter needs it only to time out a hanging call (from the event's own start time),
+        so a call that ends sooner sends its completed or failed event alone."""
+        if self.started_after_s <= 0:
+            self.publisher.emit(call.started())
+            return
+
+        def announce() -> None:
+            self._announcements.pop(call.request_id, None)
+            self.publisher.emit(call.started())
+
+        self._announcements[call.request_id] = asyncio.get_running_loop().call_later(
+            self.started_after_s, announce
+        )
+
     def _finish(self, event: LlmRequestFinished, call: Call) -> None:
+        announcement = self._announcements.pop(call.request_id, None)
+        if announcement is not None:
+            announcement.cancel()
         self.publisher.emit(event)
         self._give_back(call.request_id, event)
         try:
@@ -621,7 +644,7 @@ class Gateway:
     ) -> tuple[Deployment, T, float] | Answer:
         """Announce the call and try deployments with `one`: what answered, or the refusal
         when none did (a cancelled call is recorded, then re-raised)."""
-        self.publisher.emit(call.started())
+        self._announce(call)
         try:
             return await self._attempt(call, one)
         except (UpstreamError, UpstreamUnreachableError) as exc:

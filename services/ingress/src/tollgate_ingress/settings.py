@@ -29,6 +29,11 @@ class IngressSettings(ServiceSettings):
     # Events still in memory this long (queued, or in a batch JetStream has not acked) are
     # written ahead to the spool: what a SIGKILL can lose is bounded by time.
     spool_write_ahead_ms: int = Field(200, gt=0)
+    # A call still running after this long announces itself (`llm.request.started`, with
+    # its real start time) so the alerter can time it out as hanging; a quicker call sends
+    # only its completed or failed event, which halves the event plane's work per call.
+    # 0 announces every call at once.
+    started_event_after_ms: int = Field(1000, ge=0)
     # Budgets: admit calls of an entity with a max budget when its spend total or the
     # reservations cannot be read (NATS or Redis down)? Refused by default (fail closed).
     budget_fail_open: bool = False

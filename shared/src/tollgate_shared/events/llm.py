@@ -49,7 +49,9 @@ class LlmRequestBase(Event):
 
 
 class LlmRequestStarted(LlmRequestBase):
-    """A request was accepted; used for hanging-request detection."""
+    """A request is still running `started_event_after_ms` (default 1 s) after it was
+    accepted; carries its real start time, for hanging-request detection. Quicker calls send
+    only their completed or failed event."""
 
     event_type: ClassVar[str] = names.LLM_REQUEST_STARTED
 
