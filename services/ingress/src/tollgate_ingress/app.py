@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 
@@ -34,6 +33,7 @@ from tollgate_ingress.routes.responses import response_routes
 from tollgate_ingress.routes.surface import probe_router, retrieve_model, unserved
 from tollgate_ingress.service import BudgetPolicy, Gateway, StateViews
 from tollgate_ingress.settings import IngressSettings
+from tollgate_ingress.upstream.http import UpstreamClient
 from tollgate_shared import names
 from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_redis, connect_redis
@@ -139,14 +139,8 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             client: NATS | None = holder.get("nc")
             return client is not None and client.is_connected and views.spend.ready.is_set()
 
-        limits = httpx.Limits(
+        client = UpstreamClient(
             max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-        )
-        # aiohttp under httpx's API: the same client code, a much cheaper connection pool
-        # on the hot path than httpcore's (see the README's performance section).
-        client = httpx.AsyncClient(
-            transport=AiohttpTransport(limits=limits, trust_env=False),
             timeout=settings.upstream_timeout_s,
         )
         forward_client = httpx.AsyncClient(timeout=60.0)

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import httpx
 import orjson
 
 from tollgate_ingress.auth import (
@@ -46,6 +45,7 @@ from tollgate_ingress.records import PRODUCER, Call, now_utc, refusal, without_v
 from tollgate_ingress.refusals import RefusalSampler, exception_class
 from tollgate_ingress.routing import Deployment, Router, StateChange, deployments_from
 from tollgate_ingress.upstream import Stream, adapter_for, adapter_of, mock
+from tollgate_ingress.upstream.http import UpstreamClient
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 from tollgate_ingress.usage import (
     StreamAccumulator,
@@ -141,7 +141,7 @@ class Gateway:
         cfg: TollgateConfig,
         master_key: str | None,
         publisher: EventPublisher,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         views: StateViews,
         default_timeout_s: float,
         limiter: RateLimiter | None = None,

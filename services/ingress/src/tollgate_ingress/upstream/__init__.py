@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tollgate_ingress.upstream import openai
 
 if TYPE_CHECKING:
-    import httpx
-
     from tollgate_ingress.routing import Deployment
+    from tollgate_ingress.upstream.http import UpstreamClient
 
 __all__ = ["REGISTRY", "Adapter", "Stream", "adapter_for", "adapter_of"]
 
@@ -38,7 +37,7 @@ class Adapter(Protocol):
 
     def chat(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         dep: Deployment,
         body: dict[str, Any],
         timeout: float,
@@ -48,7 +47,7 @@ class Adapter(Protocol):
 
     def stream(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         dep: Deployment,
         body: dict[str, Any],
         timeout: float,

@@ -5,7 +5,7 @@ SigV4 by botocore from `aws_*` params or the AWS credential chain."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -334,7 +334,7 @@ class BedrockAdapter(TranslatingAdapter):
         json_mode = json_schema_of(body.get("response_format")) is not None
         return ConverseStreamTranslator(self.model_id(dep), json_mode)
 
-    def error(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         message, body, _code = error_message(raw, f"bedrock answered {status}")
         kind = headers.get("x-amzn-errortype", "").split(":", 1)[0] or None
         return UpstreamError(status, message, body, kind)

@@ -7,7 +7,7 @@ client's OpenAI-format error and the failed event need.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ import orjson
 from httpx_sse import EventSource
 
 from tollgate_ingress.routing import Deployment
+from tollgate_ingress.upstream.http import UnreachableError, UpstreamClient, post, unreachable
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 
@@ -27,7 +28,7 @@ class UpstreamLimits:
     def __init__(self) -> None:
         self._latest: dict[str, tuple[int | None, int | None]] = {}
 
-    def seen(self, model_id: str, headers: httpx.Headers) -> None:
+    def seen(self, model_id: str, headers: Mapping[str, str]) -> None:
         requests = _int(headers.get("x-ratelimit-remaining-requests"))
         tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
         if requests is not None or tokens is not None:
@@ -88,8 +89,8 @@ def _body_for(dep: Deployment, body: dict[str, Any]) -> bytes:
     return orjson.dumps({**body, "model": dep.params.upstream_model})
 
 
-def _error_from(resp: httpx.Response, raw: bytes) -> UpstreamError:
-    message = f"upstream answered {resp.status_code}"
+def _error_from(status: int, raw: bytes) -> UpstreamError:
+    message = f"upstream answered {status}"
     code = None
     body: Any = None
     try:
@@ -104,24 +105,20 @@ def _error_from(resp: httpx.Response, raw: bytes) -> UpstreamError:
         text = raw.decode(errors="replace").strip()
         if text:
             message = f"{message}: {text[:500]}"
-    return UpstreamError(resp.status_code, message, body, code)
+    return UpstreamError(status, message, body, code)
 
 
-def _unreachable(exc: httpx.HTTPError, dep: Deployment) -> UpstreamUnreachableError:
-    cause = exc.__cause__
-    # The aiohttp transport reports a refused connection as ConnectTimeout; its cause
-    # (an OSError that is not a timeout) tells the two apart.
-    refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
-    timed_out = isinstance(exc, httpx.TimeoutException) and not refused
-    what = "timed out" if timed_out else "is unreachable"
+def _unreachable(exc: BaseException, dep: Deployment) -> UpstreamUnreachableError:
+    failed = exc if isinstance(exc, UnreachableError) else unreachable(exc)
+    what = "timed out" if failed.timed_out else "is unreachable"
     return UpstreamUnreachableError(
-        f"upstream {dep.params.api_base or DEFAULT_API_BASE} {what}: {type(exc).__name__}",
-        timed_out,
+        f"upstream {dep.params.api_base or DEFAULT_API_BASE} {what}: {failed.reason}",
+        failed.timed_out,
     )
 
 
 async def chat(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     dep: Deployment,
     body: dict[str, Any],
     timeout: float,
@@ -129,19 +126,16 @@ async def chat(
     path: str = "/chat/completions",
 ) -> dict[str, Any]:
     try:
-        resp = await client.post(
-            _url(dep, path),
-            content=_body_for(dep, body),
-            headers=_headers(dep, traceparent),
-            timeout=timeout,
+        reply = await post(
+            client, _url(dep, path), _body_for(dep, body), _headers(dep, traceparent), timeout
         )
-    except httpx.HTTPError as exc:
+    except UnreachableError as exc:
         raise _unreachable(exc, dep) from exc
-    LIMITS.seen(dep.model_id, resp.headers)
-    if resp.status_code >= 400:
-        raise _error_from(resp, resp.content)
+    LIMITS.seen(dep.model_id, reply.headers)
+    if reply.status >= 400:
+        raise _error_from(reply.status, reply.content)
     try:
-        data = orjson.loads(resp.content)
+        data = orjson.loads(reply.content)
     except orjson.JSONDecodeError:
         raise UpstreamError(502, "upstream answered with a body that is not JSON") from None
     if not isinstance(data, dict):
@@ -182,7 +176,7 @@ class ChatStream:
         if self._resp.status_code >= 400:
             raw = await self._resp.aread()
             await self._resp.aclose()
-            raise _error_from(self._resp, raw)
+            raise _error_from(self._resp.status_code, raw)
 
     async def chunks(self) -> AsyncIterator[dict[str, Any] | None]:
         """Each decoded chunk; None marks the `[DONE]` sentinel."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import orjson
 from httpx_sse import EventSource
 
 from tollgate_ingress.routing import Deployment
+from tollgate_ingress.upstream.http import UnreachableError, UpstreamClient, post, unreachable
 from tollgate_ingress.upstream.openai import UpstreamError, UpstreamUnreachableError
 
 CHAT_PATH = "/chat/completions"
@@ -235,7 +236,7 @@ class TranslatingAdapter:
     def translator(self, dep: Deployment, body: dict[str, Any]) -> ChunkTranslator:
         raise NotImplementedError
 
-    def error(self, status: int, raw: bytes, headers: httpx.Headers) -> UpstreamError:
+    def error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
         message, body, code = error_message(raw, f"{self.provider} answered {status}")
         return UpstreamError(status, message, body, code)
 
@@ -254,19 +255,17 @@ class TranslatingAdapter:
         if path != CHAT_PATH:
             raise not_translated(self.provider, path.lstrip("/"))
 
-    def unreachable(self, exc: httpx.HTTPError, url: str) -> UpstreamUnreachableError:
-        cause = exc.__cause__
-        refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
-        timed_out = isinstance(exc, httpx.TimeoutException) and not refused
-        what = "timed out" if timed_out else "is unreachable"
+    def unreachable(self, exc: BaseException, url: str) -> UpstreamUnreachableError:
+        failed = exc if isinstance(exc, UnreachableError) else unreachable(exc)
+        what = "timed out" if failed.timed_out else "is unreachable"
         host = httpx.URL(url).copy_with(query=None)
         return UpstreamUnreachableError(
-            f"{self.provider} upstream {host} {what}: {type(exc).__name__}", timed_out
+            f"{self.provider} upstream {host} {what}: {failed.reason}", failed.timed_out
         )
 
     async def chat(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         dep: Deployment,
         body: dict[str, Any],
         timeout: float,
@@ -277,13 +276,13 @@ class TranslatingAdapter:
         out = await self.prepare(dep, body, stream=False)
         headers = {**out.headers, "traceparent": traceparent} if traceparent else out.headers
         try:
-            resp = await client.post(out.url, content=out.content, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
+            reply = await post(client, out.url, out.content, headers, timeout)
+        except UnreachableError as exc:
             raise self.unreachable(exc, out.url) from exc
-        if resp.status_code >= 400:
-            raise self.error(resp.status_code, resp.content, resp.headers)
+        if reply.status >= 400:
+            raise self.error(reply.status, reply.content, reply.headers)
         try:
-            data = orjson.loads(resp.content)
+            data = orjson.loads(reply.content)
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 502, f"{self.provider} answered with a body that is not JSON"
