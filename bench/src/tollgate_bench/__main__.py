@@ -5,25 +5,74 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
+from tollgate_bench import bodies
 from tollgate_bench.plan import PROFILES
 from tollgate_bench.report import Results
 from tollgate_bench.runner import Bench, Options
+from tollgate_devstack.embedded import EmbeddedStack
+from tollgate_shared.provision import provision_url
+from tollgate_shared.publishing import connect_nats
+
+ONLY = ("ledger",)
 
 
-def write_json(results: Results, out: Path) -> Path:
-    """`<out>/bench-<size>.json` (the latest) plus a timestamped copy in `<out>/history/`."""
+def write_json(results: Results, out: Path, part: str = "") -> Path:
+    """`<out>/bench-<size>[-<part>].json` (the latest) plus a timestamped copy in
+    `<out>/history/`."""
+    name = f"bench-{results.plan.name}{f'-{part}' if part else ''}"
     data = json.dumps(results.to_json(), indent=2, default=str)
-    latest = out / f"bench-{results.plan.name}.json"
+    latest = out / f"{name}.json"
     latest.write_text(data)
     history = out / "history"
     history.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (history / f"bench-{results.plan.name}-{stamp}.json").write_text(data)
+    (history / f"{name}-{stamp}.json").write_text(data)
     return latest
+
+
+async def ledger_only(bench: Bench) -> Results:
+    """Only the ledger ingest and its COPY floor (`--only ledger`): NATS, PostgreSQL and
+    the ledger, no upstream, gateways or load generator; the same layout and measurement."""
+    if bench.work.exists():
+        shutil.rmtree(bench.work)
+    bench.work.mkdir(parents=True)
+    pinning = bench.layout_cpus()
+    bench.config_path.write_text(
+        yaml.safe_dump({"general_settings": {"master_key": bodies.MASTER_KEY}})
+    )
+    try:
+        if bench.opts.urls is None:
+            bench.stack = EmbeddedStack(bench.work / "stack")
+            bench.urls = bench.stack.start()
+        else:
+            bench.urls = bench.opts.urls
+        await provision_url(bench.urls.nats_url)
+        bench.nc = await connect_nats(bench.urls.nats_url, "tollgate-bench")
+        bench.results.meta = {"profile": bench.plan.name, "pinning": pinning, "only": "ledger"}
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tollgate_ledger", "migrate",
+            env={**os.environ, **bench.service_env(0)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await migrate.communicate()
+        if migrate.returncode != 0:
+            bench.ledger_skip = "not run: ledger unavailable (migrate failed)"
+            bench.say(f"ledger migrate failed:\n{output.decode(errors='replace')[-3000:]}")
+        else:
+            bench.ledger = bench.spawn_ledger(bench.support_cpus)
+        keys = ["ledger.ingest.ledger", "ledger.ingest.copy"]
+        await bench.phase("ledger ingest", keys, bench.ledger_phase())
+    finally:
+        await bench.teardown()
+    return bench.results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", action="store_true", help="sample each gateway with py-spy at top concurrency"
     )
+    parser.add_argument(
+        "--only", choices=ONLY, help="run one part: `ledger` = ledger ingest beside raw COPY"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     opts = Options(
@@ -48,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         pin=not args.no_pin,
         profile=args.py_spy,
     )
-    results = asyncio.run(Bench(opts).run())
-    path = write_json(results, opts.out)
+    bench = Bench(opts)
+    results = asyncio.run(ledger_only(bench) if args.only == "ledger" else bench.run())
+    path = write_json(results, opts.out, args.only or "")
     print()
     print(f"Tollgate bench ({results.plan.name}) - {results.meta.get('pinning', '')}")
     print(results.table())
