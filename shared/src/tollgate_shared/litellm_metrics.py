@@ -21,9 +21,16 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.registry import CollectorRegistry
 
 from tollgate_shared.config import LitellmSettings
+from tollgate_shared.runtime import metrics_dir
 
 Kind = Literal["counter", "gauge", "histogram"]
 Owner = Literal["ingress", "ledger"]
+# How a gauge of several worker processes of one service is exposed (prometheus_client's
+# multiprocess modes): `livemax` the worst of the running workers (deployment state, one
+# config's limits), `livemostrecent` the latest set by any running worker (what the
+# upstream last said). A dead worker's gauges leave the result; counters and histograms
+# are summed, a dead worker's counts included.
+WorkersGauge = Literal["livemax", "livemostrecent"]
 
 # LiteLLM's LATENCY_BUCKETS (prometheus_client appends +Inf itself).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -77,6 +84,7 @@ class MetricSpec:
     # Whether custom metadata labels and tags are added (the metrics of one call).
     per_request: bool = True
     buckets: Literal["latency", "default"] = "latency"
+    workers: WorkersGauge = "livemostrecent"
 
 
 _WHO = ("end_user", "hashed_api_key", "api_key_alias", "team", "team_alias", "user")
@@ -200,6 +208,7 @@ CATALOG: tuple[MetricSpec, ...] = (
         "outage, 2 = complete outage",
         _DEP,
         per_request=False,
+        workers="livemax",
     ),
     _counter(
         "litellm_deployment_cooled_down",
@@ -214,12 +223,14 @@ CATALOG: tuple[MetricSpec, ...] = (
         "Deployment TPM limit found in config",
         _DEP,
         per_request=False,
+        workers="livemax",
     ),
     _gauge(
         "litellm_deployment_rpm_limit",
         "Deployment RPM limit found in config",
         _DEP,
         per_request=False,
+        workers="livemax",
     ),
     _counter(
         "litellm_deployment_successful_fallbacks",
@@ -445,6 +456,16 @@ def samples_per_label_set(metric: Any, labels: Sequence[str]) -> int:
     return sum(len(f.samples) for f in metric.collect())
 
 
+def multiprocess_samples_per_label_set(kind: Kind, buckets: Sequence[float]) -> int:
+    """The same for a worker of several (prometheus_client's multiprocess mode), where a
+    twin's series would be written to the shared files and exposed, and no `_created` is:
+    1 for a counter or a gauge, each bucket (+Inf included), `_sum` and `_count` for a
+    histogram."""
+    if kind != "histogram":
+        return 1
+    return len(buckets) + (0 if buckets and buckets[-1] == float("inf") else 1) + 2
+
+
 @dataclass
 class Family:
     """One metric family: label values picked from a call's mapping of every label, each
@@ -521,7 +542,12 @@ class Metrics:
                 continue
             labels = options.labels_of(spec)
             metric = None if labels is None else self._register(self._build(spec, labels))
-            cost = samples_per_label_set(self._build(spec, labels), labels) if labels else 1
+            if not labels:
+                cost = 1
+            elif metrics_dir() is not None:
+                cost = multiprocess_samples_per_label_set(spec.kind, self._buckets(spec))
+            else:
+                cost = samples_per_label_set(self._build(spec, labels), labels)
             self.families[spec.name] = Family(
                 spec,
                 labels,
@@ -531,13 +557,17 @@ class Metrics:
                 cost,
             )
 
+    def _buckets(self, spec: MetricSpec) -> tuple[float, ...]:
+        return self.options.buckets if spec.buckets == "latency" else DEFAULT_BUCKETS
+
     def _build(self, spec: MetricSpec, labels: tuple[str, ...]) -> Any:
         if spec.kind == "counter":
             return Counter(spec.name, spec.doc, labels, registry=None)
         if spec.kind == "gauge":
-            return Gauge(spec.name, spec.doc, labels, registry=None)
-        buckets = self.options.buckets if spec.buckets == "latency" else DEFAULT_BUCKETS
-        return Histogram(spec.name, spec.doc, labels, buckets=buckets, registry=None)
+            # One process: prometheus_client's default ("all"), which it ignores.
+            mode = spec.workers if metrics_dir() is not None else "all"
+            return Gauge(spec.name, spec.doc, labels, registry=None, multiprocess_mode=mode)
+        return Histogram(spec.name, spec.doc, labels, buckets=self._buckets(spec), registry=None)
 
     def _register(self, collector: Any) -> Any:
         self.registry.register(collector)

@@ -56,8 +56,15 @@ EVENTS_PUBLISHED = Counter(
 EVENTS_SPOOLED = Counter(
     "tollgate_events_spooled_total", "Events written to the disk spool", ["event_type"]
 )
-SPOOL_DEPTH = Gauge("tollgate_spool_depth", "Events waiting in the disk spool")
-QUEUE_DEPTH = Gauge("tollgate_publish_queue_depth", "Events waiting in memory to be published")
+# Several workers of one ingress (multiprocess mode): the sum over the running ones.
+SPOOL_DEPTH = Gauge(
+    "tollgate_spool_depth", "Events waiting in the disk spool", multiprocess_mode="livesum"
+)
+QUEUE_DEPTH = Gauge(
+    "tollgate_publish_queue_depth",
+    "Events waiting in memory to be published",
+    multiprocess_mode="livesum",
+)
 EVENTS_SALVAGED = Counter(
     "tollgate_events_salvaged_total",
     "Events published without content and metadata (unserialisable or too large)",

@@ -3,6 +3,8 @@ with a dead-letter table for events that can never be published."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -26,12 +28,35 @@ class DeadLetter:
     at: float
 
 
+class SpoolInUseError(RuntimeError):
+    """Another process holds this spool file (one file, one process)."""
+
+
+def _hold(path: Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """An open descriptor of `path` with an exclusive flock, or SpoolInUseError. flock, not
+    fcntl locks: SQLite's own locks are POSIX fcntl locks, which flock never touches."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolInUseError(f"spool {path} is held by another process") from None
+    return fd
+
+
 class Spool:
-    """Append-only FIFO of (subject, msg_id, payload, event_type) rows; survives restarts."""
+    """Append-only FIFO of (subject, msg_id, payload, event_type) rows; survives restarts.
+
+    The process that opens a spool holds it (an flock) until `close`, so a second process
+    cannot write to the same file and `take_over` never takes a live process's file.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # Kept open until close(): SQLite drops its own POSIX locks on a file when any
+        # descriptor of it in the process is closed.
+        self._holder = _hold(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -109,6 +134,57 @@ class Spool:
             ).fetchall()
         return [DeadLetter(*r) for r in rows]
 
+    def take_over(self, other: Path) -> int:
+        """Move the rows of a spool another process left behind (a worker index that no
+        longer runs) to the end of this one, in their order, with its dead letters, then
+        delete that file; the number of rows moved. SpoolInUseError while a process holds
+        it. A copy published twice is dropped by JetStream's de-duplication window."""
+        holder = _hold(other, os.O_RDWR)
+        try:
+            with self._lock:
+                self._db.execute("ATTACH DATABASE ? AS stranded", (str(other),))
+                try:
+                    moved = self._move_stranded()
+                finally:
+                    self._db.execute("DETACH DATABASE stranded")
+                self._count += moved
+            for leftover in (other, Path(f"{other}-wal"), Path(f"{other}-shm")):
+                leftover.unlink(missing_ok=True)
+        finally:
+            os.close(holder)
+        return moved
+
+    def _move_stranded(self) -> int:
+        tables = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT name FROM stranded.sqlite_master WHERE type='table'"
+            )
+        }
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            moved = 0
+            if "spool" in tables:
+                moved = self._db.execute(
+                    "INSERT INTO main.spool (subject, msg_id, payload, event_type)"
+                    " SELECT subject, msg_id, payload, event_type FROM stranded.spool"
+                    " ORDER BY seq"
+                ).rowcount
+            if "dead" in tables:
+                self._db.execute(
+                    "INSERT INTO main.dead (subject, msg_id, payload, event_type, reason, at)"
+                    " SELECT subject, msg_id, payload, event_type, reason, at FROM stranded.dead"
+                    " ORDER BY seq"
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return moved
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._holder >= 0:
+                os.close(self._holder)
+                self._holder = -1

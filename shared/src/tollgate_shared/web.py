@@ -11,9 +11,11 @@ from typing import Any
 from litestar import Request, Response, Router, get
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from tollgate_shared.errors import error_body
+from tollgate_shared.runtime import metrics_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,32 @@ def peer_check(client: Any, url: str) -> DependencyCheck:
     return check
 
 
+def exposition() -> bytes:
+    """The Prometheus text of this process or, when it is one of several workers
+    (prometheus_client's multiprocess mode), of all of them summed: counters and histograms
+    added, each gauge as its `multiprocess_mode` says."""
+    directory = metrics_dir()
+    if directory is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
 def health_router(
     service: str,
     checks: Callable[[], Mapping[str, DependencyCheck]],
     timeout: float = 2.0,
     *,
     peers: Callable[[], Mapping[str, DependencyCheck]] | None = None,
+    worker: Mapping[str, Any] | None = None,
 ) -> Router:
     """`GET /health`: 200 when every dependency answers, else 503, with each one's state.
 
     `checks` is called per request so the checks can read the app's current state.
     `peers` (ingress's view of the other services) are reported under `services` and do
-    not change the status: ingress keeps serving while a consumer is down.
+    not change the status: ingress keeps serving while a consumer is down. `worker` (one
+    of several processes on one port: its index and pid) is shown as it is.
     """
 
     @get("/health", operation_id=f"{service}_health", include_in_schema=True)
@@ -79,6 +95,8 @@ def health_router(
             "status": "healthy" if ok else "unhealthy",
             "dependencies": deps,
         }
+        if worker is not None:
+            body["worker"] = dict(worker)
         if peers is not None:
             body["services"] = await run_checks(peers(), timeout)
         return Response(body, status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE)
@@ -88,7 +106,7 @@ def health_router(
     )
     def metrics() -> Response[bytes]:
         """Prometheus text exposition."""
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return Router(path="/", route_handlers=[health, metrics], tags=["operations"])
 

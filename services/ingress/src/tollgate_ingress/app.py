@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,6 +42,7 @@ from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_redis, connect_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
+from tollgate_shared.spool import Spool, SpoolInUseError
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
 from tollgate_shared.web import OPENAI_EXCEPTION_HANDLERS, health_router, peer_check
 
@@ -75,11 +79,67 @@ async def _load_state(
     log.info("NATS is back: keys, teams and models loaded; ingress no longer degraded")
 
 
-def spool_path(settings: IngressSettings) -> Path:
+def _replica_spool(settings: IngressSettings) -> Path:
     # One spool per replica: the default name carries the port.
     if settings.spool_path == IngressSettings.model_fields["spool_path"].default:
         return settings.spool_path.with_name(f"ingress-spool-{settings.port}.sqlite3")
     return settings.spool_path
+
+
+def _worker_spool(base: Path, index: int) -> Path:
+    return base.with_name(f"{base.stem}-w{index}{base.suffix}")
+
+
+def spool_path(settings: IngressSettings) -> Path:
+    """This process's spool: one per replica and, with several workers, one per worker
+    (`ingress-spool-4000-w1.sqlite3`)."""
+    base = _replica_spool(settings)
+    return base if settings.worker_index is None else _worker_spool(base, settings.worker_index)
+
+
+def stranded_spools(settings: IngressSettings) -> list[Path]:
+    """Spool files of this replica that no running process owns, which this process takes
+    over at start: worker 0 (or the single process) takes those of worker indexes past
+    the current count, and, with workers, the single process's file; so lowering or
+    raising TOLLGATE_INGRESS_WORKERS strands nothing."""
+    if settings.worker_index not in (None, 0):
+        return []
+    base = _replica_spool(settings)
+    workers = 0 if settings.worker_index is None else settings.ingress_workers
+    name = re.compile(rf"{re.escape(base.stem)}-w(\d+){re.escape(base.suffix)}")
+    found = [
+        p
+        for p in base.parent.glob(f"{base.stem}-w*{base.suffix}")
+        if (m := name.fullmatch(p.name)) is not None and int(m[1]) >= workers
+    ]
+    if settings.worker_index is not None and base.exists():
+        found.append(base)
+    return sorted(found)
+
+
+def worker_settings(settings: IngressSettings, index: int) -> IngressSettings:
+    """The settings of worker `index` of `settings.ingress_workers` (its spool file)."""
+    return settings.model_copy(update={"worker_index": index})
+
+
+def take_over_stranded(settings: IngressSettings) -> None:
+    """Move the rows of stranded spool files into this process's own, before it publishes."""
+    stranded = stranded_spools(settings)
+    if not stranded:
+        return
+    spool = Spool(spool_path(settings))
+    try:
+        for path in stranded:
+            try:
+                moved = spool.take_over(path)
+            except SpoolInUseError:
+                log.warning("spool %s is held by a running process: left to it", path)
+            except (OSError, sqlite3.Error) as exc:
+                log.error("spool %s could not be taken over (%s): left in place", path, exc)
+            else:
+                log.info("took over %d spooled events from %s", moved, path)
+    finally:
+        spool.close()
 
 
 def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
@@ -92,6 +152,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        take_over_stranded(settings)
         publisher = EventPublisher(
             settings.nats_url,
             spool_path(settings),
@@ -238,6 +299,16 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             "alerter": peer_check(client, settings.alerter_url),
         }
 
+    # Which of several workers on the port answered (None: ingress is one process).
+    worker = (
+        None
+        if settings.worker_index is None
+        else {
+            "index": settings.worker_index,
+            "workers": settings.ingress_workers,
+            "pid": os.getpid(),
+        }
+    )
     app = Litestar(
         route_handlers=[
             chat_completions,
@@ -249,7 +320,7 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             unserved,
             probe_router(checks),
             forward,
-            health_router("ingress", checks, peers=peers),
+            health_router("ingress", checks, peers=peers, worker=worker),
             console_router,
         ],
         lifespan=[lifespan],

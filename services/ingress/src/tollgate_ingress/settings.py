@@ -16,8 +16,13 @@ class IngressSettings(ServiceSettings):
     ledger_url: str = "http://127.0.0.1:4002"
     exporter_url: str = "http://127.0.0.1:4003"
     alerter_url: str = "http://127.0.0.1:4004"
-    # Events wait here while NATS is unreachable (one file per replica).
+    # Events wait here while NATS is unreachable (one file per replica, and per worker).
     spool_path: Path = Path(".data/ingress-spool.sqlite3")
+    # TOLLGATE_INGRESS_WORKERS: processes serving the port (SO_REUSEPORT), under a
+    # supervisor; 1 is one process and no supervisor.
+    ingress_workers: int = Field(1, ge=1, le=256)
+    # Which of them this process is: set by the supervisor for each worker, not by hand.
+    worker_index: int | None = Field(None, ge=0)
     # Upstream timeout when neither the deployment nor router_settings sets one.
     upstream_timeout_s: float = 600.0
     upstream_max_connections: int = 1000
