@@ -24,6 +24,14 @@ class KvView(Generic[M]):
 
     Readers use `get()` on the request path: no I/O. A value that does not parse
     is logged and skipped (treated as absent), never raised to a request.
+
+    A watch can stop without an error: when the JetStream node holding its consumer dies,
+    the client's one attempt to recreate it may fail while the cluster elects a leader,
+    and nothing is delivered again (a key created then is refused, a revoked key still
+    accepted). So a guard compares, every `check_s`, the bucket's last sequence with the
+    last revision applied; a revision that existed at one check and has still not
+    arrived at the next means the watch stalled, and it is started again from the
+    bucket's current contents.
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class KvView(Generic[M]):
         model: type[M],
         on_change: Callable[[str, M | None], None] | None = None,
         opener: Callable[[M], M] | None = None,
+        check_s: float = 5.0,
     ) -> None:
         self.bucket = bucket
         self._model = model
@@ -41,7 +50,12 @@ class KvView(Generic[M]):
         self._on_change = on_change
         self.ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._guard: asyncio.Task[None] | None = None
         self._watcher: Any = None
+        # The highest bucket revision (stream sequence) applied so far.
+        self.revision = 0
+        self.restarts = 0
+        self.check_s = check_s
 
     def get(self, key: str) -> M | None:
         return self._items.get(key)
@@ -55,9 +69,19 @@ class KvView(Generic[M]):
     async def start(self, js: JetStreamContext, ready_timeout: float = 30.0) -> None:
         """Start watching and wait until the current contents are loaded."""
         self._task = asyncio.create_task(self._watch(js), name=f"kv-watch-{self.bucket}")
+        if self.check_s > 0:
+            self._guard = asyncio.create_task(self._watch_guard(js), name=f"kv-guard-{self.bucket}")
         await asyncio.wait_for(self.ready.wait(), ready_timeout)
 
     async def stop(self) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._guard
+            self._guard = None
+        await self._stop_watch()
+
+    async def _stop_watch(self) -> None:
         if self._watcher is not None:
             # Unsubscribe, or a later drain() of the connection waits on it.
             with contextlib.suppress(Exception):
@@ -67,6 +91,36 @@ class KvView(Generic[M]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+            self._task = None
+
+    async def _watch_guard(self, js: JetStreamContext) -> None:
+        """Restart a watch that has stopped delivering (see the class's docstring)."""
+        stream = f"KV_{self.bucket}"
+        expected = 0  # a revision the bucket had at the last check
+        while True:
+            await asyncio.sleep(self.check_s)
+            if expected > 0 and self.revision < expected and self.ready.is_set():
+                self.restarts += 1
+                log.warning(
+                    "watch on %s stalled at revision %d (the bucket had %d %.0f s ago); "
+                    "restarting it",
+                    self.bucket,
+                    self.revision,
+                    expected,
+                    self.check_s,
+                )
+                await self._stop_watch()
+                self._task = asyncio.create_task(self._watch(js), name=f"kv-watch-{self.bucket}")
+                expected = 0
+                continue
+            try:
+                info = await js.stream_info(stream)
+            except Exception as exc:  # NATS away: the watch's own retry covers it
+                log.debug("stream info of %s failed (%s)", stream, exc)
+                expected = 0
+                continue
+            last = info.state.last_seq or 0
+            expected = last if last > self.revision else 0
 
     def _apply(self, key: str, value: bytes | None, op: str | None) -> None:
         if op in _DELETES or value is None:
@@ -90,11 +144,24 @@ class KvView(Generic[M]):
         while True:
             try:
                 kv = await js.key_value(self.bucket)
+                # Everything up to here is in the backlog the watch starts with, even a
+                # sequence whose message is gone (a purged delete marker).
+                floor = (await js.stream_info(f"KV_{self.bucket}")).state.last_seq or 0
                 watcher = self._watcher = await kv.watchall()
+                # Keys present before this watch began: any the backlog no longer holds
+                # were deleted while no watch was delivering.
+                stale: set[str] | None = set(self._items)
                 async for entry in watcher:
                     if entry is None:  # end of the initial values
+                        for key in stale or ():
+                            self._apply(key, None, KV_DEL)
+                        stale = None
+                        self.revision = max(self.revision, floor)
                         self.ready.set()
                         continue
+                    if stale is not None:
+                        stale.discard(entry.key)
+                    self.revision = max(self.revision, entry.revision or 0)
                     self._apply(entry.key, entry.value, entry.operation)
             except asyncio.CancelledError:
                 raise

@@ -155,6 +155,7 @@ def test_postgres_down(stack: Stack, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seconds", NATS_FREEZES, ids=lambda s: f"{s:.0f}s")
+@pytest.mark.timeout(300 + 2 * max(NATS_FREEZES))  # the freeze, then the replay and reconcile
 def test_whole_nats_cluster_down(stack: Stack, tmp_path: Path, seconds: float) -> None:
     def inject(load: LoadRun) -> None:
         load.fault(f"NATS cluster frozen {seconds:.0f} s")
