@@ -140,6 +140,8 @@ class Report:
     differences: dict[str, Decimal | None] = field(default_factory=dict)
     prometheus_partial: bool = False
     faults: list[str] = field(default_factory=list)
+    # What the calls without an answer got: HTTP status (0: no response at all) -> count.
+    unanswered: dict[int, int] = field(default_factory=dict)
 
     @property
     def lost(self) -> int:
@@ -158,6 +160,7 @@ class Report:
         return {
             "served": self.served,
             "client_errors": self.client_errors,
+            "unanswered": {str(k): v for k, v in sorted(self.unanswered.items())},
             "logged": self.logged,
             "lost": self.lost,
             "missing": self.missing[:20],
@@ -172,8 +175,13 @@ class Report:
         }
 
     def render(self) -> str:
+        why = ", ".join(
+            f"{n} x {'no response' if status == 0 else status}"
+            for status, n in sorted(self.unanswered.items())
+        )
         lines = [
-            f"served      {self.served}  (client saw no answer for {self.client_errors})",
+            f"served      {self.served}  (client saw no answer for {self.client_errors}"
+            + (f": {why})" if why else ")"),
             f"logged      {self.logged}  (+{self.logged_unanswered} rows for calls the client "
             "got no answer for)",
             f"missing     {self.lost}"
@@ -225,6 +233,7 @@ def reconcile(
     return Report(
         served=len(served),
         client_errors=sum(1 for c in calls if not c.served),
+        unanswered=dict(Counter(c.status for c in calls if not c.served)),
         logged=len(served) - len(missing),
         missing=missing,
         duplicated=duplicated,

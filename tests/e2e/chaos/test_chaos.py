@@ -80,6 +80,8 @@ def _assert_exact(report: reconcile.Report) -> None:
     assert report.served > 0, report.render()
     assert (report.lost, report.duplicated) == (0, 0), report.render()
     assert report.ok, report.render()
+    # The run's key is valid throughout: no fault may make a replica forget it.
+    assert not report.unanswered.get(401), report.render()
 
 
 def _kill_and_wait(stack: Stack, load: LoadRun, names: list[str]) -> None:
