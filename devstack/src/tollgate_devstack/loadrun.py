@@ -207,16 +207,22 @@ def create_run_entities(
         return str(resp.json()["key"]), team_id, user_id
 
 
-def wait_key_works(url: str, key: str, within_s: float = 30) -> None:
-    """Until ingress knows the new key (it learns keys from the KV bucket)."""
+def wait_key_works(url: str, key: str, within_s: float = 30, *also: str) -> None:
+    """Until ingress knows the new key (it learns keys from the KV bucket): at `url`, and
+    at each of `also` (every replica, asked directly, when a front balances them)."""
     deadline = time.monotonic() + within_s
-    while True:
-        resp = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
-        if resp.status_code == 200:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"key not accepted within {within_s:.0f} s: {resp.status_code}")
-        time.sleep(0.3)
+    for where in (url, *also):
+        while True:
+            resp = httpx.get(
+                f"{where}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
+            )
+            if resp.status_code == 200:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"key not accepted by {where} within {within_s:.0f} s: {resp.status_code}"
+                )
+            time.sleep(0.3)
 
 
 class LoadRun:
@@ -236,7 +242,7 @@ class LoadRun:
         self.threads = threads
         self.pause_s = pause_s
         key, team, user = create_run_entities(url, self.run_id)
-        wait_key_works(url, key)
+        wait_key_works(url, key, 30, *ingress_urls)
         self.key = key
         self.recorder = RunRecorder(
             record, RunHeader(self.run_id, hash_key(key), team, user, tuple(ingress_urls))
