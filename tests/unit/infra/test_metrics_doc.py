@@ -35,6 +35,21 @@ Counters are exposed with prometheus_client's `_total` suffix, as LiteLLM's are.
 `litellm_remaining_requests` / `litellm_remaining_tokens` are the names LiteLLM registers
 (its attribute names end in `_metric`; `prometheus_metrics_config` accepts either).
 
+## Several ingress workers (`TOLLGATE_INGRESS_WORKERS`)
+
+With N > 1 worker processes on one port, ingress runs prometheus_client's multiprocess
+mode: each worker writes its samples to memory-mapped files in one directory
+(`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor), and a scrape of `/metrics`, whichever
+worker answers it, reads them all. Counters and histograms are the sum over the workers,
+a dead or restarted worker's counts included (totals never go down). Each ingress gauge
+says below how the workers' values combine: `livemax` is the maximum over the running
+workers (a deployment's state is its worst in any worker), `livemostrecent` the value
+most recently set by a running worker; `tollgate_spool_depth` and
+`tollgate_publish_queue_depth` are summed over the running workers. In this mode no
+`_created` samples and no `process_*` / `python_*` collectors are exported, and
+`prometheus_max_series_per_metric` bounds each worker, so the sum may expose up to N
+times it. Why this and not a per-worker scrape: services/ingress/README.md, "Workers".
+
 """
 
 
@@ -43,6 +58,8 @@ def render() -> str:
     for spec in CATALOG:
         extra = " + custom labels" if spec.per_request else ""
         buckets = ", default buckets" if spec.buckets == "default" else ""
+        if spec.kind == "gauge" and spec.owner == "ingress":
+            buckets = f", workers: `{spec.workers}`"
         labels = ", ".join(f"`{x}`" for x in spec.labels)
         lines.append(f"| `{spec.name}` | {spec.kind}{buckets} | {spec.owner} | {labels}{extra} |")
     lines += ["", "## Not applicable\n", "| metric | why |", "|---|---|"]
