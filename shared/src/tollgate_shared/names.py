@@ -186,6 +186,7 @@ LEDGER_SPEND = ConsumerSpec(
         "tollgate_ledger.subscribers",
         "tollgate_ledger.service",
         "tollgate_ledger.rows",
+        "tollgate_ledger.aggregates",
         "tollgate_ledger.projections.spend",
     ),
     writes=(

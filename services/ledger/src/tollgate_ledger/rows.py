@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_shared.events import LlmRequestFailed, LlmRequestFinished
 
-# Column order of the COPY into the batch's temporary table.
+# The spend_logs columns a row fills, in the order of `SpendRow.values` (the COPY's).
 SPEND_COLUMNS: tuple[str, ...] = (
     "request_id",
     "call_type",
@@ -56,26 +55,35 @@ SPEND_COLUMNS: tuple[str, ...] = (
     "error_message",
     "error_code",
     "status_code",
-    # not stored in spend_logs: routing flags for the aggregate statement
-    "store_log",
 )
 
 
-@dataclass(frozen=True)
-class SpendRow:
-    """One call as the ledger records it; `values` follow SPEND_COLUMNS."""
+class SpendRow(NamedTuple):
+    """One call as the ledger records it: its spend_logs row (`values`, following
+    SPEND_COLUMNS, written when `store_log`) and what its aggregates are summed from, as
+    stored (NUL bytes removed; an empty key, user or model group is None). A named tuple:
+    a batch builds hundreds of them on the consumer's one core."""
 
     request_id: str
     start_time: datetime
+    end_time: datetime
     event_id: str
     values: tuple[Any, ...]
+    store_log: bool
+    status: str
     spend: Decimal
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
     key: str | None
+    key_alias: str | None
     team_id: str | None
+    team_alias: str | None
     user_id: str | None
     end_user: str | None
-    store_log: bool
-    aliases: Mapping[str, str | None] = field(default_factory=dict)
+    model_group: str | None
+    session_id: str | None
+    tags: tuple[str, ...]
 
 
 def _clean_text(value: str | None) -> str | None:
@@ -145,6 +153,12 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
     end = utc(event.end_time)
     completion_start = utc(event.completion_start_time) if event.completion_start_time else end
     duration_ms = round(event.total_latency_ms)
+    model_group = _clean_text(event.model_group or event.requested_model) or ""
+    end_user = _clean_text(event.end_user)
+    session_id = _clean_text(event.session_id)
+    key_alias = _clean_text(event.key_alias)
+    team_alias = _clean_text(event.team_alias)
+    tags_json = json_text(list(event.tags))
     values = (
         event.request_id,
         event.call_type,
@@ -159,25 +173,25 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
         duration_ms,
         _clean_text(event.model or event.requested_model) or "",
         event.model_id or "",
-        _clean_text(event.model_group or event.requested_model) or "",
+        model_group,
         event.custom_llm_provider or "",
         event.api_base or "",
         event.user_id or "",
         json_text(spend_log_metadata(event)),
         "True" if event.cache_hit else "False",
-        json_text(list(event.tags)),
+        tags_json,
         event.team_id,
         event.organization_id,
-        _clean_text(event.end_user),
+        end_user,
         event.requester_ip,
         json_text(event.messages) if keep_content else None,
         json_text(event.response) if keep_content else None,
         json_text(event.proxy_server_request) if keep_content else None,
-        _clean_text(event.session_id),
+        session_id,
         status,
         event.event_id,
-        _clean_text(event.key_alias),
-        _clean_text(event.team_alias),
+        key_alias,
+        team_alias,
         event.cached_tokens,
         event.reasoning_tokens,
         event.stream,
@@ -187,20 +201,29 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
         _clean_text(failure.error_message) if failure else None,
         failure.error_code if failure else None,
         failure.status_code if failure else None,
-        store_log,
     )
     return SpendRow(
         request_id=event.request_id,
         start_time=start,
+        end_time=end,
         event_id=event.event_id,
         values=values,
-        spend=event.spend,
-        key=event.api_key_hash,
-        team_id=event.team_id,
-        user_id=event.user_id,
-        end_user=event.end_user,
         store_log=store_log,
-        aliases={"key": event.key_alias, "team": event.team_alias},
+        status=status,
+        spend=event.spend,
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        total_tokens=event.total_tokens,
+        key=event.api_key_hash or None,
+        key_alias=key_alias,
+        team_id=event.team_id,
+        team_alias=team_alias,
+        user_id=event.user_id or None,
+        end_user=end_user,
+        model_group=model_group or None,
+        session_id=session_id,
+        # As jsonb stores them (what `json_text` dropped stays dropped).
+        tags=tuple(orjson.loads(tags_json)) if event.tags and tags_json else (),
     )
 
 

@@ -1,12 +1,14 @@
-"""Writes spend batches set-based: COPY into a temp table, then one statement for every table.
+"""Writes spend batches set-based: the idempotency record first, then COPY and one upsert
+per aggregate table, all in the caller's transaction.
 
-Idempotency lives in `processed_requests`: the statement inserts the batch's
-request ids there with ON CONFLICT DO NOTHING, and only the rows that insert
-returns feed spend_logs, sessions, daily_spend and spend_totals. A redelivered
-batch therefore adds nothing, and the whole effect commits in the caller's
-transaction, before any message is acknowledged. The same statement queues each
-touched total in `spend_announcements` (the outbox the announcer relays), so what a
-committed batch must announce survives a crash.
+Idempotency lives in `processed_requests`: the batch's request ids go in as arrays with
+ON CONFLICT DO NOTHING, and only the ids that insert returns are new. Only the new rows
+are COPYed into spend_logs, and only they are summed (in Python, `aggregates`) into
+sessions, daily_spend and spend_totals, one `unnest` upsert each. A redelivered batch
+therefore adds nothing, and the whole effect commits before any message is acknowledged
+(a second replica writing the same ids waits on their index entries, then finds them
+taken). The same statement queues each touched total in `spend_announcements` (the
+outbox the announcer relays), so what a committed batch must announce survives a crash.
 """
 
 from __future__ import annotations
@@ -15,59 +17,42 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
-import orjson
 
+from tollgate_ledger.aggregates import aggregate
 from tollgate_ledger.partitions import PARTITIONED_TABLES, partition_bounds, partition_name
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.rows import SPEND_COLUMNS, SpendRow, days_of, dedupe, spend_row
 from tollgate_shared import names
 from tollgate_shared.events import LlmRequestFinished
 
-_TEMP_TABLE = "ledger_batch_spend"
-_TEMP_DDL = f"""
-CREATE TEMP TABLE IF NOT EXISTS {_TEMP_TABLE} (
-    request_id text, call_type text, api_key text, spend numeric, total_tokens bigint,
-    prompt_tokens bigint, completion_tokens bigint, "startTime" timestamptz,
-    "endTime" timestamptz, "completionStartTime" timestamptz, request_duration_ms integer,
-    model text, model_id text, model_group text, custom_llm_provider text, api_base text,
-    "user" text, metadata jsonb, cache_hit text, request_tags jsonb, team_id text,
-    organization_id text, end_user text, requester_ip_address text, messages jsonb,
-    response jsonb, proxy_server_request jsonb, session_id text, status text, event_id text,
-    key_alias text, team_alias text, cached_tokens bigint, reasoning_tokens bigint,
-    stream boolean, trace_id text, region text, error_class text, error_message text,
-    error_code text, status_code integer, store_log boolean
-) ON COMMIT DELETE ROWS
+
+def _claim_sql(schema: str) -> str:
+    return f"""
+INSERT INTO "{schema}".processed_requests (request_id, "startTime", event_id)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])
+ON CONFLICT DO NOTHING
+RETURNING request_id
 """
 
-_LOG_COLUMNS = ", ".join(f'"{c}"' for c in SPEND_COLUMNS if c != "store_log")
+
+def _logged_sql(schema: str) -> str:
+    return f"""
+SELECT request_id FROM "{schema}".spend_logs
+WHERE (request_id, "startTime") IN (SELECT * FROM unnest($1::text[], $2::timestamptz[]))
+"""
 
 
-def _write_sql(schema: str) -> str:
+def _aggregates_sql(schema: str) -> str:
     s = f'"{schema}"'
     return f"""
-WITH new AS (
-    INSERT INTO {s}.processed_requests (request_id, "startTime", event_id)
-    SELECT request_id, "startTime", event_id FROM {_TEMP_TABLE}
-    ON CONFLICT DO NOTHING
-    RETURNING request_id, "startTime"
-), fresh AS (
-    SELECT b.* FROM {_TEMP_TABLE} b
-    JOIN new n ON n.request_id = b.request_id AND n."startTime" = b."startTime"
-), logs AS (
-    INSERT INTO {s}.spend_logs ({_LOG_COLUMNS})
-    SELECT {_LOG_COLUMNS} FROM fresh WHERE store_log
-    ON CONFLICT DO NOTHING
-    RETURNING 1
-), sess AS (
+WITH sess AS (
     INSERT INTO {s}.sessions AS t (session_id, first_seen, last_seen, request_count,
         success_count, failure_count, spend, prompt_tokens, completion_tokens, total_tokens)
-    SELECT session_id, min("startTime"), max("endTime"), count(*),
-        count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success'),
-        sum(spend), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens)
-    FROM fresh WHERE session_id IS NOT NULL
-    GROUP BY session_id ORDER BY session_id
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bigint[],
+        $5::bigint[], $6::bigint[], $7::numeric[], $8::bigint[], $9::bigint[], $10::bigint[])
     ON CONFLICT (session_id) DO UPDATE SET
         first_seen = LEAST(t.first_seen, EXCLUDED.first_seen),
         last_seen = GREATEST(t.last_seen, EXCLUDED.last_seen),
@@ -78,27 +63,11 @@ WITH new AS (
         prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
         completion_tokens = t.completion_tokens + EXCLUDED.completion_tokens,
         total_tokens = t.total_tokens + EXCLUDED.total_tokens
-    RETURNING 1
-), dims AS (
-    SELECT (f."startTime" AT TIME ZONE 'UTC')::date AS day, d.dimension, d.dimension_id,
-        f.spend, f.prompt_tokens, f.completion_tokens, f.total_tokens, f.status
-    FROM fresh f
-    CROSS JOIN LATERAL (VALUES
-        ('key', NULLIF(f.api_key, '')), ('team', f.team_id), ('user', NULLIF(f."user", '')),
-        ('end_user', f.end_user), ('model', NULLIF(f.model_group, ''))
-    ) AS d(dimension, dimension_id)
-    WHERE d.dimension_id IS NOT NULL
-    UNION ALL
-    SELECT (f."startTime" AT TIME ZONE 'UTC')::date, 'tag', tag.value,
-        f.spend, f.prompt_tokens, f.completion_tokens, f.total_tokens, f.status
-    FROM fresh f CROSS JOIN LATERAL jsonb_array_elements_text(f.request_tags) AS tag(value)
 ), daily AS (
     INSERT INTO {s}.daily_spend AS t (day, dimension, dimension_id, spend, prompt_tokens,
         completion_tokens, total_tokens, requests, successes, failures)
-    SELECT day, dimension, dimension_id, sum(spend), sum(prompt_tokens),
-        sum(completion_tokens), sum(total_tokens), count(*),
-        count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status <> 'success')
-    FROM dims GROUP BY day, dimension, dimension_id ORDER BY day, dimension, dimension_id
+    SELECT * FROM unnest($11::date[], $12::text[], $13::text[], $14::numeric[], $15::bigint[],
+        $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[])
     ON CONFLICT (day, dimension, dimension_id) DO UPDATE SET
         spend = t.spend + EXCLUDED.spend,
         prompt_tokens = t.prompt_tokens + EXCLUDED.prompt_tokens,
@@ -107,19 +76,12 @@ WITH new AS (
         requests = t.requests + EXCLUDED.requests,
         successes = t.successes + EXCLUDED.successes,
         failures = t.failures + EXCLUDED.failures
-    RETURNING 1
 ), totals AS (
     INSERT INTO {s}.spend_totals AS t (entity, entity_id, spend, requests, total_tokens,
         last_alias, updated_at)
-    SELECT d.entity, d.entity_id, sum(f.spend), count(*), sum(f.total_tokens),
-        max(d.alias), now()
-    FROM fresh f
-    CROSS JOIN LATERAL (VALUES
-        ('key', NULLIF(f.api_key, ''), f.key_alias), ('team', f.team_id, f.team_alias),
-        ('user', NULLIF(f."user", ''), NULL), ('end_user', f.end_user, NULL)
-    ) AS d(entity, entity_id, alias)
-    WHERE d.entity_id IS NOT NULL
-    GROUP BY d.entity, d.entity_id ORDER BY d.entity, d.entity_id
+    SELECT entity, entity_id, spend, requests, total_tokens, alias, now()
+    FROM unnest($21::text[], $22::text[], $23::numeric[], $24::bigint[], $25::bigint[],
+        $26::text[]) AS u(entity, entity_id, spend, requests, total_tokens, alias)
     ON CONFLICT (entity, entity_id) DO UPDATE SET
         spend = t.spend + EXCLUDED.spend,
         requests = t.requests + EXCLUDED.requests,
@@ -132,15 +94,8 @@ WITH new AS (
     SELECT entity, entity_id, spend, period_start FROM totals ORDER BY entity, entity_id
     ON CONFLICT (entity, entity_id) DO UPDATE SET
         spend = EXCLUDED.spend, period_start = EXCLUDED.period_start, queued_at = now()
-    RETURNING 1
 )
-SELECT
-    (SELECT count(*) FROM new) AS inserted,
-    (SELECT count(*) FROM logs) AS logs,
-    (SELECT count(*) FROM sess) AS sessions,
-    (SELECT count(*) FROM daily) AS daily,
-    (SELECT COALESCE(jsonb_agg(jsonb_build_array(entity, entity_id, spend::text,
-        period_start)), '[]') FROM totals) AS totals
+SELECT entity, entity_id, spend, period_start FROM totals
 """
 
 
@@ -153,11 +108,6 @@ class TotalAfter:
     entity_id: str
     spend: Decimal
     period_start: datetime | None = None
-
-
-def total_after(entity: str, entity_id: str, spend: str, period_start: str | None) -> TotalAfter:
-    start = datetime.fromisoformat(period_start) if period_start else None
-    return TotalAfter(entity, entity_id, Decimal(spend), start)
 
 
 @dataclass(frozen=True)
@@ -174,7 +124,9 @@ class SpendProjection:
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
-        self._sql = _write_sql(schema)
+        self._claim_sql = _claim_sql(schema)
+        self._logged_sql = _logged_sql(schema)
+        self._aggregates_sql = _aggregates_sql(schema)
         self._known_partitions: set[date] = set()
 
     def forget_partitions(self) -> None:
@@ -211,21 +163,54 @@ class SpendProjection:
         if not unique:
             return BatchResult()
         await self.ensure_partitions(conn, days_of(unique))
-        await conn.execute(_TEMP_DDL)
-        await conn.copy_records_to_table(
-            _TEMP_TABLE, records=[r.values for r in unique], columns=list(SPEND_COLUMNS)
+        claimed = await conn.fetch(
+            self._claim_sql,
+            [r.request_id for r in unique],
+            [r.start_time for r in unique],
+            [r.event_id for r in unique],
         )
-        rec = await conn.fetchrow(self._sql)
-        await conn.execute(f"TRUNCATE {_TEMP_TABLE}")
-        assert rec is not None
-        totals = [total_after(*t) for t in orjson.loads(rec["totals"])]
+        if not claimed:
+            return BatchResult()
+        new_ids = {rec[0] for rec in claimed}
+        new = [r for r in unique if r.request_id in new_ids]
+        logs = await self._copy_logs(conn, [r for r in new if r.store_log])
+        sums = aggregate(new)
+        totals = await conn.fetch(
+            self._aggregates_sql,
+            *sums.session_columns(),
+            *sums.daily_columns(),
+            *sums.total_columns(),
+        )
         return BatchResult(
-            inserted=rec["inserted"],
-            logs=rec["logs"],
-            sessions=rec["sessions"],
-            daily=rec["daily"],
-            totals=totals,
+            inserted=len(new),
+            logs=logs,
+            sessions=len(sums.sessions),
+            daily=len(sums.daily),
+            totals=[TotalAfter(*t) for t in totals],
         )
+
+    async def _copy_logs(self, conn: asyncpg.Connection, rows: list[SpendRow]) -> int:
+        """COPY the new calls' spend_logs rows; one already there (its idempotency record
+        gone) is skipped, not an error. Returns how many were written."""
+        if not rows:
+            return 0
+        try:
+            async with conn.transaction():  # a savepoint, for the rare row already logged
+                await self._copy(conn, [r.values for r in rows])
+        except asyncpg.UniqueViolationError:
+            logged = await conn.fetch(
+                self._logged_sql, [r.request_id for r in rows], [r.start_time for r in rows]
+            )
+            have = {rec[0] for rec in logged}
+            rows = [r for r in rows if r.request_id not in have]
+            await self._copy(conn, [r.values for r in rows])
+        return len(rows)
+
+    async def _copy(self, conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:
+        if records:
+            await conn.copy_records_to_table(
+                "spend_logs", records=records, columns=SPEND_COLUMNS, schema_name=self.schema
+            )
 
     async def start_periods(
         self, conn: asyncpg.Connection, periods: Sequence[tuple[str, str, datetime]]
