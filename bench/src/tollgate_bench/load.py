@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 import orjson
 
@@ -154,7 +155,8 @@ async def closed_loop(
     return summarize("python", latencies, errors, seconds)
 
 
-OnResponse = Callable[[httpx.Response, float], None]
+# Sees the headers and wall-clock receive time of every 2xx answer of an open-loop run.
+OnResponse = Callable[[Mapping[str, str], float], None]
 
 
 async def open_loop(
@@ -174,32 +176,39 @@ async def open_loop(
     while `max_in_flight` are outstanding is counted as an error and not sent.
     A request still unanswered `drain_s` after the last one was due is
     cancelled and counted as an error, so an overloaded leg cannot stall the run.
-    `on_response(response, wall_clock_receive_time)` sees every 2xx answer.
+    `on_response(headers, wall_clock_receive_time)` sees every 2xx answer.
+
+    The client is aiohttp: at 1,000 req/s it costs about 0.3 ms of CPU per request,
+    where httpx's pool of hundreds of connections fell behind the rate on two cores.
     """
     n = max(1, round(rate_rps * duration_s))
     latencies: list[float] = []
     errors = 0
     in_flight = 0
     hdrs = {"content-type": "application/json", **headers}
-    async with _client(max_in_flight) as client:
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    timeout = aiohttp.ClientTimeout(total=max(10.0, drain_s))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def send(due: float) -> None:
             nonlocal errors, in_flight
             try:
-                r = await client.post(url, content=body, headers=hdrs)
-                received = time.time()
-                latencies.append(time.perf_counter() - due)
-                if 200 <= r.status_code < 300:
-                    if on_response is not None:
-                        on_response(r, received)
-                else:
-                    errors += 1
-            except httpx.HTTPError:
+                async with session.post(url, data=body, headers=hdrs) as r:
+                    await r.read()
+                    received = time.time()
+                    latencies.append(time.perf_counter() - due)
+                    if 200 <= r.status < 300:
+                        if on_response is not None:
+                            on_response(r.headers, received)
+                    else:
+                        errors += 1
+            except (aiohttp.ClientError, TimeoutError):
                 errors += 1
             finally:
                 in_flight -= 1
 
-        tasks: list[asyncio.Task[None]] = []
+        # Only the unanswered ones are held: a 5-minute run sends 300,000.
+        pending: set[asyncio.Task[None]] = set()
         start = time.perf_counter() + 0.01
         for i in range(n):
             due = start + i / rate_rps
@@ -210,9 +219,11 @@ async def open_loop(
                 errors += 1
                 continue
             in_flight += 1
-            tasks.append(asyncio.create_task(send(due)))
-        if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=drain_s)
+            task = asyncio.create_task(send(due))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            _done, late = await asyncio.wait(set(pending), timeout=drain_s)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
