@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 from tollgate_bench import bodies
 from tollgate_bench.plan import PROFILES
-from tollgate_bench.report import Results
+from tollgate_bench.report import Results, save_json
 from tollgate_bench.runner import Bench, Options
 from tollgate_devstack.embedded import EmbeddedStack
 from tollgate_shared.provision import provision_url
@@ -28,13 +26,7 @@ def write_json(results: Results, out: Path, part: str = "") -> Path:
     """`<out>/bench-<size>[-<part>].json` (the latest) plus a timestamped copy in
     `<out>/history/`."""
     name = f"bench-{results.plan.name}{f'-{part}' if part else ''}"
-    data = json.dumps(results.to_json(), indent=2, default=str)
-    latest = out / f"{name}.json"
-    latest.write_text(data)
-    history = out / "history"
-    history.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (history / f"{name}-{stamp}.json").write_text(data)
+    latest: Path = save_json(results.to_json(), out, name)
     return latest
 
 

@@ -24,9 +24,12 @@ class Plan:
     # Synthetic completed events for the ledger ingest run, and COPY repeats.
     ledger_events: int
     copy_repeats: int
-    # End-to-end lag: fixed rate through ingress, response to visible spend row.
+    # End-to-end lag against the whole box: fixed rate, response to visible spend row.
     lag_rps: int
     lag_duration_s: float
+    # Whole-box runs: after each, how long the consumers get to finish what it caused
+    # before their CPU time is read.
+    box_settle_s: float
     # Requests sent to each leg before measuring it.
     warmup_requests: int
 
@@ -43,8 +46,9 @@ FULL = Plan(
     ttft_requests=200,
     ledger_events=200_000,
     copy_repeats=3,
-    lag_rps=200,
-    lag_duration_s=30.0,
+    lag_rps=1000,
+    lag_duration_s=300.0,
+    box_settle_s=3.0,
     warmup_requests=300,
 )
 
@@ -62,6 +66,7 @@ QUICK = replace(
     copy_repeats=3,
     lag_rps=100,
     lag_duration_s=5.0,
+    box_settle_s=2.0,
     warmup_requests=20,
 )
 
@@ -79,6 +84,7 @@ SMOKE = replace(
     copy_repeats=1,
     lag_rps=20,
     lag_duration_s=1.0,
+    box_settle_s=1.0,
     warmup_requests=5,
 )
 

@@ -41,6 +41,15 @@ def pin(pid: int, cpus: set[int] | None) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
+def repin(pid: int, cpus: set[int]) -> None:
+    """Move every thread of a running process to `cpus` (`taskset -a -p`): a thread
+    keeps the affinity it was started with, whatever its process's main thread gets."""
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), cpus)
+
+
 def start_process(
     name: str,
     cmd: list[str],

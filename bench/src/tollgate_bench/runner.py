@@ -6,6 +6,11 @@ core to itself; the load generator, the upstream, NATS, PostgreSQL, Redis and
 the ledger share the others. For the ledger ingest run the roles flip: the
 ledger (and, for the floor, the COPY client) run on the first core while
 PostgreSQL and NATS stay on the others, so both sides get the same CPUs.
+
+Last comes the whole box, nothing pinned: the pinned ingress, ledger and servers
+are stopped, `wholebox.Box` starts every service on fresh servers, LiteLLM and
+the upstream are moved onto every CPU, and the same load generator drives the
+upstream alone, the box and LiteLLM in turn; then the lag run goes through the box.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -35,13 +41,15 @@ from tollgate_bench.processes import (
     Proc,
     cpu_seconds,
     pin,
+    repin,
     rss_mb,
     start_process,
     stop_process,
     wait_http,
 )
-from tollgate_bench.report import LEGS, Results, Row, from_runs
+from tollgate_bench.report import BOX_PROCESSES, LEGS, Results, Row, from_runs
 from tollgate_bench.upstream import Upstream, start_upstream
+from tollgate_bench.wholebox import Box, per_call_ms, snapshot
 from tollgate_devstack.embedded import EmbeddedStack, StackUrls, free_port
 from tollgate_shared.provision import provision_url
 from tollgate_shared.publishing import connect_nats
@@ -88,6 +96,7 @@ class Bench:
     work: Path = field(init=False)
     gateway_cpus: set[int] | None = None
     support_cpus: set[int] | None = None
+    all_cpus: set[int] | None = None  # what the run may use: the whole box's
     urls: StackUrls | None = None
     stack: EmbeddedStack | None = None
     nc: NATS | None = None
@@ -99,6 +108,8 @@ class Bench:
     litellm_skip: str | None = None
     ledger_skip: str | None = None
     legs: dict[str, Leg] = field(default_factory=dict)
+    box: Box | None = None
+    box_legs: dict[str, Leg] = field(default_factory=dict)
     config_path: Path = field(init=False)
     results: Results = field(init=False)
 
@@ -120,12 +131,14 @@ class Bench:
         if not self.opts.pin or len(cpus) < 2:
             return f"not pinned ({len(cpus)} CPUs available to the run)"
         self.gateway_cpus, self.support_cpus = {cpus[0]}, set(cpus[1:])
+        self.all_cpus = set(cpus)
         # Everything this process starts from now on inherits the support CPUs.
         pin(0, self.support_cpus)
         return (
             f"gateway under test (one worker) on CPU {cpus[0]}; load generator, upstream, "
             f"NATS, PostgreSQL, Redis and ledger on CPU {','.join(map(str, cpus[1:]))}; "
-            f"ledger ingest run: ledger and COPY client on CPU {cpus[0]}"
+            f"ledger ingest run: ledger and COPY client on CPU {cpus[0]}; "
+            f"whole box: nothing pinned"
         )
 
     def write_config(self, upstream: Upstream) -> None:
@@ -296,7 +309,7 @@ class Bench:
             "upstream_version": version(["nginx", "-v"]) if self.upstream.kind == "nginx" else None,
             "load_generator": "wrk" if wrk else "python",
             "wrk_version": version([wrk, "-v"]) if wrk else None,
-            "fixed_rate_generator": "python open loop (httpx, asyncio)",
+            "fixed_rate_generator": "python open loop (aiohttp, asyncio)",
             "litellm_version": litellm_version,
             "git_commit": version(["git", "rev-parse", "--short", "HEAD"]),
             "gateways": "one worker each: Tollgate ingress (uvicorn, uvloop, httptools); "
@@ -304,6 +317,8 @@ class Bench:
         }
 
     async def teardown(self) -> None:
+        if self.box is not None:
+            self.box.stop()
         for proc in (self.ingress, self.litellm, self.ledger):
             if proc is not None:
                 stop_process(proc)
@@ -316,9 +331,9 @@ class Bench:
             self.stack.stop()
 
     # -- measuring ----------------------------------------------------------------
-    def leg_status(self, name: str) -> str | None:
+    def leg_status(self, name: str, legs: dict[str, Leg] | None = None) -> str | None:
         """None when the leg can be measured, else why not (shown in its rows)."""
-        if name in self.legs:
+        if name in (self.legs if legs is None else legs):
             return None
         if name == "litellm":
             return self.litellm_skip or "not run: LiteLLM unavailable"
@@ -411,11 +426,12 @@ class Bench:
         runs: dict[str, list[load.LoadResult]],
         rss: dict[str, list[float]] | None,
         unit: str = "req/s",
+        legs: dict[str, Leg] | None = None,
     ) -> None:
         direct = None
         for name in LEGS:
             key = f"{prefix}.{name}"
-            status = self.leg_status(name)
+            status = self.leg_status(name, legs)
             if status is not None:
                 self.results.add(Row(key, bench, name, status=status))
                 continue
@@ -482,33 +498,138 @@ class Bench:
             if row.ok:
                 row.note = (row.note + "; " if row.note else "") + "time to first content delta"
 
-    async def e2e_lag(self) -> None:
-        key = "lag.e2e.tollgate"
-        bench = f"lag at {self.plan.lag_rps}/s"
-        if self.ledger is None:
-            self.results.add(Row(key, bench, "tollgate", status=self.ledger_skip or "not run"))
-            return
-        leg = self.legs["tollgate"]
-        assert self.urls is not None
+    # -- the whole box, unpinned ------------------------------------------------------
+    async def stop_pinned(self) -> None:
+        """The pinned ingress, ledger and servers: the whole box starts on fresh ones."""
+        for proc in (self.ingress, self.ledger):
+            if proc is not None:
+                stop_process(proc)
+        self.ingress = self.ledger = None
+        self.legs.pop("tollgate", None)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+            self.nc = None
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+
+    async def whole_box(self) -> None:
+        """Every service and server unpinned beside LiteLLM unpinned, then the lag run."""
+        await self.stop_pinned()
+        if self.all_cpus:
+            # The box, wrk and the lag poller inherit every CPU; LiteLLM and the
+            # upstream, already running, are moved there thread by thread.
+            pin(0, self.all_cpus)
+            for proc in (self.litellm, self.upstream.proc if self.upstream else None):
+                if proc is not None:
+                    repin(proc.pid, self.all_cpus)
+        self.say("whole box: starting every service, nothing pinned")
+        self.box = Box(self.work / "box", urls=self.opts.urls, upstream=self.upstream, say=self.say)
+        await self.box.start()
+        auth = {"authorization": f"Bearer {bodies.MASTER_KEY}"}
+        self.box_legs = {"direct": self.legs["direct"]}
+        self.box_legs["tollgate"] = Leg(
+            "tollgate", self.box.ingress_url, self.box.ingress_url, auth, self.box.procs["ingress"]
+        )
+        if "litellm" in self.legs:
+            self.box_legs["litellm"] = self.legs["litellm"]
+        await self.box_closed(self.box)
+        await self.box_lag(self.box)
+
+    async def box_closed(self, box: Box) -> None:
+        body = bodies.request_body()
+        legs = [self.box_legs[n] for n in LEGS if n in self.box_legs]
+        for leg in legs:
+            await self.warm(leg, body)
+        scripts = {
+            leg.name: load.write_wrk_script(
+                self.work / f"wrk-box-{leg.name}.lua",
+                body,
+                leg.headers.get("authorization", "").removeprefix("Bearer ") or None,
+            )
+            for leg in legs
+        }
+        pids = box.pids()
+        cmax = self.plan.concurrencies[-1]
+        cpu_runs: list[dict[str, float]] = []
+        rss: dict[str, list[float]] = {}
+        for c in self.plan.concurrencies:
+            runs: dict[str, list[load.LoadResult]] = {leg.name: [] for leg in legs}
+            for rep in range(self.plan.repeats):
+                for leg in legs:
+                    if leg.name != "tollgate":
+                        res = await self.closed_run(leg, c, scripts[leg.name])
+                    elif c != cmax:
+                        # CPU per call is read at the top concurrency only: at c=1 the
+                        # consumers' idle polling over the settling time would dominate it.
+                        res = await self.closed_run(leg, c, scripts[leg.name])
+                        res = replace(res, cpu_ms_per_request=None)
+                    else:
+                        before = snapshot(pids)
+                        res = await self.closed_run(leg, c, scripts[leg.name])
+                        # The consumers run behind the load: their CPU counts once they
+                        # have finished what it caused (and before the next leg runs).
+                        await asyncio.sleep(self.plan.box_settle_s)
+                        cpu = per_call_ms(before, snapshot(pids), max(1, res.requests - res.errors))
+                        res = replace(res, cpu_ms_per_request=cpu["total"])
+                        cpu_runs.append(cpu)
+                    runs[leg.name].append(res)
+                    self.sample_rss(leg, rss)
+                    self.say(
+                        f"whole box c={c} {leg.name} run {rep + 1}: {res.rps:,.0f} req/s, "
+                        f"p50 {res.p50_ms or 0:.2f} ms, p99 {res.p99_ms or 0:.2f} ms, "
+                        f"CPU {res.cpu_ms_per_request or 0:.3f} ms/req, errors {res.errors}"
+                    )
+            self.legs_rows(f"box.c{c}", f"whole box c={c}", runs, rss, legs=self.box_legs)
+            cpu_note = "; CPU = every process" if c == cmax else ""
+            for name, note in (
+                ("tollgate", f"all services, NATS, PostgreSQL, Redis{cpu_note}"),
+                ("litellm", "one process, no database"),
+            ):
+                row = self.results.rows[f"box.c{c}.{name}"]
+                if row.ok:
+                    row.note = f"unpinned; {note}"
+        for name in BOX_PROCESSES:
+            values = [run[name] for run in cpu_runs if name in run]
+            row = Row(f"box.cpu.{name}", f"whole box CPU/call c={cmax}", name, unit="")
+            if not values:
+                row.status = "not run: not a process of this run (an existing server)"
+            else:
+                row.cpu_ms_per_request = statistics.median(values)
+                row.runs = len(values)
+                row.note = "CPU ms per logged call (user + system, children included)"
+            self.results.add(row)
+
+    async def box_lag(self, box: Box) -> None:
+        leg = self.box_legs["tollgate"]
+        assert box.urls is not None
         res = await lag.measure_lag(
             leg.url,
             bodies.request_body(),
             leg.headers,
-            self.urls.database_url,
+            box.urls.database_url,
             self.plan.lag_rps,
             self.plan.lag_duration_s,
         )
-        row = Row(key, bench, "tollgate", unit="req/s", tool=res.load.tool)
+        bench = f"lag at {self.plan.lag_rps:,}/s, {self.plan.lag_duration_s:g} s, whole box"
+        row = Row("box.lag.tollgate", bench, "tollgate", unit="req/s", tool=res.load.tool)
         row.throughput = res.load.rps
         row.p50_ms, row.p95_ms, row.p99_ms = res.pct(50), res.pct(95), res.pct(99)
         row.errors = res.load.errors + res.missing
         row.runs, row.requests = 1, res.load.requests
+        row.rss_mb = rss_mb(box.procs["ingress"].pid)[0]
         row.note = (
-            f"response received -> spend row visible (polled every "
-            f"{lag.POLL_INTERVAL_S * 1000:.0f} ms); {res.missing} rows never seen"
+            f"response received -> spend row visible; {res.missing} rows never seen; "
+            f"{len(res.polls_ms):,} polls (one query per id set, every "
+            f"{lag.POLL_INTERVAL_S * 1000:.0f} ms), query p99 {res.poll_pct(99) or 0:.1f} ms"
         )
         self.results.add(row)
-        self.say(f"lag: p50 {row.p50_ms or 0:.1f} ms, p99 {row.p99_ms or 0:.1f} ms")
+        self.say(
+            f"lag: p50 {row.p50_ms or 0:.1f} ms, p95 {row.p95_ms or 0:.1f} ms, "
+            f"p99 {row.p99_ms or 0:.1f} ms, {res.missing} never seen, "
+            f"load errors {res.load.errors}"
+        )
 
     async def ledger_phase(self) -> None:
         bench = f"ledger {self.plan.ledger_events:,} events"
@@ -586,8 +707,8 @@ class Bench:
             await self.phase("gateway, closed loop", keys["gateway.c"], self.gateway_closed())
             await self.phase("gateway, fixed rate", keys["gateway.rate"], self.gateway_rate())
             await self.phase("streaming TTFT", keys["stream"], self.streaming())
-            await self.phase("end-to-end lag", keys["lag"], self.e2e_lag())
             await self.phase("ledger ingest", keys["ledger"], self.ledger_phase())
+            await self.phase("whole box and lag", keys["box"], self.whole_box())
         finally:
             t = time.perf_counter()
             await self.teardown()
@@ -599,7 +720,7 @@ class Bench:
         from tollgate_bench.report import expected_keys
 
         groups: dict[str, list[str]] = {
-            "gateway.c": [], "gateway.rate": [], "stream": [], "lag": [], "ledger": [],
+            "gateway.c": [], "gateway.rate": [], "stream": [], "box": [], "ledger": [],
         }  # fmt: skip
         for key in expected_keys(self.plan):
             for prefix, bucket in groups.items():

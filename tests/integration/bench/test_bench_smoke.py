@@ -11,6 +11,7 @@ from tollgate_bench.__main__ import write_json
 from tollgate_bench.plan import SMOKE
 from tollgate_bench.report import expected_keys
 from tollgate_bench.runner import Bench, Options
+from tollgate_bench.wholebox import SERVERS, SERVICES
 from tollgate_devstack.embedded import StackUrls
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,6 +46,17 @@ async def test_bench_smoke_produces_every_row(
     assert sorted(results.rows) == sorted(keys)
     for key in keys:
         row = results.rows[key]
+        if key.startswith("box.cpu."):
+            # NATS, PostgreSQL and Redis are the suite's here: counted only when they are
+            # this process's children.
+            if row.leg in SERVERS:
+                assert row.ok or row.status.startswith("not run"), (key, row.status)
+            else:
+                assert row.ok, (key, row.status)
+            if row.ok:
+                assert row.cpu_ms_per_request is not None, key
+                assert row.cpu_ms_per_request >= 0, key
+            continue
         if row.leg == "litellm":
             # Measured when its venv exists, otherwise explicitly marked as skipped.
             assert row.ok or row.status.startswith("skipped"), (key, row.status)
@@ -53,7 +65,7 @@ async def test_bench_smoke_produces_every_row(
             continue
         assert row.ok, (key, row.status)
         assert row.errors == 0, (key, row.errors)
-        if row.bench.startswith(("closed loop", "fixed rate", "lag", "ledger")):
+        if row.bench.startswith(("closed loop", "whole box c=", "fixed rate", "lag", "ledger")):
             assert row.throughput is not None, key
             assert row.throughput > 0, key
         if not key.startswith("ledger"):
@@ -61,6 +73,15 @@ async def test_bench_smoke_produces_every_row(
             assert row.p99_ms is not None, key
     assert results.rows["gateway.c1.tollgate"].overhead_ms is not None
     assert results.rows["gateway.c1.tollgate"].rss_mb is not None
+    # The whole box: measured beside the same upstream, CPU counted for every service.
+    assert results.rows["box.c1.tollgate"].overhead_ms is not None
+    assert results.rows["box.c16.tollgate"].cpu_ms_per_request is not None
+    for name in SERVICES:
+        assert results.rows[f"box.cpu.{name}"].ok, name
+    assert results.rows["box.cpu.ingress"].cpu_ms_per_request
+    lag = results.rows["box.lag.tollgate"]
+    assert lag.requests > 0
+    assert "0 rows never seen" in lag.note
     if tools == "python":
         assert results.meta["upstream"] == "python"
         assert results.rows["gateway.c1.direct"].tool == "python"
