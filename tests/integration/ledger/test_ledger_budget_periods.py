@@ -116,3 +116,31 @@ async def test_mirror_lets_a_new_period_replace_a_larger_old_total(
     await mirror.write(total("3", new_start))
     await mirror.write(total("2", new_start))
     assert (await stored()).spend == Decimal("3")
+
+
+async def test_mirrors_of_two_replicas_never_move_a_total_back(
+    js: JetStreamContext, team: str
+) -> None:
+    """Each mirror remembers the revision it wrote; the other replica's writes in between
+    make its compare-and-set fail, and it reads the entry before deciding."""
+    one, two = SpendMirror(js), SpendMirror(js)
+    kv = await js.key_value(names.KV_SPEND)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def total(spend: str) -> list[SpendTotal]:
+        return [SpendTotal(entity="team", entity_id=team, spend=Decimal(spend), period_start=start)]
+
+    async def stored() -> Decimal:
+        entry = await kv.get(spend_kv_key("team", team))
+        return SpendState.model_validate_json(entry.value or b"").spend
+
+    assert await one.write(total("5")) == []
+    assert await two.write(total("9")) == []
+    assert await one.write(total("7")) == []  # stale revision: reads 9, keeps it
+    assert await stored() == Decimal("9")
+    assert await one.write(total("12")) == []
+    assert await two.write(total("10")) == []
+    assert await stored() == Decimal("12")
+    await kv.delete(spend_kv_key("team", team))  # gone (say, purged): written again
+    assert await one.write(total("13")) == []
+    assert await stored() == Decimal("13")

@@ -95,19 +95,31 @@ class SpendMirror:
     smaller; within one period, only a larger total replaces a smaller.
 
     Two ledger replicas may finish batches in either order; a compare-and-set on
-    the entry's revision keeps the larger (later) total.
+    the entry's revision keeps the larger (later) total. The revision and value this
+    mirror last wrote or read of each entry are remembered, so a total usually goes out
+    as one compare-and-set on that revision; only when another writer moved the entry
+    meanwhile (the set fails) is the entry read first.
     """
+
+    # Entries remembered; past this many the memory starts over (an entry then costs one
+    # read again), so a flood of distinct end users cannot grow it.
+    KNOWN_LIMIT = 50_000
 
     def __init__(self, js: JetStreamContext, attempts: int = 5) -> None:
         self._js = js
         self._attempts = attempts
+        self._kv: Any = None
+        self._known: dict[str, tuple[int, SpendState]] = {}
 
     async def write(self, totals: Iterable[SpendTotal]) -> list[SpendTotal]:
         """Mirror each total; returns those that could not be written (to try again)."""
         todo = list(totals)
-        kv = await self._js.key_value(names.KV_SPEND)
+        if self._kv is None:
+            self._kv = await self._js.key_value(names.KV_SPEND)
+        if len(self._known) + len(todo) > self.KNOWN_LIMIT:
+            self._known.clear()
         results = await asyncio.gather(
-            *(self._write_one(kv, t) for t in todo), return_exceptions=True
+            *(self._write_one(self._kv, t) for t in todo), return_exceptions=True
         )
         missed = []
         for total, res in zip(todo, results, strict=True):
@@ -116,7 +128,7 @@ class SpendMirror:
                 missed.append(total)
         return missed
 
-    async def _write_one(self, kv: object, total: SpendTotal) -> None:
+    async def _write_one(self, kv: Any, total: SpendTotal) -> None:
         key = spend_kv_key(total.entity, total.entity_id)
         state = SpendState(
             entity=total.entity,  # type: ignore[arg-type]
@@ -126,24 +138,37 @@ class SpendMirror:
             period_start=total.period_start,
             budget_reset_at=total.budget_reset_at,
         )
-        value = state.to_json()
         if not _KV_KEY.match(key):
             log.debug("%s cannot be a KV key; total not mirrored", key)
             return
+        value = state.to_json()
+        known = self._known.pop(key, None)
+        if known is not None:
+            revision, current = known
+            if not state.supersedes(current):
+                # What is there now is `current` or newer (it only moves forward).
+                self._known[key] = known
+                return
+            try:
+                self._known[key] = (await kv.update(key, value, last=revision), state)
+                return
+            except KeyWrongLastSequenceError:
+                pass  # another writer moved it: read it below
         for _ in range(self._attempts):
             try:
-                entry = await kv.get(key)  # type: ignore[attr-defined]
+                entry = await kv.get(key)
             except (KeyNotFoundError, KeyDeletedError):
                 try:
-                    await kv.create(key, value)  # type: ignore[attr-defined]
+                    self._known[key] = (await kv.create(key, value), state)
                     return
                 except KeyWrongLastSequenceError:
                     continue
-            current = _state_of(entry.value)
-            if current is not None and not state.supersedes(current):
+            stored = _state_of(entry.value)
+            if stored is not None and not state.supersedes(stored):
+                self._known[key] = (entry.revision, stored)
                 return
             try:
-                await kv.update(key, value, last=entry.revision)  # type: ignore[attr-defined]
+                self._known[key] = (await kv.update(key, value, last=entry.revision), state)
                 return
             except KeyWrongLastSequenceError:
                 continue

@@ -86,6 +86,10 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
 # How often the outbox is swept for totals an announcement missed, and how old such a
 # total must be (younger ones are still on their way from memory).
 RELAY_EVERY_S = 5.0
+# The least time between two announcements of committed totals (see Announcer).
+ANNOUNCE_EVERY_S = 0.2
+# Building a batch's rows hands the loop back this often (see subscribers.YIELD_EVERY).
+YIELD_EVERY = 50
 
 Publish = Callable[[Event], Awaitable[None]]
 M = TypeVar("M")  # the transport's message handle, carried through untouched
@@ -136,8 +140,12 @@ class Announcer:
 
     Committed totals are announced from memory right after the commit; each one
     announced is then taken out of the outbox (`spend_announcements`), where the batch
-    queued it. `relay_forever` announces what is left there: a total whose
-    announcement failed, or that a ledger which died after its commit never sent.
+    queued it. Under load, announcements go out at most every `every_s`: the totals of
+    the batches committed meanwhile go together, each entity once with its latest total
+    (an entity's total moves on with every batch, so announcing each would cost one KV
+    write per entity per batch). `relay_forever` announces what is left in the outbox:
+    a total whose announcement failed, or that a ledger which died after its commit
+    never sent.
     """
 
     pool: asyncpg.Pool | None
@@ -145,6 +153,7 @@ class Announcer:
     budgets: BudgetBook | None = None
     mirror: SpendMirror | None = None
     publish: Publish | None = None
+    every_s: float = ANNOUNCE_EVERY_S
 
     def __post_init__(self) -> None:
         # Totals committed but not yet announced, newest per entity (totals are absolute,
@@ -172,6 +181,7 @@ class Announcer:
             await self._wake.wait()
             self._wake.clear()
             await self.announce()
+            await asyncio.sleep(self.every_s)
 
     async def announce(self) -> None:
         """Announce what is pending in memory."""
@@ -276,7 +286,9 @@ class SpendService:
         metrics.BATCH_SIZE.labels(self.consumer).observe(received)
         ready: list[tuple[M, SpendRow]] = []
         later: list[M] = []
-        for tag, event in events:
+        for i, (tag, event) in enumerate(events, 1):
+            if i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the transaction before this batch go on
             hydrated = await self._hydrate(event)
             if hydrated is None:
                 later.append(tag)
