@@ -68,12 +68,12 @@ architecture: sync
 dlq *ARGS: sync
     uv run --no-sync python -m tollgate_exporter dlq {{ARGS}}
 
-# benchmarks: gateway beside the bare upstream and LiteLLM, ledger beside raw COPY (~10 min)
+# benchmarks: gateway (pinned, and the whole box unpinned) beside the bare upstream and LiteLLM, ledger beside raw COPY, lag at 1,000 req/s (~25 min)
 bench *ARGS: sync
     bash bench/prepare.sh
     uv run --no-sync python -m tollgate_bench --size full {{ARGS}}
 
-# the same benchmarks at small sizes (under two minutes)
+# the same benchmarks at small sizes (about four minutes)
 bench-quick *ARGS: sync
     bash bench/prepare.sh
     uv run --no-sync python -m tollgate_bench --size quick {{ARGS}}
@@ -154,3 +154,8 @@ bench-providers *ARGS: sync
 bench-box *ARGS: sync
     bash bench/prepare.sh
     uv run --no-sync python -m tollgate_bench.wholebox {{ARGS}}
+
+# ingress RSS over 1,000,000 calls through the whole box (~25 min; `--calls 20000` for a short one)
+soak *ARGS: sync
+    bash bench/prepare.sh
+    uv run --no-sync python -m tollgate_bench.soak {{ARGS}}
