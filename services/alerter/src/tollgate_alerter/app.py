@@ -155,7 +155,12 @@ def create_app(settings: AlerterSettings, cfg: TollgateConfig) -> Litestar:
         for spec in CONSUMERS:
             consumer = EventConsumer(spec, alerter)
             deps.tasks.append(
-                asyncio.create_task(run_consumer(js, spec, consumer.handle), name=spec.name)
+                asyncio.create_task(
+                    run_consumer(
+                        js, spec, consumer.handle, linger_s=settings.consumer_linger_ms / 1000
+                    ),
+                    name=spec.name,
+                )
             )
         deps.tasks.append(
             asyncio.create_task(

@@ -117,7 +117,13 @@ def create_app(
             exporter = Exporter(deps.router, deps.dispatcher, partial(hydrate_content, js))
             deps.dispatcher.start()
             deps.consumer = asyncio.create_task(
-                run_consumer(js, SPEC, make_handler(exporter)), name="exporter-consumer"
+                run_consumer(
+                    js,
+                    SPEC,
+                    make_handler(exporter),
+                    linger_s=settings.consumer_linger_ms / 1000,
+                ),
+                name="exporter-consumer",
             )
             yield
         finally:
