@@ -621,6 +621,7 @@ class Bench:
         row.rss_mb = rss_mb(box.procs["ingress"].pid)[0]
         row.note = (
             f"response received -> spend row visible; {res.missing} rows never seen; "
+            f"{res.load.errors} calls failed or not sent (in flight at the cap); "
             f"{len(res.polls_ms):,} polls (one query per id set, every "
             f"{lag.POLL_INTERVAL_S * 1000:.0f} ms), query p99 {res.poll_pct(99) or 0:.1f} ms"
         )
