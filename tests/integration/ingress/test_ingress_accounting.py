@@ -220,6 +220,10 @@ async def test_fifty_parallel_calls_against_a_budget_that_fits_one(
     assert spent <= one_call + one_call
     assert len(served) == 1
     assert {a.json()["error"]["type"] for a in refused} == {"budget_exceeded"}
+    # Each refusal names itself, as any answer does (the id of its failure row).
+    ids = {a.headers.get(names.HDR_CALL_ID) for a in refused}
+    assert None not in ids
+    assert len(ids) == len(refused)
 
 
 async def test_a_call_cancelled_by_shutdown_is_a_costed_failure(

@@ -433,7 +433,8 @@ class Gateway:
                 )
             self.publisher.emit(event)
 
-        return Answer(status, body, {}, after)
+        # The refusal's id, as on any answer: it names the failure row (when logged).
+        return Answer(status, body, {names.HDR_CALL_ID: request_id}, after)
 
     # -- events -----------------------------------------------------------------
     def _emit_router(self, change: StateChange | None, request_id: str | None = None) -> None:
