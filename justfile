@@ -72,6 +72,8 @@ dlq *ARGS: sync
 bench *ARGS: sync
     bash bench/prepare.sh
     uv run --no-sync python -m tollgate_bench --size full {{ARGS}}
+    @echo "==> each provider adapter's added CPU per call (issue 19)"
+    cd tests && uv run --no-sync python -m support.fake_providers.bench
 
 # the same benchmarks at small sizes (about four minutes)
 bench-quick *ARGS: sync
