@@ -7,11 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from tollgate_ledger.rows import SpendRow
 
 SUCCESS = "success"
+_K = TypeVar("_K")
+_S = TypeVar("_S")
+
+# Running sums of a group, as a list for speed: [spend, prompt tokens, completion tokens,
+# total tokens, requests, successes, index of the group's last row in the batch].
+_SPEND, _PROMPT, _COMPLETION, _TOTAL, _REQUESTS, _SUCCESSES, _LAST = range(7)
 
 
 @dataclass(slots=True)
@@ -23,13 +29,13 @@ class _Sums:
     requests: int = 0
     successes: int = 0
 
-    def add(self, row: SpendRow) -> None:
-        self.spend += row.spend
-        self.prompt_tokens += row.prompt_tokens
-        self.completion_tokens += row.completion_tokens
-        self.total_tokens += row.total_tokens
-        self.requests += 1
-        self.successes += row.status == SUCCESS
+    def add(self, sums: list[Any]) -> None:
+        self.spend += sums[_SPEND]
+        self.prompt_tokens += sums[_PROMPT]
+        self.completion_tokens += sums[_COMPLETION]
+        self.total_tokens += sums[_TOTAL]
+        self.requests += sums[_REQUESTS]
+        self.successes += sums[_SUCCESSES]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -41,6 +47,7 @@ class _Session(_Sums):
 @dataclass(slots=True)
 class _Total(_Sums):
     alias: str | None = None
+    alias_at: int = -1  # index in the batch of the row the alias came from
 
 
 @dataclass
@@ -101,51 +108,94 @@ class BatchAggregates:
 def aggregate(rows: Iterable[SpendRow]) -> BatchAggregates:
     """Group new calls: a session by its id; a day (UTC, of the start) by key, team, user,
     end user, model group and each tag (a tag listed twice counts twice); a total by key,
-    team, user and end user, with the batch's last alias of a key or team."""
+    team, user and end user, with the batch's last alias of a key or team.
+
+    The calls of a batch mostly share their day, key, team, user and model: they are
+    summed once per distinct combination of those, and each combination is then added
+    to its ten or so groups, instead of every call to every group.
+    """
     out = BatchAggregates()
-    sessions, daily, totals = out.sessions, out.daily, out.totals
-    for row in rows:
+    combos: dict[tuple[Any, ...], list[Any]] = {}
+    for i, row in enumerate(rows):
+        ok = row.status == SUCCESS
+        combo = (
+            row.start_time.astimezone(UTC).date(),
+            row.key,
+            row.key_alias,
+            row.team_id,
+            row.team_alias,
+            row.user_id,
+            row.end_user,
+            row.model_group,
+            row.tags,
+        )
+        sums = combos.get(combo)
+        if sums is None:
+            sums = combos[combo] = [
+                row.spend,
+                row.prompt_tokens,
+                row.completion_tokens,
+                row.total_tokens,
+                1,
+                int(ok),
+                i,
+            ]
+        else:
+            sums[_SPEND] += row.spend
+            sums[_PROMPT] += row.prompt_tokens
+            sums[_COMPLETION] += row.completion_tokens
+            sums[_TOTAL] += row.total_tokens
+            sums[_REQUESTS] += 1
+            sums[_SUCCESSES] += ok
+            sums[_LAST] = i
         if row.session_id is not None:
-            s = sessions.get(row.session_id)
-            if s is None:
-                s = sessions[row.session_id] = _Session(
-                    first_seen=row.start_time, last_seen=row.end_time
-                )
-            else:
-                s.first_seen = min(s.first_seen, row.start_time)
-                s.last_seen = max(s.last_seen, row.end_time)
-            s.add(row)
-        day = row.start_time.astimezone(UTC).date()
-        for dimension, dimension_id in (
-            ("key", row.key),
-            ("team", row.team_id),
-            ("user", row.user_id),
-            ("end_user", row.end_user),
-            ("model", row.model_group),
-        ):
-            if dimension_id is not None:
-                _sums(daily, (day, dimension, dimension_id)).add(row)
-        for tag in row.tags:
-            _sums(daily, (day, "tag", tag)).add(row)
-        for entity, entity_id, alias in (
-            ("key", row.key, row.key_alias),
-            ("team", row.team_id, row.team_alias),
-            ("user", row.user_id, None),
-            ("end_user", row.end_user, None),
-        ):
-            if entity_id is None:
-                continue
-            t = totals.get((entity, entity_id))
-            if t is None:
-                t = totals[(entity, entity_id)] = _Total()
-            t.add(row)
-            if alias is not None:
-                t.alias = alias
+            _add_to_session(out.sessions, row.session_id, row, ok)
+    for combo, sums in combos.items():
+        _add_to_groups(out, combo, sums)
     return out
 
 
-def _sums(groups: dict[tuple[date, str, str], _Sums], key: tuple[date, str, str]) -> _Sums:
+def _add_to_session(
+    sessions: dict[str, _Session], session_id: str, row: SpendRow, ok: bool
+) -> None:
+    s = sessions.get(session_id)
+    if s is None:
+        s = sessions[session_id] = _Session(first_seen=row.start_time, last_seen=row.end_time)
+    else:
+        s.first_seen = min(s.first_seen, row.start_time)
+        s.last_seen = max(s.last_seen, row.end_time)
+    s.add([row.spend, row.prompt_tokens, row.completion_tokens, row.total_tokens, 1, int(ok)])
+
+
+def _add_to_groups(out: BatchAggregates, combo: tuple[Any, ...], sums: list[Any]) -> None:
+    day, key, key_alias, team_id, team_alias, user_id, end_user, model_group, tags = combo
+    for dimension, dimension_id in (
+        ("key", key),
+        ("team", team_id),
+        ("user", user_id),
+        ("end_user", end_user),
+        ("model", model_group),
+    ):
+        if dimension_id is not None:
+            _group(out.daily, (day, dimension, dimension_id), _Sums).add(sums)
+    for tag in tags:
+        _group(out.daily, (day, "tag", tag), _Sums).add(sums)
+    for entity, entity_id, alias in (
+        ("key", key, key_alias),
+        ("team", team_id, team_alias),
+        ("user", user_id, None),
+        ("end_user", end_user, None),
+    ):
+        if entity_id is None:
+            continue
+        total = _group(out.totals, (entity, entity_id), _Total)
+        total.add(sums)
+        if alias is not None and sums[_LAST] > total.alias_at:
+            total.alias, total.alias_at = alias, sums[_LAST]
+
+
+def _group(groups: dict[_K, _S], key: _K, new: type[_S]) -> _S:
     found = groups.get(key)
     if found is None:
-        found = groups[key] = _Sums()
+        found = groups[key] = new()
     return found

@@ -289,7 +289,7 @@ class SpendService:
         for i, (tag, event) in enumerate(events, 1):
             if i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let the transaction before this batch go on
-            hydrated = await self._hydrate(event)
+            hydrated = await self._hydrate(event) if self.policy.needs_content(event) else event
             if hydrated is None:
                 later.append(tag)
             else:
@@ -370,8 +370,8 @@ class SpendService:
         return BatchResult(inserted, logs, sessions, daily, list(totals.values())), verdicts
 
     async def _hydrate(self, event: LlmRequestFinished) -> LlmRequestFinished | None:
-        if not self.policy.needs_content(event):
-            return event
+        """The event with its offloaded content fetched (`policy.needs_content`); None to
+        try again later."""
         try:
             return await hydrate_content(self.js, event)
         except NotFoundError:

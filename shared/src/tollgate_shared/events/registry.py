@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 import orjson
@@ -110,7 +111,7 @@ class CatalogEntry:
         """The template as a NATS wildcard pattern (`{x}` → `*`)."""
         return ".".join("*" if t.startswith("{") else t for t in _tokens(self.template))
 
-    @property
+    @cached_property  # read on every decode: worked out once
     def version_index(self) -> int:
         """Where in the subject's tokens the version (`v1`) stands."""
         for i, token in enumerate(_tokens(self.template)):
@@ -118,7 +119,7 @@ class CatalogEntry:
                 return i
         raise LookupError(f"{self.template!r} has no version token")
 
-    @property
+    @cached_property
     def version(self) -> int:
         return int(_tokens(self.template)[self.version_index][1:])
 
