@@ -113,6 +113,15 @@ STREAM_LEDGER = StreamSpec("LEDGER", ("ledger.>",), "Ledger outcomes: spend tota
 STREAM_ALERT = StreamSpec("ALERT", ("alert.>",), "Alerts delivered")
 STREAM_EXPORT = StreamSpec("EXPORT", ("export.>",), "Exports that exhausted their retries")
 STREAM_OPS = StreamSpec("OPS", ("ops.>",), "Operations: crash loops of supervised services")
+# Where JetStream announces a message that ran out of deliveries on a durable.
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+# JetStream's advisories are plain messages, gone if nobody listens when they are sent; this
+# stream keeps them, so one raised while no ledger runs is still recorded when one starts.
+STREAM_ADVISORIES = StreamSpec(
+    "ADVISORIES",
+    (f"{MAX_DELIVERIES_ADVISORY}.>",),
+    "JetStream's max-delivery advisories, kept until the ledger records them",
+)
 STREAMS: tuple[StreamSpec, ...] = (
     STREAM_LLM,
     STREAM_ADMIN,
@@ -120,6 +129,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     STREAM_ALERT,
     STREAM_EXPORT,
     STREAM_OPS,
+    STREAM_ADVISORIES,
 )
 
 
@@ -285,14 +295,25 @@ ALERTER_OPS = ConsumerSpec(
     ),
     writes=("Redis (one claim per service per crash loop)", "alert destinations", ALERT_SENT),
 )
-# Where JetStream announces a message that ran out of deliveries on a durable.
-MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 
 def max_deliveries_advisory(spec: ConsumerSpec) -> str:
     """The advisory subject of one durable's messages that ran out of deliveries."""
     return f"{MAX_DELIVERIES_ADVISORY}.{spec.stream}.{spec.name}"
 
+
+LEDGER_DEAD_LETTERS = ConsumerSpec(
+    "ledger-dead-letters",
+    STREAM_ADVISORIES.name,
+    (max_deliveries_advisory(LEDGER_SPEND), max_deliveries_advisory(LEDGER_AUDIT)),
+    # Never given up on: an advisory waits (nak'ed, up to a minute at a time) while the
+    # database cannot record it.
+    max_deliver=-1,
+    backoff_s=(5.0, 15.0, 60.0),
+    description="dead letters: messages JetStream stopped delivering to the ledger",
+    handled_by=("tollgate_ledger.subscribers", "tollgate_ledger.service"),
+    writes=("ledger.dead_letters", LEDGER_TRACKING_FAILED),
+)
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     LEDGER_SPEND,
@@ -303,6 +324,10 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ALERTER_LEDGER,
     ALERTER_OPS,
 )
+# Durables on JetStream's own messages (advisories), not on Tollgate events: provisioned and
+# permitted like the others, outside the event catalog.
+ADVISORY_CONSUMERS: tuple[ConsumerSpec, ...] = (LEDGER_DEAD_LETTERS,)
+ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (*CONSUMERS, *ADVISORY_CONSUMERS)
 
 # Request/response bodies too large for one message travel here, by reference.
 OBJ_BODIES = "tollgate-bodies"

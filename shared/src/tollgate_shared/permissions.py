@@ -137,7 +137,7 @@ EXTRA_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
 def service_user(service: str) -> NatsUser:
     publish: list[str] = [*_stream_prefix(PUBLISHES[service]), *_READ_METADATA]
     subscribe: list[str] = [INBOX, *EXTRA_SUBSCRIBE.get(service, ())]
-    for spec in names.CONSUMERS:
+    for spec in names.ALL_CONSUMERS:
         if spec.service == service:
             publish += bind_durable(spec)
             subscribe.append(names.max_deliveries_advisory(spec))

@@ -54,7 +54,7 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> None:
         except NotFoundError:
             await js.add_stream(cfg)
             log.info("stream %s created", spec.name)
-    for cspec in names.CONSUMERS:
+    for cspec in names.ALL_CONSUMERS:
         # add_consumer is create-or-update for a durable with the same name.
         await js.add_consumer(cspec.stream, consumer_config(cspec))
         log.info("consumer %s/%s ready", cspec.stream, cspec.name)

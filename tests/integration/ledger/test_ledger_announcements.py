@@ -104,7 +104,13 @@ async def test_a_ledger_killed_after_commit_is_announced_by_the_next_one(
         master_key=None,
         config=None,
     )
-    app = create_app(settings, parse_config({}), spend_spec=spend_spec, audit_spec=audit_spec)
+    app = create_app(
+        settings,
+        parse_config({}),
+        spend_spec=spend_spec,
+        audit_spec=audit_spec,
+        dead_letter_spec=None,
+    )
     async with AsyncTestClient(app=app):
         # A fresh ledger converges the view without any new spend on that team.
         for _ in range(150):

@@ -29,7 +29,7 @@ from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.dead_letters import DeadLetterProjection
 from tollgate_ledger.projections.spend import SpendProjection
 from tollgate_ledger.service import AuditService, DeadLetters, database_probe, js_publisher
-from tollgate_ledger.subscribers import run_spend, watch_dead_letters
+from tollgate_ledger.subscribers import DeadLetterSubscriber, run, run_spend
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LedgerTrackingFailed
 from tollgate_shared.provision import consumer_config
@@ -75,6 +75,37 @@ async def short_spec(js: JetStreamContext, team: str) -> AsyncIterator[names.Con
     finally:
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(spec.stream, spec.name)
+
+
+@pytest.fixture
+async def dead_spec(
+    js: JetStreamContext, short_spec: names.ConsumerSpec
+) -> AsyncIterator[names.ConsumerSpec]:
+    """`ledger-dead-letters` for the short consumer's advisories, on the stream that keeps them."""
+    spec = replace(
+        names.LEDGER_DEAD_LETTERS,
+        name=f"dead-{short_spec.name}",
+        filter_subjects=(names.max_deliveries_advisory(short_spec),),
+    )
+    await js.add_consumer(spec.stream, consumer_config(spec))
+    try:
+        yield spec
+    finally:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(spec.stream, spec.name)
+
+
+@contextlib.asynccontextmanager
+async def recording_dead_letters(
+    js: JetStreamContext, spec: names.ConsumerSpec, dead: DeadLetters
+) -> AsyncIterator[None]:
+    task = asyncio.create_task(run(js, spec, DeadLetterSubscriber(spec, dead).handle, 50))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _team_spend(pool: asyncpg.Pool, team: str) -> tuple[int, Decimal | None]:
@@ -139,13 +170,18 @@ async def test_postgres_outage_pauses_consumption_and_loses_nothing(
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
 
 
+@pytest.mark.parametrize("ledger_running", [True, False], ids=["watching", "no-ledger"])
 async def test_max_delivery_is_recorded_alerted_and_replayed(
     js: JetStreamContext,
     nc: NATS,
     pool: asyncpg.Pool,
     team: str,
     short_spec: names.ConsumerSpec,
+    dead_spec: names.ConsumerSpec,
+    ledger_running: bool,
 ) -> None:
+    """no-ledger: the advisories are raised while nothing records dead letters (JetStream's
+    advisories are plain messages); the stream keeps them until a ledger starts."""
     failed: list[LedgerTrackingFailed] = []
 
     async def on_failed(msg: Msg) -> None:
@@ -153,7 +189,9 @@ async def test_max_delivery_is_recorded_alerted_and_replayed(
 
     fail_sub = await nc.subscribe(names.LEDGER_TRACKING_FAILED, cb=on_failed)
     dead = DeadLetters(pool, js, DeadLetterProjection(names.SCHEMA_LEDGER), js_publisher(js))
-    watching = await watch_dead_letters(nc, [short_spec], dead)
+    recording = recording_dead_letters(js, dead_spec, dead)
+    if ledger_running:
+        await recording.__aenter__()
     events = [make_completed(team, n) for n in range(3)]
     for ev in events:
         await publish_event(js, ev)
@@ -174,6 +212,17 @@ async def test_max_delivery_is_recorded_alerted_and_replayed(
     )
     task = asyncio.create_task(run_spend(js, short_spec, broken, 10))
     try:
+        if not ledger_running:
+            # JetStream gives up on all three while nothing records dead letters...
+            deadline = asyncio.get_running_loop().time() + 20
+            while (await js.stream_info(dead_spec.stream)).state.messages < 1 or (
+                await js.consumer_info(dead_spec.stream, dead_spec.name)
+            ).num_pending < len(events):
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.2)
+            assert await pool.fetchval("SELECT count(*) FROM ledger.dead_letters") == 0
+            # ...and a ledger started afterwards records them from the stream.
+            await recording.__aenter__()
         deadline = asyncio.get_running_loop().time() + 20
         while await pool.fetchval("SELECT count(*) FROM ledger.dead_letters") < len(events):
             assert asyncio.get_running_loop().time() < deadline
@@ -182,8 +231,10 @@ async def test_max_delivery_is_recorded_alerted_and_replayed(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        for s in watching:
-            await s.unsubscribe()
+        await recording.__aexit__(None, None, None)
+    # Recorded once each, and acked: nothing left in the stream's consumer.
+    info = await js.consumer_info(dead_spec.stream, dead_spec.name)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
     assert not breaker.is_open
     rows = await pool.fetch(
         "SELECT consumer, deliveries, subject, request_id, replayed_at FROM ledger.dead_letters"

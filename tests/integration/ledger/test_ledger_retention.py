@@ -223,7 +223,10 @@ async def test_two_ledgers_one_cleanup(
         nats_url=provisioned.nats_url, database_url=ledger_db, master_key=None, config=None
     )
     apps = [
-        create_app(settings, cfg, spend_spec=spend_spec, audit_spec=audit_spec) for _ in range(2)
+        create_app(
+            settings, cfg, spend_spec=spend_spec, audit_spec=audit_spec, dead_letter_spec=None
+        )
+        for _ in range(2)
     ]
     async with AsyncTestClient(app=apps[0]), AsyncTestClient(app=apps[1]):
         for _ in range(100):

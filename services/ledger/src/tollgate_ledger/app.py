@@ -15,7 +15,6 @@ import asyncpg
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from nats.aio.client import Client as NATS
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from tollgate_ledger import metrics, subscribers
@@ -91,6 +90,7 @@ def create_app(
     *,
     spend_spec: ConsumerSpec = names.LEDGER_SPEND,
     audit_spec: ConsumerSpec = names.LEDGER_AUDIT,
+    dead_letter_spec: ConsumerSpec | None = names.LEDGER_DEAD_LETTERS,
     schema: str = names.SCHEMA_LEDGER,
 ) -> Litestar:
     deps = Deps()
@@ -128,7 +128,6 @@ def create_app(
         # One breaker for both consumers: while PostgreSQL is down they hold their
         # messages instead of spending deliveries (finding 3 of issue 16).
         breaker = consuming.CircuitBreaker("ledger-postgres", database_probe(deps.pool))
-        advisories: list[Subscription] = []
         if settings.consumers_enabled:
             try:
                 await asyncio.wait_for(budgets.start(js), 10)
@@ -150,9 +149,6 @@ def create_app(
                 breaker,
             )
             dead = DeadLetters(deps.pool, js, DeadLetterProjection(schema), publish)
-            advisories = await subscribers.watch_dead_letters(
-                deps.nc, [spend_spec, audit_spec], dead
-            )
             retention = Retention(
                 deps.pool,
                 spend_projection,
@@ -182,6 +178,14 @@ def create_app(
                 # What a ledger that stopped between commit and announcement left behind.
                 asyncio.create_task(announcer.relay_forever()),
             ]
+            if dead_letter_spec is not None:
+                # Advisories wait in their stream; the breaker pauses this one too.
+                dead_letters = subscribers.DeadLetterSubscriber(dead_letter_spec, dead)
+                deps.tasks.append(
+                    asyncio.create_task(
+                        subscribers.run(js, dead_letter_spec, dead_letters.handle, 50, breaker)
+                    )
+                )
         try:
             yield
         finally:
@@ -190,9 +194,6 @@ def create_app(
             for task in deps.tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            for sub in advisories:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
             await breaker.stop()
             if announcer is not None:
                 await announcer.stop()

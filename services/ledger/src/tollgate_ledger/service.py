@@ -528,7 +528,8 @@ class DeadLetters:
     publish: Publish | None = None
 
     async def captured(self, advisory: MaxDeliveries, attempts: int = 5) -> bool:
-        """Record one advisory (retried while the database is away); True if new."""
+        """Record one advisory (retried while the database is away); True if new. Raises
+        the database's error when it still cannot: the advisory waits in its stream."""
         subject, request_id = await self._peek(advisory.stream, advisory.stream_seq)
         dead = DeadLetter(
             advisory.stream,
@@ -544,11 +545,9 @@ class DeadLetters:
                 async with self.pool.acquire() as conn:
                     new = await self.projection.record(conn, dead)
                 break
-            except DB_ERRORS as exc:
+            except DB_ERRORS:
                 if attempt == attempts - 1:
-                    log.error("could not record dead letter %s: %s", dead, exc)
-                    new = True  # still report it: the alert is all that is left
-                    break
+                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         if not new:

@@ -21,9 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from tollgate_ledger.decoding import (
@@ -33,6 +31,7 @@ from tollgate_ledger.decoding import (
     request_id_hint,
 )
 from tollgate_ledger.service import (
+    DB_ERRORS,
     AuditService,
     DeadLetters,
     Fate,
@@ -40,7 +39,7 @@ from tollgate_ledger.service import (
     SpendService,
     Verdict,
 )
-from tollgate_shared import consuming, names
+from tollgate_shared import consuming
 from tollgate_shared.events import AdminChanged, EventDecodeError, LlmRequestFinished, decode
 from tollgate_shared.names import ConsumerSpec
 
@@ -198,34 +197,26 @@ async def run_spend(
     )
 
 
-async def watch_dead_letters(
-    nc: NATS, specs: list[ConsumerSpec], dead: DeadLetters
-) -> list[Subscription]:
-    """Capture JetStream's max-delivery advisories of the ledger's consumers (one replica
-    of the queue group handles each) and hand them to `DeadLetters`."""
+@dataclass
+class DeadLetterSubscriber:
+    """JetStream's max-delivery advisories of the ledger's consumers, read from the stream
+    that keeps them (`names.STREAM_ADVISORIES`): each is recorded by `DeadLetters` and acked
+    once recorded; while the database cannot record it, it is nak'ed and comes back."""
 
-    async def on_advisory(msg: Msg) -> None:
-        try:
-            advisory = MaxDeliveries.model_validate_json(msg.data)
-        except ValueError as exc:
-            log.warning("unreadable max-delivery advisory on %s: %s", msg.subject, exc)
-            return
-        with _survives_named("dead-letter capture"):
-            await dead.captured(advisory)
+    spec: ConsumerSpec
+    dead: DeadLetters
 
-    return [
-        await nc.subscribe(
-            names.max_deliveries_advisory(spec),
-            queue="ledger-dead-letters",
-            cb=on_advisory,
-        )
-        for spec in specs
-    ]
-
-
-@contextlib.contextmanager
-def _survives_named(what: str) -> Iterator[None]:
-    try:
-        yield
-    except Exception:
-        log.exception("%s failed unexpectedly", what)
+    async def handle(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                advisory = MaxDeliveries.model_validate_json(msg.data)
+            except ValueError as exc:
+                await consuming.terminate(self.spec, msg, f"unreadable advisory: {exc}")
+                continue
+            try:
+                await self.dead.captured(advisory, attempts=3)
+            except DB_ERRORS as exc:
+                log.warning("dead letter not recorded yet (%s); kept for later", exc)
+                await msg.nak(delay=consuming.redelivery_delay(self.spec, msg))
+                continue
+            await msg.ack()
