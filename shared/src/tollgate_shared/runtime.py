@@ -268,6 +268,8 @@ class Supervisor:
                 shutil.rmtree(directory, ignore_errors=True)
 
     def _start(self, index: int) -> None:
+        if self._stop_by is not None:
+            return  # stopped while the workers were being started
         proc = self._context.Process(
             target=run_worker,
             args=(self.settings[index], self.create_app, self.service, index),
