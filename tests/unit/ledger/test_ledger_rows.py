@@ -189,12 +189,19 @@ def test_needs_content_only_when_it_will_be_stored() -> None:
 
 
 def test_nul_characters_are_removed() -> None:
-    v = spend_row(
-        completed(end_user="a\x00b", messages=[{"role": "user", "content": "x\x00y"}]),
+    row = spend_row(
+        completed(
+            end_user="a\x00b",
+            messages=[{"role": "user", "content": "x\x00y"}],
+            tags=["t\x001", "t2"],
+        ),
         LedgerPolicy(store_prompts=True),
-    ).values
+    )
+    v = row.values
     assert col(v, "end_user") == "ab"
     assert "\\u0000" not in col(v, "messages")  # type: ignore[operator]
+    assert orjson.loads(col(v, "request_tags")) == ["t1", "t2"]  # type: ignore[arg-type]
+    assert (row.end_user, row.tags) == ("ab", ("t1", "t2"))  # what the aggregates count
 
 
 def test_dedupe_keeps_first_per_request() -> None:

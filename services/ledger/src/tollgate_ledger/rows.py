@@ -158,7 +158,10 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
     session_id = _clean_text(event.session_id)
     key_alias = _clean_text(event.key_alias)
     team_alias = _clean_text(event.team_alias)
-    tags_json = json_text(list(event.tags))
+    tags = tuple(event.tags)
+    tags_json = json_text(tags)
+    if tags_json and any("\x00" in t for t in tags):
+        tags = tuple(orjson.loads(tags_json))  # as jsonb stores them: without the NULs
     values = (
         event.request_id,
         event.call_type,
@@ -222,8 +225,7 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
         end_user=end_user,
         model_group=model_group or None,
         session_id=session_id,
-        # As jsonb stores them (what `json_text` dropped stays dropped).
-        tags=tuple(orjson.loads(tags_json)) if event.tags and tags_json else (),
+        tags=tags,
     )
 
 

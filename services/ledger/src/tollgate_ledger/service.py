@@ -89,7 +89,7 @@ RELAY_EVERY_S = 5.0
 # The least time between two announcements of committed totals (see Announcer).
 ANNOUNCE_EVERY_S = 0.2
 # Building a batch's rows hands the loop back this often (see subscribers.YIELD_EVERY).
-YIELD_EVERY = 50
+YIELD_EVERY = 20
 
 Publish = Callable[[Event], Awaitable[None]]
 M = TypeVar("M")  # the transport's message handle, carried through untouched

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # Decoding is CPU work on the loop that also runs the previous batch's transaction: hand
 # the loop back every so many messages, so that transaction's round trips are not held up
 # behind a whole batch (the two stages overlap only if neither starves the other).
-YIELD_EVERY = 50
+YIELD_EVERY = 20
 
 
 async def _nak(spec: ConsumerSpec, msgs: list[Msg]) -> None:

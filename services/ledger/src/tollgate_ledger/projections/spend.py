@@ -30,11 +30,16 @@ from tollgate_shared.events import LlmRequestFinished
 
 
 def _claim_sql(schema: str) -> str:
+    # How many ids were new, and which only when not all of them were (usually all are).
     return f"""
-INSERT INTO "{schema}".processed_requests (request_id, "startTime", event_id)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])
-ON CONFLICT DO NOTHING
-RETURNING request_id
+WITH claimed AS (
+    INSERT INTO "{schema}".processed_requests (request_id, "startTime", event_id)
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING request_id
+)
+SELECT count(*) AS new, CASE WHEN count(*) < $4 THEN array_agg(request_id) END AS ids
+FROM claimed
 """
 
 
@@ -163,16 +168,20 @@ class SpendProjection:
         if not unique:
             return BatchResult()
         await self.ensure_partitions(conn, days_of(unique))
-        claimed = await conn.fetch(
+        claimed = await conn.fetchrow(
             self._claim_sql,
             [r.request_id for r in unique],
             [r.start_time for r in unique],
             [r.event_id for r in unique],
+            len(unique),
         )
-        if not claimed:
+        assert claimed is not None
+        if not claimed["new"]:
             return BatchResult()
-        new_ids = {rec[0] for rec in claimed}
-        new = [r for r in unique if r.request_id in new_ids]
+        new = unique
+        if claimed["ids"] is not None:
+            new_ids = set(claimed["ids"])
+            new = [r for r in unique if r.request_id in new_ids]
         logs = await self._copy_logs(conn, [r for r in new if r.store_log])
         sums = aggregate(new)
         totals = await conn.fetch(
