@@ -23,6 +23,19 @@ from tollgate_shared.publishing import connect_nats
 _TIERS = ("unit", "contract", "integration", "e2e")
 
 
+# The suites sharing one scaled-out stack (`loadrun.acquire_shared_stack`): run back to
+# back, and the stack is stopped after the last of them, not at the end of the session (idle,
+# its three NATS nodes and ten services take a third of a core from every later test).
+_SHARED_STACK_SUITES = ("chaos", "scaleout")
+
+
+def _shared_stack_suite(item: pytest.Item | None) -> bool:
+    if item is None:
+        return False
+    parts = Path(str(item.fspath)).parts
+    return "e2e" in parts and any(s in parts for s in _SHARED_STACK_SUITES)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test's tier is the folder it lives in: tests/<tier>/..."""
     for item in items:
@@ -31,6 +44,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
                 break
+    shared = [i for i in items if _shared_stack_suite(i)]
+    if shared:
+        first = items.index(shared[0])
+        rest = [i for i in items if not _shared_stack_suite(i)]
+        items[:] = rest[:first] + shared + rest[first:]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if _shared_stack_suite(item) and not _shared_stack_suite(nextitem):
+        from tollgate_devstack.loadrun import release_shared_stack
+
+        release_shared_stack(now=True)
 
 
 @pytest.fixture(scope="session")

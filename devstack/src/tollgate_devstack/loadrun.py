@@ -362,11 +362,12 @@ def acquire_shared_stack() -> Stack:
     return _SHARED["stack"]  # type: ignore[no-any-return]
 
 
-def release_shared_stack() -> None:
-    """The last user stops the shared stack and removes its folder."""
+def release_shared_stack(*, now: bool = False) -> None:
+    """The last user (or `now`: whoever knows no test needs it any more) stops the shared
+    stack and removes its folder."""
     import shutil
 
-    _SHARED["users"] -= 1
+    _SHARED["users"] = 0 if now else _SHARED["users"] - 1
     if _SHARED["users"] <= 0 and _SHARED["stack"] is not None:
         _SHARED["stack"].down()
         shutil.rmtree(_SHARED["root"], ignore_errors=True)
