@@ -32,7 +32,7 @@ BATCH_SIZE = Histogram(
     "tollgate_ledger_batch_size",
     "Messages per batch",
     ["consumer"],
-    buckets=(1, 5, 10, 50, 100, 250, 500, 1000),
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
 DUPLICATES = Counter(
     "tollgate_ledger_duplicates_total",

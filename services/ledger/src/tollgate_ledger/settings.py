@@ -13,7 +13,10 @@ class LedgerSettings(ServiceSettings):
     consumers_enabled: bool = True
     # Apply pending migrations at start (under the runner's advisory lock).
     migrate_on_start: bool = True
-    spend_batch_size: int = Field(500, ge=1, le=20_000)
+    # Per batch the consumer pays a transaction, its round trips and an announcement: at
+    # 2,000 an event costs about a fifth less than at 500 (the ingest bench). A fetch still
+    # returns what arrived within its timeout, so a quiet stream gives small batches.
+    spend_batch_size: int = Field(2000, ge=1, le=20_000)
     audit_batch_size: int = Field(200, ge=1, le=20_000)
     db_pool_size: int = Field(5, ge=2, le=100)
     # How often budget periods (`budget_duration`) are checked for a reset, in seconds.
