@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -119,7 +119,7 @@ def aggregate(rows: Iterable[SpendRow]) -> BatchAggregates:
     for i, row in enumerate(rows):
         ok = row.status == SUCCESS
         combo = (
-            row.start_time.astimezone(UTC).date(),
+            row.day,
             row.key,
             row.key_alias,
             row.team_id,

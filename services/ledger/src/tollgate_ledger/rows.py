@@ -66,6 +66,7 @@ class SpendRow(NamedTuple):
 
     request_id: str
     start_time: datetime
+    day: date  # of the start, in UTC: its partition and its daily_spend rows
     end_time: datetime
     event_id: str
     values: tuple[Any, ...]
@@ -208,6 +209,7 @@ def spend_row(event: LlmRequestFinished, policy: LedgerPolicy) -> SpendRow:
     return SpendRow(
         request_id=event.request_id,
         start_time=start,
+        day=start.astimezone(UTC).date(),
         end_time=end,
         event_id=event.event_id,
         values=values,
@@ -241,4 +243,4 @@ def dedupe(rows: Iterable[SpendRow]) -> list[SpendRow]:
 
 
 def days_of(rows: Iterable[SpendRow]) -> set[date]:
-    return {r.start_time.astimezone(UTC).date() for r in rows}
+    return {r.day for r in rows}
