@@ -63,13 +63,14 @@ async def test_one_message_per_crash_loop_and_one_when_it_is_over(
     }
     try:
         async with run_alerter(general):
-            sent = [
-                announcer.announce(_event("crash_loop", service, loop_id)),
-                # The same loop announced again (a supervisor retry with a new event id,
-                # a later exit): no second message.
-                announcer.announce(_event("crash_loop", service, loop_id, exits=6)),
-            ]
-            for future in sent:
+            # The loop, then the same loop announced again (a supervisor retry with a new
+            # event id, a later exit): no second message. One after the other: two
+            # announcements in flight at once may reach the stream in either order.
+            for event in (
+                _event("crash_loop", service, loop_id),
+                _event("crash_loop", service, loop_id, exits=6),
+            ):
+                future = announcer.announce(event)
                 assert future is not None
                 await asyncio.wrap_future(future)
             begun = await receiver.wait_for(OPS_HOOK, lambda r: service in r.text, timeout=10)
