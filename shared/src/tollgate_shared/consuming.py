@@ -211,19 +211,22 @@ async def run_pipelined_consumer(
     stop_timeout: float = 10.0,
     breaker: CircuitBreaker | None = None,
     linger_s: float = 0.0,
+    commits: int = 1,
 ) -> None:
     """`run_consumer` in two stages: a batch is prepared while the one before it commits.
 
     `prepare` is the consumer's own work (decoding, building rows; it may term or
     nak messages), `commit` its database transaction and the acks after it. On one
     core, decoding the next batch while the database writes the last one keeps both
-    busy. Commits still run one at a time, in fetch order, and a commit is never
-    cancelled half-way: on stop the one in flight is awaited (it acks what it
-    committed), and batches fetched or prepared but not committed are nak'ed. A commit
-    waiting for an open `breaker` holds no transaction and is cancelled on stop.
+    busy. Up to `commits` batches commit at once, started in fetch order, each in its
+    own transaction (so with more than one, a commit must bear another beside it, as
+    it must one of another replica). A commit is never cancelled half-way: on stop
+    those in flight are awaited (they ack what they committed), and batches fetched or
+    prepared but not committed are nak'ed. A commit waiting for an open `breaker`
+    holds no transaction and is cancelled on stop.
     """
-    committing: asyncio.Task[None] | None = None
-    uncommitted: list[Msg] = []  # prepared, waiting for the commit before it
+    committing: list[asyncio.Task[None]] = []  # oldest first
+    uncommitted: list[Msg] = []  # prepared, waiting for a commit to finish
     async with _pulling(js, spec, batch_size, fetch_timeout, breaker, linger_s) as batches:
         try:
             while True:
@@ -232,17 +235,23 @@ async def run_pipelined_consumer(
                     continue
                 uncommitted = msgs
                 work = await prepare(msgs)
-                if committing is not None:
+                committing = [t for t in committing if not t.done()]
+                if len(committing) >= commits:
                     # Shielded: a stop while waiting here must not cancel the transaction.
-                    await asyncio.shield(committing)
-                committing = asyncio.create_task(commit(work))
+                    await asyncio.shield(committing.pop(0))
+                committing.append(asyncio.create_task(commit(work)))
                 uncommitted = []
         finally:
-            if committing is not None and not committing.done():
+            in_flight = [t for t in committing if not t.done()]
+            if in_flight:
                 if breaker is not None and breaker.is_open:
-                    committing.cancel()  # parked until the database is back: no transaction
+                    for task in in_flight:
+                        task.cancel()  # parked until the database is back: no transaction
                 with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(committing), stop_timeout)
+                    await asyncio.wait_for(
+                        asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True)),
+                        stop_timeout,
+                    )
             for msg in uncommitted:
                 with contextlib.suppress(Exception):
                     await msg.nak()

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 from ledger_support import (
     make_completed,
     make_failed,
@@ -166,18 +167,21 @@ async def test_redelivered_events_are_not_counted_twice(
     assert await snapshot(pool, team) == first
 
 
+@pytest.mark.parametrize("commits", [1, 3])
 async def test_pipelined_run_lands_every_batch_once_and_a_stop_loses_nothing(
     js: JetStreamContext,
     pool: asyncpg.Pool,
     team: str,
     spend_spec: names.ConsumerSpec,
+    commits: int,
 ) -> None:
-    # Small batches, so many are decoded while the one before them commits.
+    # Small batches, so many are decoded while the one before them commits; with several
+    # commits at once, their transactions upsert the same session, key and team rows.
     events = [make_completed(team, n) for n in range(40)]
     for ev in events[:25]:
         await publish_event(js, ev)
     inner = spend_subscriber(spend_spec, js, pool)
-    task = asyncio.create_task(run_spend(js, spend_spec, inner, batch_size=4))
+    task = asyncio.create_task(run_spend(js, spend_spec, inner, batch_size=4, commits=commits))
     for _ in range(200):
         if await pool.fetchval("SELECT count(*) FROM ledger.spend_logs WHERE team_id = $1", team):
             break

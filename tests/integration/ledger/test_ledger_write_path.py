@@ -3,6 +3,7 @@ Python agree with the spend logs they summarise, across batches, redeliveries an
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -124,7 +125,8 @@ async def test_aggregates_equal_what_the_spend_logs_sum_to(pool: asyncpg.Pool, t
     totals = {(t.entity, t.entity_id): t.spend for t in third.totals}
     assert totals[("team", team)] == sum((e.spend for e in events), Decimal(0))
 
-    assert await write(pool, events) == BatchResult()  # all seen: nothing at all
+    again = await write(pool, events)  # all seen: nothing at all
+    assert (again.inserted, again.logs, again.sessions, again.totals) == (0, 0, 0, [])
 
 
 async def test_a_call_already_logged_without_its_record_is_counted_not_logged_twice(
@@ -146,3 +148,19 @@ async def test_a_call_already_logged_without_its_record_is_counted_not_logged_tw
         "SELECT requests FROM ledger.spend_totals WHERE entity = 'team' AND entity_id = $1", team
     )
     assert total == 3  # as the single statement did: the record decides what counts
+
+
+async def test_two_transactions_writing_the_same_calls_count_them_once(
+    pool: asyncpg.Pool, team: str
+) -> None:
+    """A redelivered batch committing beside its first delivery (two commits in flight, or
+    two replicas), its calls in another order: one of them counts each call, neither
+    deadlocks."""
+    events = calls(team)
+    results = await asyncio.gather(write(pool, events), write(pool, events[::-1]))
+    assert sum(r.inserted for r in results) == len(events)
+    assert await rows(pool, TOTALS_STORED, team) == [
+        r for r in await rows(pool, TOTALS_FROM_LOGS, team) if r[1].startswith(team)
+    ]
+    n = await pool.fetchval("SELECT count(*) FROM ledger.spend_logs WHERE team_id = $1", team)
+    assert n == len(events)

@@ -157,7 +157,13 @@ def create_app(
             )
             deps.tasks = [
                 asyncio.create_task(
-                    subscribers.run_spend(js, spend_spec, spend, settings.spend_batch_size)
+                    subscribers.run_spend(
+                        js,
+                        spend_spec,
+                        spend,
+                        settings.spend_batch_size,
+                        settings.spend_commits,
+                    )
                 ),
                 asyncio.create_task(
                     subscribers.run(

@@ -335,12 +335,11 @@ class SpendService:
         )
 
     async def _write(self, rows: list[SpendRow]) -> BatchResult:
-        async with self.pool.acquire() as conn, conn.transaction():
-            try:
-                return await self.projection.write(conn, rows)
-            except BaseException:
-                self.projection.forget_partitions()
-                raise
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                result = await self.projection.write(conn, rows)
+            self.projection.remember_partitions(result.partition_days)
+        return result
 
     async def _write_one_by_one(
         self, ready: list[tuple[M, SpendRow]]
@@ -733,8 +732,10 @@ async def maintain_partitions(
 ) -> list[str]:
     """Create today's and tomorrow's partitions; then a cleanup now (under its lock)."""
     now = now or datetime.now(UTC)
-    async with pool.acquire() as conn, conn.transaction():
-        await projection.ensure_partitions(conn, partitions_ahead(now))
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            days = await projection.ensure_partitions(conn, partitions_ahead(now))
+        projection.remember_partitions(days)
     if not policy.prunes_anything:
         return []
     retention = Retention(pool, projection, RetentionProjection(projection.schema), policy)
@@ -746,8 +747,12 @@ async def partitions_forever(pool: asyncpg.Pool, projection: SpendProjection) ->
     """Today's and tomorrow's partitions, checked hourly."""
     while True:
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await projection.ensure_partitions(conn, partitions_ahead(datetime.now(UTC)))
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    days = await projection.ensure_partitions(
+                        conn, partitions_ahead(datetime.now(UTC))
+                    )
+                projection.remember_partitions(days)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -178,9 +178,14 @@ async def run(
 
 
 async def run_spend(
-    js: JetStreamContext, spec: ConsumerSpec, subscriber: SpendSubscriber, batch_size: int
+    js: JetStreamContext,
+    spec: ConsumerSpec,
+    subscriber: SpendSubscriber,
+    batch_size: int,
+    commits: int = 1,
 ) -> None:
-    """Run the spend consumer pipelined: a batch decodes while the one before it commits."""
+    """Run the spend consumer pipelined: a batch decodes while the one (or `commits`)
+    before it commit."""
 
     async def prepare(msgs: list[Msg]) -> SpendBatch[Msg] | None:
         with _survives(spec, "decoding a batch"):
@@ -193,7 +198,13 @@ async def run_spend(
                 await subscriber.commit(batch)
 
     await consuming.run_pipelined_consumer(
-        js, spec, prepare, commit, batch_size=batch_size, breaker=subscriber.breaker
+        js,
+        spec,
+        prepare,
+        commit,
+        batch_size=batch_size,
+        breaker=subscriber.breaker,
+        commits=commits,
     )
 
 

@@ -31,10 +31,12 @@ from tollgate_shared.events import LlmRequestFinished
 
 def _claim_sql(schema: str) -> str:
     # How many ids were new, and which only when not all of them were (usually all are).
+    # In key order, so two transactions claiming the same ids (a redelivery beside its
+    # first delivery) wait for each other instead of deadlocking.
     return f"""
 WITH claimed AS (
     INSERT INTO "{schema}".processed_requests (request_id, "startTime", event_id)
-    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[])
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) ORDER BY 1, 2
     ON CONFLICT DO NOTHING
     RETURNING request_id
 )
@@ -122,6 +124,9 @@ class BatchResult:
     sessions: int = 0
     daily: int = 0
     totals: list[TotalAfter] = field(default_factory=list)
+    # The partition days this transaction made sure of (`remember_partitions` once it
+    # has committed).
+    partition_days: list[date] = field(default_factory=list)
 
 
 class SpendProjection:
@@ -135,18 +140,26 @@ class SpendProjection:
         self._known_partitions: set[date] = set()
 
     def forget_partitions(self) -> None:
-        """After a rollback, partitions created in it are gone: check again next time."""
+        """Partitions were dropped: check each again next time."""
         self._known_partitions.clear()
 
-    async def ensure_partitions(self, conn: asyncpg.Connection, days: Iterable[date]) -> None:
-        """Create the daily partitions the batch needs, in the caller's transaction.
+    def remember_partitions(self, days: Iterable[date]) -> None:
+        """Skip checking these days from now on: call once the transaction that made sure
+        of them (`ensure_partitions`) has committed, so a transaction beside it never
+        counts on a partition another one may still roll back.
 
         Only today's and later partitions are remembered: an older one may be dropped by
         retention on another replica at any time, so it is checked in each batch (under
         the partition's lock, which retention takes to drop it).
         """
         today = datetime.now(UTC).date()
-        for day in sorted(set(days) - self._known_partitions):
+        self._known_partitions.update(day for day in days if day >= today)
+
+    async def ensure_partitions(self, conn: asyncpg.Connection, days: Iterable[date]) -> list[date]:
+        """Create the daily partitions the batch needs, in the caller's transaction;
+        returns the days it made sure of (see `remember_partitions`)."""
+        checked = sorted(set(days) - self._known_partitions)
+        for day in checked:
             start, end = partition_bounds(day)
             for table in PARTITIONED_TABLES:
                 name = partition_name(table, day)
@@ -159,15 +172,14 @@ class SpendProjection:
                     f'PARTITION OF "{self.schema}"."{table}" '
                     f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
-            if day >= today:
-                self._known_partitions.add(day)
+        return checked
 
     async def write(self, conn: asyncpg.Connection, rows: Sequence[SpendRow]) -> BatchResult:
         """Write one batch; call inside a transaction and commit before acknowledging."""
         unique = dedupe(rows)
         if not unique:
             return BatchResult()
-        await self.ensure_partitions(conn, days_of(unique))
+        partition_days = await self.ensure_partitions(conn, days_of(unique))
         claimed = await conn.fetchrow(
             self._claim_sql,
             [r.request_id for r in unique],
@@ -177,7 +189,7 @@ class SpendProjection:
         )
         assert claimed is not None
         if not claimed["new"]:
-            return BatchResult()
+            return BatchResult(partition_days=partition_days)
         new = unique
         if claimed["ids"] is not None:
             new_ids = set(claimed["ids"])
@@ -196,6 +208,7 @@ class SpendProjection:
             sessions=len(sums.sessions),
             daily=len(sums.daily),
             totals=[TotalAfter(*t) for t in totals],
+            partition_days=partition_days,
         )
 
     async def _copy_logs(self, conn: asyncpg.Connection, rows: list[SpendRow]) -> int:
