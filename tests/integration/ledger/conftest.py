@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
 import pytest
+from ledger_support import provisioned_consumer
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from tollgate_ledger.app import migrate
 from tollgate_shared import names
-from tollgate_shared.provision import consumer_config
 
 
 @pytest.fixture
@@ -49,9 +47,5 @@ async def spend_spec(js: JetStreamContext, team: str) -> AsyncIterator[names.Con
         ),
         backoff_s=(0.2, 0.5),
     )
-    await js.add_consumer(spec.stream, consumer_config(spec))
-    try:
+    async with provisioned_consumer(js, spec):
         yield spec
-    finally:
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(spec.stream, spec.name)

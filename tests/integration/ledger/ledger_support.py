@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from support.builders import completed, failed
 from tollgate_ledger.budgets import SpendMirror
@@ -22,6 +23,7 @@ from tollgate_ledger.service import Announcer, AuditService, Publish, SpendServi
 from tollgate_ledger.subscribers import AuditSubscriber, SpendSubscriber
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFailed
+from tollgate_shared.provision import consumer_config
 
 
 async def run_until_idle(
@@ -142,3 +144,16 @@ def audit_subscriber(
 
 async def publish_raw(js: JetStreamContext, subject: str, payload: bytes) -> None:
     await js.publish(subject, payload, headers={"Nats-Msg-Id": uuid.uuid4().hex})
+
+
+@contextlib.asynccontextmanager
+async def provisioned_consumer(
+    js: JetStreamContext, spec: names.ConsumerSpec
+) -> AsyncIterator[names.ConsumerSpec]:
+    """A test's own durable, as provisioning would create it; deleted afterwards."""
+    await js.add_consumer(spec.stream, consumer_config(spec))
+    try:
+        yield spec
+    finally:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(spec.stream, spec.name)

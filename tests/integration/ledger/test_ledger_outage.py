@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-from ledger_support import make_completed, spend_subscriber
+from ledger_support import make_completed, provisioned_consumer, spend_subscriber
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from tollgate_devstack.embedded import StackUrls
 from tollgate_ledger.policy import LedgerPolicy
@@ -32,7 +31,6 @@ from tollgate_ledger.service import AuditService, DeadLetters, database_probe, j
 from tollgate_ledger.subscribers import DeadLetterSubscriber, run, run_spend
 from tollgate_shared import consuming, names
 from tollgate_shared.events import LedgerTrackingFailed
-from tollgate_shared.provision import consumer_config
 from tollgate_shared.publishing import publish_event
 
 N = 30
@@ -69,12 +67,8 @@ async def short_spec(js: JetStreamContext, team: str) -> AsyncIterator[names.Con
         backoff_s=(0.2, 0.5),
         ack_wait_s=1.5,
     )
-    await js.add_consumer(spec.stream, consumer_config(spec))
-    try:
+    async with provisioned_consumer(js, spec):
         yield spec
-    finally:
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(spec.stream, spec.name)
 
 
 @pytest.fixture
@@ -87,12 +81,8 @@ async def dead_spec(
         name=f"dead-{short_spec.name}",
         filter_subjects=(names.max_deliveries_advisory(short_spec),),
     )
-    await js.add_consumer(spec.stream, consumer_config(spec))
-    try:
+    async with provisioned_consumer(js, spec):
         yield spec
-    finally:
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(spec.stream, spec.name)
 
 
 @contextlib.asynccontextmanager
