@@ -87,7 +87,7 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
 # total must be (younger ones are still on their way from memory).
 RELAY_EVERY_S = 5.0
 # The least time between two announcements of committed totals (see Announcer).
-ANNOUNCE_EVERY_S = 0.2
+ANNOUNCE_EVERY_S = 0.1
 # Building a batch's rows hands the loop back this often (see subscribers.YIELD_EVERY).
 YIELD_EVERY = 20
 
@@ -167,7 +167,12 @@ class Announcer:
         if not totals:
             return
         for t in totals:
-            self._pending[(t.entity, t.entity_id)] = t
+            key = (t.entity, t.entity_id)
+            held = self._pending.get(key)
+            # Two batches committing side by side may hand theirs over in either order:
+            # an entity's total only moves forward (more spend, or a later period).
+            if held is None or _total_order(t) >= _total_order(held):
+                self._pending[key] = t
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._announce_forever())
         self._wake.set()
@@ -248,6 +253,11 @@ class Announcer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self.announce()
+
+
+def _total_order(t: TotalAfter) -> tuple[datetime, Decimal]:
+    """Which of two totals of an entity is the later: a later period, or more spend in it."""
+    return (t.period_start or datetime.min.replace(tzinfo=UTC), t.spend)
 
 
 # --- spend ------------------------------------------------------------------------------
