@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from tollgate_devstack.datadir import DataDir
 from tollgate_devstack.embedded import free_port, port_is_free
 from tollgate_devstack.reconcile import RunHeader, RunRecorder
 from tollgate_shared import names
@@ -94,6 +95,18 @@ class Stack:
 
     def names(self, prefix: str) -> list[str]:
         return [u["name"] for u in self.refresh()["units"] if u["name"].split("-")[0] == prefix]
+
+    def log_excerpt(self, prefix: str, lines: int = 40) -> str:
+        """The last `lines` warnings and errors in the log of every `prefix` unit: what a
+        failing test prints to say what the services saw."""
+        out = []
+        for name in self.names(prefix):
+            path = DataDir(self.data_dir).log_file(name)
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            marks = (" WARNING ", " ERROR ", " CRITICAL ", "Traceback")
+            hits = [ln for ln in text if any(m in ln for m in marks)]
+            out.append(f"--- {name}: {len(hits)} warnings ---\n" + "\n".join(hits[-lines:]))
+        return "\n".join(out)
 
     def ingress_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{self.unit(n)['port']}" for n in self.names("ingress")]

@@ -307,6 +307,33 @@ def _call_model(url: str, key: str, model: str) -> int:
         ).status_code
 
 
+def _consumer_states(stack: Stack) -> dict[str, str]:
+    """Pending, ack-pending and redelivered counts of the alerter's durables (diagnostics)."""
+
+    async def read() -> dict[str, str]:
+        passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
+        nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
+        nc = await nats.connect(
+            nats_url.split(","), user="provision", password=passwords["provision"]
+        )
+        out = {}
+        try:
+            for spec in (names.ALERTER_LLM, names.ALERTER_LEDGER):
+                info = await nc.jetstream().consumer_info(spec.stream, spec.name)
+                out[spec.name] = (
+                    f"pending {info.num_pending} ack_pending {info.num_ack_pending} "
+                    f"redelivered {info.num_redelivered} waiting {info.num_waiting}"
+                )
+        finally:
+            await nc.close()
+        return out
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # diagnostics only
+        return {"error": repr(exc)}
+
+
 def _folded(text: str) -> int:
     """How many alerts one message carries (`[Num Alerts: N]` folds N)."""
     match = re.match(r"\[Num Alerts: (\d+)\]", text)
@@ -346,7 +373,11 @@ def test_alerter_replicas_send_each_alert_once(scaled: Stack) -> None:
             or not receiver.texts(path("outage_alerts"), "Major")
             or not receiver.texts(path("budget_alerts"), team)
         ):
-            assert time.monotonic() < deadline, receiver.received
+            assert time.monotonic() < deadline, (
+                f"received {receiver.received}\nattempts {receiver.attempts}\n"
+                f"alert consumers {_consumer_states(scaled)}\n"
+                + "\n".join(scaled.log_excerpt(s) for s in ("alerter", "ingress"))
+            )
             time.sleep(0.3)
         time.sleep(5)  # a duplicate would come from the other replica's window or a retry
         outages = receiver.texts(path("outage_alerts"))
