@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -257,6 +258,81 @@ async def run_pipelined_consumer(
                     await msg.nak()
 
 
+# Status codes the server answers a pull request with instead of messages.
+_NO_MESSAGES = "404"  # a no_wait request found nothing
+_REQUEST_TIMEOUT = "408"  # a waiting request expired
+_IDLE_HEARTBEAT = "100"
+
+
+class PullRefusedError(Exception):
+    """The server ended a pull request with an error status instead of messages."""
+
+
+def _take(sub: Any, msg: Msg) -> str | None:
+    """Account for one message taken off `sub`'s queue; its status code, None for a message."""
+    sub._pending_size -= len(msg.data)
+    sub._pending_queue.task_done()
+    headers = msg.headers
+    return headers.get("Status") if headers else None
+
+
+def _drain_into(sub: Any, msgs: list[Msg], batch: int) -> None:
+    """Move the messages already queued on `sub` into `msgs` (statuses are dropped: they
+    answer earlier requests), up to `batch`."""
+    queue = sub._pending_queue
+    while len(msgs) < batch and not queue.empty():
+        msg = queue.get_nowait()
+        if _take(sub, msg) is None:
+            msgs.append(msg)
+
+
+async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
+    """Up to `batch` messages of a bound pull consumer: what is there at once, else the
+    first ones to arrive within `timeout` (TimeoutError when none do).
+
+    nats-py's `fetch` waits for each message with a task of its own (a uuid, a task and a
+    timer per message): a third of a consumer's CPU at a few thousand messages a second.
+    This asks the same way (a no_wait request, then one that waits until `timeout`) and
+    takes a burst off the subscription's queue in one go. A waiting request answered after
+    we returned leaves its messages on the queue; the next call takes them first.
+    """
+    sub = psub._sub
+    msgs: list[Msg] = []
+    _drain_into(sub, msgs, batch)
+    if msgs:
+        return msgs
+    nc = psub._nc
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    waiting = False  # False: the no_wait request is out; True: the one that waits
+    await nc.publish(
+        psub._nms, json.dumps({"batch": batch, "no_wait": True}).encode(), psub._deliver
+    )
+    async with asyncio.timeout_at(deadline):
+        while True:
+            msg = await sub._pending_queue.get()
+            status = _take(sub, msg)
+            if status is None:
+                msgs.append(msg)
+                _drain_into(sub, msgs, batch)
+                return msgs
+            if status not in (_NO_MESSAGES, _REQUEST_TIMEOUT, _IDLE_HEARTBEAT):
+                # 409: too many waiting requests, a leader change, the consumer deleted
+                reason = (msg.headers or {}).get("Description", "")
+                raise PullRefusedError(f"pull request refused: {status} {reason}".strip())
+            if waiting or status == _IDLE_HEARTBEAT:
+                # The end of an earlier request (statuses name no request): wait on. Ours
+                # expires just before the deadline, which raises TimeoutError here.
+                continue
+            # Nothing there now: wait for what arrives, until the deadline.
+            left_ns = int((deadline - loop.time()) * 1e9) - 100_000
+            if left_ns <= 0:
+                raise TimeoutError
+            waiting = True
+            request = {"batch": batch, "expires": left_ns}
+            await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+
+
 class _Batches:
     """Pull batches of a bound consumer, always fetching one ahead of the caller."""
 
@@ -296,7 +372,7 @@ class _Batches:
         if self._breaker is not None:
             await self._breaker.closed()
         try:
-            msgs: list[Msg] = await self._psub.fetch(self._batch_size, timeout=self._timeout)
+            msgs = await pull(self._psub, self._batch_size, self._timeout)
         except TimeoutError:
             self._short = False  # it waited for messages already
             return []
