@@ -50,7 +50,7 @@ class EventConsumer:
         evaluated: list[Msg] = []
         for pos, msg in enumerate(msgs):
             try:
-                event: Event = decode(msg.subject, msg.data)
+                event: Event = decode(msg.subject, msg.data, content=False)
             except EventDecodeError as exc:
                 metrics.EVENTS_EVALUATED.labels(name, "term").inc()
                 await consuming.terminate(self.spec, msg, str(exc))
