@@ -263,3 +263,31 @@ def test_router_uses_the_keys_team_when_the_event_has_none() -> None:
     router = routing.Router(s, ENV, {"h": key}.get, {"t": team}.get, registry())
     assert router.for_call("h", None, "success").routes == ()
     assert len(router.for_call(None, None, "success").routes) == 1
+
+
+def test_router_remembers_a_route_until_the_key_or_team_state_changes() -> None:
+    s = settings(callbacks=["langfuse"])
+    keys = {"h": KeyState(token="h", team_id="t")}
+    teams = {"t": TeamState(team_id="t")}
+    router = routing.Router(s, ENV, keys.get, teams.get, registry())
+    first = router.for_call("h", "t", "success")
+    assert router.for_call("h", "t", "success") is first  # worked out once
+    assert router.for_call("h", "t", "failure") is not first  # per outcome
+    # A KV update replaces the state's object: the next call sees the new settings at once.
+    teams["t"] = TeamState(team_id="t", logging_disabled=True)
+    assert router.for_call("h", "t", "success").routes == ()
+    keys["h"] = KeyState(token="h", team_id="t")
+    teams["t"] = TeamState(team_id="t")
+    again = router.for_call("h", "t", "success")
+    assert again is not first
+    assert [r.destination.key for r in again.routes] == [r.destination.key for r in first.routes]
+    del keys["h"]  # a deleted key routes as an unknown one
+    assert router.for_call("h", "t", "success") is not again
+
+
+def test_router_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing.Router, "CACHE_LIMIT", 3)
+    router = routing.Router(settings(callbacks=["langfuse"]), ENV, {}.get, {}.get, registry())
+    for i in range(10):
+        router.for_call(f"k{i}", None, "success")
+        assert len(router._cache) <= 3

@@ -295,7 +295,15 @@ def route(
 
 
 class Router:
-    """Routes events with the live key and team settings (lookups are in-memory KV views)."""
+    """Routes events with the live key and team settings (lookups are in-memory KV views).
+
+    A call's routes are remembered per key, team and outcome together with the key and
+    team states they were worked out from; a KV view replaces a state's object when it
+    changes, so a remembered answer is used only while both objects are still the ones
+    it came from. Past `CACHE_LIMIT` entries the memory starts over.
+    """
+
+    CACHE_LIMIT = 10_000
 
     def __init__(
         self,
@@ -310,16 +318,39 @@ class Router:
         self._env = dict(env)
         self._key = key_lookup
         self._team = team_lookup
+        self._cache: dict[
+            tuple[str | None, str | None, Outcome | None],
+            tuple[KeyState | None, TeamState | None, RouteSet],
+        ] = {}
 
-    def resolution(self, key_hash: str | None, team_id: str | None) -> Resolution:
+    def _states(
+        self, key_hash: str | None, team_id: str | None
+    ) -> tuple[KeyState | None, str | None, TeamState | None]:
         key = self._key(key_hash) if key_hash else None
         team_id = team_id or (key.team_id if key else None)
         team = self._team(team_id) if team_id else None
+        return key, team_id, team
+
+    def resolution(self, key_hash: str | None, team_id: str | None) -> Resolution:
+        key, team_id, team = self._states(key_hash, team_id)
         return resolve_callbacks(self.settings, team_id, key, team)
 
     def for_call(
         self, key_hash: str | None, team_id: str | None, outcome: Outcome | None
     ) -> RouteSet:
-        return route(
-            self.resolution(key_hash, team_id), outcome, self.settings, self._env, self._sinks
+        key, resolved_team_id, team = self._states(key_hash, team_id)
+        memo = (key_hash, team_id, outcome)
+        hit = self._cache.get(memo)
+        if hit is not None and hit[0] is key and hit[1] is team:
+            return hit[2]
+        routes = route(
+            resolve_callbacks(self.settings, resolved_team_id, key, team),
+            outcome,
+            self.settings,
+            self._env,
+            self._sinks,
         )
+        if len(self._cache) >= self.CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[memo] = (key, team, routes)
+        return routes

@@ -136,7 +136,10 @@ class DestinationWorker:
         self._health = health
         self._dead_letter = dead_letter
         self.queue: asyncio.Queue[Queued] = asyncio.Queue(settings.export_max_queue)
-        self._labels = (destination.sink, destination.label)
+        self._labels = labels = (destination.sink, destination.label)
+        # This destination's series, looked up once (a label lookup per event adds up).
+        self._depth = QUEUE_DEPTH.labels(*labels)
+        self._exported = EXPORTED.labels(*labels)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -153,7 +156,7 @@ class DestinationWorker:
             self.queue.put_nowait(queued)
         except asyncio.QueueFull:
             return False
-        QUEUE_DEPTH.labels(*self._labels).set(self.queue.qsize())
+        self._depth.set(self.queue.qsize())
         return True
 
     async def _next_batch(self) -> list[Queued]:
@@ -171,7 +174,7 @@ class DestinationWorker:
                 batch.append(await asyncio.wait_for(self.queue.get(), remaining))
             except TimeoutError:
                 break
-        QUEUE_DEPTH.labels(*self._labels).set(self.queue.qsize())
+        self._depth.set(self.queue.qsize())
         return batch
 
     async def _run(self) -> None:
@@ -234,14 +237,16 @@ class DestinationWorker:
         h.last_success = now
         oldest = min(q.item.event.occurred_at for q in batch)
         LAG.labels(*self._labels).set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        exported = 0
         for index, q in enumerate(batch):
             reason = result.rejected.get(index)
             if reason is not None:
                 await self._dead_letter(self.destination, q, attempts, reason, None)
                 continue
-            EXPORTED.labels(*self._labels).inc()
-            h.exported += 1
+            exported += 1
             q.ticket.settle()
+        self._exported.inc(exported)
+        h.exported += exported
 
     def _failed(self, error: str) -> None:
         FAILED.labels(*self._labels).inc()

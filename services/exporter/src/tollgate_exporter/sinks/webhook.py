@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from tollgate_exporter.destinations import Destination, digest, parse_headers, pick, safe_url
 from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType, post
@@ -88,7 +88,7 @@ def render(name: str, items: Sequence[ExportItem], now: datetime) -> bytes:
         "destination": name,
         "events": [document(i) for i in items],
     }
-    return json.dumps(payload, default=str).encode()
+    return orjson.dumps(payload, default=str)
 
 
 class WebhookSink:
