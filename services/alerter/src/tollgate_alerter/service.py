@@ -6,6 +6,7 @@ a directory of key/team/user names) so tests can pass real or fake ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -351,10 +352,16 @@ def spend_fields(event: LlmRequestCompleted) -> dict[str, Decimal]:
 
 def deployment_info(event: LlmRequestFinished) -> str:
     name = event.model or event.model_group or event.requested_model
+    return _deployment_info(name, event.model_id, event.api_base)
+
+
+@functools.lru_cache(maxsize=1024)
+def _deployment_info(name: str, model_id: str | None, api_base: str | None) -> str:
+    # The same few deployments on every call: worked out once each.
     return json.dumps(
         {
-            "label": f"{name} ({event.model_id})" if event.model_id else name,
-            "api_base": rules.safe_api_base(event.api_base) or "",
+            "label": f"{name} ({model_id})" if model_id else name,
+            "api_base": rules.safe_api_base(api_base) or "",
         }
     )
 
