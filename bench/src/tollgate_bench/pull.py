@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 import nats
 from nats.js import JetStreamContext, api
 
+from tollgate_bench.report import interleaved, medians_against_first
 from tollgate_devstack.embedded import EmbeddedStack
 from tollgate_shared.consuming import pull
 
@@ -63,23 +63,20 @@ async def one_leg(js: JetStreamContext, take: Callable[[Any], Awaitable[int]], c
 
 async def main(messages: int, rounds: int, nats_url: str) -> None:
     nc = await nats.connect(nats_url)
-    legs: dict[str, Callable[[Any], Awaitable[int]]] = {
-        "nats-py fetch": with_fetch,
-        "consuming.pull": with_pull,
-    }
-    seen: dict[str, list[float]] = {name: [] for name in legs}
+    js = nc.jetstream()
     try:
-        for _ in range(rounds):  # interleaved, so both legs see the same noise
-            for name, take in legs.items():
-                seen[name].append(await one_leg(nc.jetstream(), take, messages) * 1e6)
+        seen = await interleaved(
+            {
+                "nats-py fetch": lambda: one_leg(js, with_fetch, messages),
+                "consuming.pull": lambda: one_leg(js, with_pull, messages),
+            },
+            rounds,
+        )
     finally:
         await nc.close()
-    base = statistics.median(seen["nats-py fetch"])
+    per_msg = {name: [v * 1e6 for v in values] for name, values in seen.items()}
     print(f"{messages} messages x {rounds} rounds, batches of {BATCH}: consumer CPU per message")
-    for name, values in seen.items():
-        med = statistics.median(values)
-        runs = ", ".join(f"{v:.1f}" for v in values)
-        print(f"  {name:16s} median {med:6.1f} us  ({runs})  ratio {med / base:.2f}")
+    print("\n".join(medians_against_first(per_msg, "us", 1)))
 
 
 def cli(argv: list[str] | None = None) -> None:

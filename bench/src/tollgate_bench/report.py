@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -346,3 +347,28 @@ def _fmt(v: float | None, unit: str = "", digits: int = 2, signed: bool = False)
         return "-"
     sign = "+" if signed else ""
     return f"{v:{sign},.{digits}f}{unit}"
+
+
+async def interleaved(
+    legs: dict[str, Callable[[], Awaitable[float]]], rounds: int
+) -> dict[str, list[float]]:
+    """Each leg's figure per round, the legs alternating within a round, so all of them
+    see the same noise on a shared machine."""
+    seen: dict[str, list[float]] = {name: [] for name in legs}
+    for _ in range(rounds):
+        for name, leg in legs.items():
+            seen[name].append(await leg())
+    return seen
+
+
+def medians_against_first(seen: dict[str, list[float]], unit: str, digits: int) -> list[str]:
+    """One line per leg: its median, its runs and its ratio to the first leg's median."""
+    base = statistics.median(next(iter(seen.values())))
+    lines = []
+    for name, values in seen.items():
+        med = statistics.median(values)
+        runs = ", ".join(f"{v:.{digits}f}" for v in values)
+        lines.append(
+            f"  {name:20s} median {med:7.{digits}f} {unit}  ({runs})  ratio {med / base:.2f}"
+        )
+    return lines

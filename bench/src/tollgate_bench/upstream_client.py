@@ -6,10 +6,8 @@ CPU clock. `python -m tollgate_bench.upstream_client [--calls N] [--rounds R]`."
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +17,7 @@ import uvloop
 from httpx_aiohttp import AiohttpTransport
 
 from tollgate_bench.processes import stop_process
+from tollgate_bench.report import interleaved, medians_against_first
 from tollgate_bench.upstream import start_upstream
 
 BODY = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
@@ -58,23 +57,20 @@ async def through_aiohttp(url: str, calls: int) -> float:
 async def main(calls: int, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="tollgate-client-bench-"))
     upstream = start_upstream(work, True, None)
-    legs: dict[str, Callable[[str, int], Awaitable[float]]] = {
-        "httpx over aiohttp": through_httpx,
-        "aiohttp session": through_aiohttp,
-    }
-    seen: dict[str, list[float]] = {name: [] for name in legs}
+    url = upstream.chat_url
     try:
-        for _ in range(rounds):  # interleaved, so both legs see the same noise
-            for name, leg in legs.items():
-                seen[name].append(await leg(upstream.chat_url, calls) / calls * 1e6)
+        seen = await interleaved(
+            {
+                "httpx over aiohttp": lambda: through_httpx(url, calls),
+                "aiohttp session": lambda: through_aiohttp(url, calls),
+            },
+            rounds,
+        )
     finally:
         stop_process(upstream.proc)
-    base = statistics.median(seen["httpx over aiohttp"])
+    per_call = {name: [v / calls * 1e6 for v in values] for name, values in seen.items()}
     print(f"upstream: {upstream.kind}, {calls} calls x {rounds} rounds, client CPU per call")
-    for name, values in seen.items():
-        med = statistics.median(values)
-        runs = ", ".join(f"{v:.0f}" for v in values)
-        print(f"  {name:20s} median {med:6.0f} us  ({runs})  ratio {med / base:.2f}")
+    print("\n".join(medians_against_first(per_call, "us", 0)))
 
 
 if __name__ == "__main__":
