@@ -34,6 +34,11 @@ def start_service(
     module: str, port: int, env: Mapping[str, str], log_dir: Path, ready_timeout: float = 60
 ) -> Service:
     """Start `python -m <module>` on `port` and wait until GET /health answers 200."""
+    return wait_healthy([launch_service(module, port, env, log_dir)], ready_timeout)[0]
+
+
+def launch_service(module: str, port: int, env: Mapping[str, str], log_dir: Path) -> Service:
+    """Start `python -m <module>` on `port` without waiting for it (see `wait_healthy`)."""
     log_path = log_dir / f"{module}-{port}.log"
     full_env = {**os.environ, **env, "TOLLGATE_PORT": str(port), "TOLLGATE_HOST": "127.0.0.1"}
     with log_path.open("wb") as log_file:
@@ -43,17 +48,34 @@ def start_service(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    svc = Service(module, port, proc, log_path)
+    return Service(module, port, proc, log_path)
+
+
+def wait_healthy(services: list[Service], ready_timeout: float = 60) -> list[Service]:
+    """Wait until every service's GET /health answers 200 (they start side by side); one
+    that exits or is not healthy in time stops them all and raises with its log."""
     deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{module} exited ({proc.returncode}):\n{svc.logs()[-4000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{svc.url}/health", timeout=1).status_code == 200:
-                return svc
-        time.sleep(0.1)
-    stop_service(svc)
-    raise RuntimeError(f"{module} not healthy within {ready_timeout}s:\n{svc.logs()[-4000:]}")
+    waiting = list(services)
+    while waiting:
+        for svc in list(waiting):
+            if svc.proc.poll() is not None:
+                problem = f"{svc.name} exited ({svc.proc.returncode})"
+                break
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{svc.url}/health", timeout=1).status_code == 200:
+                    waiting.remove(svc)
+        else:
+            if not waiting:
+                return services
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            svc = waiting[0]
+            problem = f"{svc.name} not healthy within {ready_timeout}s"
+        for other in services:
+            stop_service(other)
+        raise RuntimeError(f"{problem}:\n{svc.logs()[-4000:]}")
+    return services
 
 
 def stop_service(svc: Service, timeout: float = 15) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.processes import Service, start_service, stop_service
+from support.processes import Service, launch_service, stop_service, wait_healthy
 from tollgate_devstack.embedded import StackUrls, free_port
 
 BACKENDS = ("admin", "ledger", "exporter", "alerter")
@@ -38,14 +38,20 @@ class System:
 
 
 def migrate(env: Mapping[str, str], services: tuple[str, ...] = ("ledger", "admin")) -> None:
-    for name in services:
-        subprocess.run(
+    """Each service's migrations, side by side (each owns its own schema)."""
+    procs = [
+        subprocess.Popen(
             [sys.executable, "-m", f"tollgate_{name}", "migrate"],
             env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-            timeout=120,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        for name in services
+    ]
+    for name, proc in zip(services, procs, strict=True):
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tollgate_{name} migrate failed:\n{out.decode(errors='replace')}")
 
 
 @contextlib.contextmanager
@@ -63,16 +69,22 @@ def running_system(
     migrate(env, tuple(b for b in ("ledger", "admin") if b in backends))
     system = System(env=env)
     try:
+        # All five start side by side: ingress is told the others' ports before they listen.
+        ports: set[int] = set()
+        while len(ports) < len(backends) + 1:  # none bound yet, so ask until they differ
+            ports.add(free_port())
+        port_of = iter(sorted(ports))
         for name in backends:
-            system.services[name] = start_service(f"tollgate_{name}", free_port(), env, tmp)
+            system.services[name] = launch_service(f"tollgate_{name}", next(port_of), env, tmp)
         ingress_env = {
             **env,
             "TOLLGATE_SPOOL_PATH": str(tmp / "ingress-spool.sqlite3"),
             **{f"TOLLGATE_{n.upper()}_URL": system.services[n].url for n in system.services},
         }
-        system.services["ingress"] = start_service(
-            "tollgate_ingress", free_port(), ingress_env, tmp
+        system.services["ingress"] = launch_service(
+            "tollgate_ingress", next(port_of), ingress_env, tmp
         )
+        wait_healthy(list(system.services.values()))
         yield system
     finally:
         for svc in reversed(list(system.services.values())):
