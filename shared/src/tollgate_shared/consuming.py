@@ -276,14 +276,18 @@ def _take(sub: Any, msg: Msg) -> str | None:
     return headers.get("Status") if headers else None
 
 
-def _drain_into(sub: Any, msgs: list[Msg], batch: int) -> None:
-    """Move the messages already queued on `sub` into `msgs` (statuses are dropped: they
-    answer earlier requests), up to `batch`."""
+def _drain_into(sub: Any, msgs: list[Msg], batch: int) -> bool:
+    """Move the messages already queued on `sub` into `msgs`, up to `batch`; True when a
+    status was among them (it ends a request's answer; it is dropped)."""
     queue = sub._pending_queue
+    ended = False
     while len(msgs) < batch and not queue.empty():
         msg = queue.get_nowait()
         if _take(sub, msg) is None:
             msgs.append(msg)
+        else:
+            ended = True
+    return ended
 
 
 async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
@@ -292,8 +296,9 @@ async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
 
     nats-py's `fetch` waits for each message with a task of its own (a uuid, a task and a
     timer per message): a third of a consumer's CPU at a few thousand messages a second.
-    This asks the same way (a no_wait request, then one that waits until `timeout`) and
-    takes a burst off the subscription's queue in one go. A waiting request answered after
+    This asks the same way (a no_wait request, taken whole: what is there, up to `batch`;
+    when nothing is, one that waits until `timeout` and is answered with the first arrivals)
+    and takes messages off the subscription's queue in bursts. A waiting request answered after
     we returned leaves its messages on the queue; the next call takes them first.
     """
     sub = psub._sub
@@ -314,8 +319,8 @@ async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
             status = _take(sub, msg)
             if status is None:
                 msgs.append(msg)
-                _drain_into(sub, msgs, batch)
-                return msgs
+                ended = _drain_into(sub, msgs, batch)
+                break
             if status not in (_NO_MESSAGES, _REQUEST_TIMEOUT, _IDLE_HEARTBEAT):
                 # 409: too many waiting requests, a leader change, the consumer deleted
                 reason = (msg.headers or {}).get("Description", "")
@@ -331,6 +336,31 @@ async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
             waiting = True
             request = {"batch": batch, "expires": left_ns}
             await nc.publish(psub._nms, json.dumps(request).encode(), psub._deliver)
+    if not waiting and not ended:
+        # The no_wait answer is one burst: all there is, then a status unless the batch is
+        # full. Taken whole, so nothing of it is left on the queue.
+        try:
+            async with asyncio.timeout_at(deadline):
+                await _rest_of_burst(sub, msgs, batch)
+        except TimeoutError:
+            pass  # what came so far
+        except asyncio.CancelledError:
+            for taken in msgs:  # off the queue and never handed out: redeliver at once
+                with contextlib.suppress(Exception):
+                    await taken.nak()
+            raise
+    return msgs
+
+
+async def _rest_of_burst(sub: Any, msgs: list[Msg], batch: int) -> None:
+    """Add messages to `msgs` until `batch` or a status ends the answer to a no_wait request."""
+    while len(msgs) < batch:
+        msg = await sub._pending_queue.get()
+        if _take(sub, msg) is not None:
+            return
+        msgs.append(msg)
+        if _drain_into(sub, msgs, batch):
+            return
 
 
 class _Batches:
@@ -394,8 +424,24 @@ class _Batches:
         return len(self.held)
 
     async def close(self) -> None:
-        """Nak a batch fetched but never handed out, so it is redelivered at once."""
+        """Nak a batch fetched but never handed out, so it is redelivered at once; and what
+        a pull request still open on the server delivers until it expires (at most the
+        fetch timeout), which would otherwise wait out `ack_wait` on a closed subscription."""
         await _return_unhandled(self._ahead)
+        sub = getattr(self._psub, "_sub", None)
+        if sub is None:
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._timeout
+        while True:
+            late: list[Msg] = []
+            _drain_into(sub, late, 1_000_000)
+            for msg in late:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+            if loop.time() >= until:
+                return
+            await asyncio.sleep(min(0.05, until - loop.time()))
 
 
 @contextlib.asynccontextmanager
@@ -422,10 +468,13 @@ async def _pulling(
         lag_task.cancel()
         if holder is not None:
             holder.cancel()
-        await batches.close()
-        # Without this a stopping process waits out its drain timeout on the pull subscription.
-        with contextlib.suppress(Exception):
-            await psub.unsubscribe()  # type: ignore[attr-defined]
+        try:
+            await batches.close()
+        finally:
+            # Without this a stopping process waits out its drain timeout on the pull
+            # subscription (also when a second cancellation cuts the close short).
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()  # type: ignore[attr-defined]
 
 
 async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:

@@ -5,6 +5,7 @@ comes, and a refused request raised (not mistaken for an empty consumer)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 from nats.js import JetStreamContext, api
 
-from tollgate_shared.consuming import PullRefusedError, pull
+from tollgate_shared.consuming import PullRefusedError, pull, run_consumer
+from tollgate_shared.names import ConsumerSpec
 
 
 @pytest.fixture
@@ -102,3 +104,38 @@ async def test_a_refused_pull_is_raised(
     with pytest.raises(PullRefusedError, match="409"):
         await pull(psub, 10, 5.0)
     await task
+
+
+async def test_a_stopped_consumer_holds_nothing_so_another_takes_over_at_once(
+    js: JetStreamContext, consumer: tuple[str, str, Any]
+) -> None:
+    stream, subject, _ = consumer
+    await _publish(js, subject, range(2000))
+    handled: list[int] = []
+
+    async def handle(msgs: list[Any]) -> None:
+        handled.extend(int(m.data) for m in msgs)
+        for m in msgs:
+            await m.ack()
+        await asyncio.sleep(0.05)  # a consumer busy with its batch while the next one lands
+
+    spec = ConsumerSpec(name="pull-test", stream=stream, filter_subjects=(subject,))
+    for _ in range(5):  # stopped at a few different moments of a batch
+        task = asyncio.create_task(run_consumer(js, spec, handle, batch_size=200))
+        await asyncio.sleep(0.12)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # What a stopping runner had fetched ahead, or had delivered and not yet taken off the
+    # queue, it nak'ed: the next runner gets all of it at once, not after ack_wait (30 s).
+    started = time.monotonic()
+    task = asyncio.create_task(run_consumer(js, spec, handle, batch_size=200))
+    try:
+        while len(set(handled)) < 2000:
+            assert time.monotonic() - started < 10, f"{len(set(handled))} of 2000 handled"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(handled) == 2000  # each once: what was acked is never redelivered
