@@ -25,7 +25,7 @@ import yaml
 
 from tollgate_bench import bodies, load
 from tollgate_bench.load import LoadResult
-from tollgate_bench.processes import Proc, start_process, stop_process, wait_http
+from tollgate_bench.processes import Proc, rss_mb, start_process, stop_process, wait_http
 from tollgate_bench.upstream import DISCARD_PATH, Upstream, start_upstream
 from tollgate_devstack.embedded import EmbeddedStack, StackUrls, free_port
 from tollgate_shared.provision import provision_url
@@ -287,8 +287,9 @@ def table(runs: list[BoxRun]) -> Iterator[str]:
             yield f"{name:<10} {median(values):12.3f}"
     rps = median(r.result.rps for r in runs)
     p50 = median(r.result.p50_ms or 0 for r in runs)
+    p99 = median(r.result.p99_ms or 0 for r in runs)
     errors = sum(r.result.errors for r in runs)
-    yield f"throughput {rps:,.0f} req/s, p50 {p50:.2f} ms, errors {errors}"
+    yield f"throughput {rps:,.0f} req/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, errors {errors}"
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -304,6 +305,27 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"run {rep + 1}: {run.result.rps:,.0f} req/s, total "
                 f"{run.cpu_ms['total']:.3f} ms CPU/call"
             )
+        if args.lag_rps:
+            from tollgate_bench.lag import measure_lag
+
+            assert box.urls is not None
+            res = await measure_lag(
+                box.ingress_url,
+                bodies.request_body(),
+                {"authorization": f"Bearer {bodies.MASTER_KEY}"},
+                box.urls.database_url,
+                args.lag_rps,
+                args.lag_seconds,
+            )
+            print(
+                f"lag at {args.lag_rps:,}/s for {args.lag_seconds:g} s: "
+                f"sent {res.load.requests:,}, {res.load.rps:,.0f} req/s answered, "
+                f"response -> spend row p50 "
+                f"{res.pct(50) or 0:.1f} ms, p95 {res.pct(95) or 0:.1f} ms, p99 "
+                f"{res.pct(99) or 0:.1f} ms; {res.missing} rows never seen, "
+                f"{res.load.errors} calls failed; ingress RSS "
+                f"{rss_mb(box.procs['ingress'].pid)[0] or 0:.1f} MB"
+            )
         if args.py_spy:
             from tollgate_bench.profiling import record, top_frames
 
@@ -313,7 +335,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 await drive(box, args.concurrency, args.seconds)
                 if await spy:
                     print(top_frames(raw, 25))
-        print("\n".join(table(runs)))
+        if runs:
+            print("\n".join(table(runs)))
     finally:
         box.stop()
     return 0
@@ -336,6 +359,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", nargs="*", choices=SERVICES, help="then profile these services, one run each"
     )
+    parser.add_argument(
+        "--lag-rps",
+        type=int,
+        default=0,
+        help="then the lag run alone: this fixed rate, response -> spend row (`just bench`'s "
+        "full plan: 1000 for 300 s)",
+    )
+    parser.add_argument("--lag-seconds", type=float, default=300.0)
     args = parser.parse_args(argv)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
