@@ -85,8 +85,8 @@ class ServiceSettings(BaseSettings):
     # How long a stopping service lets calls in flight finish before cancelling them.
     shutdown_grace_s: int = Field(10, ge=1, le=300)
     # A consumer whose fetch came back short waits this long before the next one, so
-    # batches fill (one fetch and one ack write per batch, not per message); it bounds
-    # the latency it adds. Used by the alerter and the exporter.
+    # batches fill (one fetch, one ack write and, in the ledger, one transaction per
+    # batch, not per message); it bounds the latency it adds. Used by every consumer.
     consumer_linger_ms: int = Field(50, ge=0, le=5000)
     # The ingress base URL, for links in logs and health answers.
     public_url: str = "http://127.0.0.1:4000"

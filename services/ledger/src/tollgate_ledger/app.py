@@ -163,11 +163,17 @@ def create_app(
                         spend,
                         settings.spend_batch_size,
                         settings.spend_commits,
+                        settings.consumer_linger_ms / 1000,
                     )
                 ),
                 asyncio.create_task(
                     subscribers.run(
-                        js, audit_spec, audit.handle, settings.audit_batch_size, breaker
+                        js,
+                        audit_spec,
+                        audit.handle,
+                        settings.audit_batch_size,
+                        breaker,
+                        settings.consumer_linger_ms / 1000,
                     )
                 ),
                 asyncio.create_task(partitions_forever(deps.pool, spend_projection)),

@@ -167,6 +167,7 @@ async def run(
     handle: Callable[[list[Msg]], Awaitable[None]],
     batch_size: int,
     breaker: consuming.CircuitBreaker | None = None,
+    linger_s: float = 0.0,
 ) -> None:
     """Run one consumer until cancelled; a crash in a batch is logged, never fatal."""
 
@@ -174,7 +175,9 @@ async def run(
         with _survives(spec, "batch"):
             await handle(msgs)
 
-    await consuming.run_consumer(js, spec, guarded, batch_size=batch_size, breaker=breaker)
+    await consuming.run_consumer(
+        js, spec, guarded, batch_size=batch_size, breaker=breaker, linger_s=linger_s
+    )
 
 
 async def run_spend(
@@ -183,9 +186,11 @@ async def run_spend(
     subscriber: SpendSubscriber,
     batch_size: int,
     commits: int = 1,
+    linger_s: float = 0.0,
 ) -> None:
     """Run the spend consumer pipelined: a batch decodes while the one (or `commits`)
-    before it commit."""
+    before it commit; after a short fetch it lingers `linger_s`, so a moderate stream
+    commits one transaction per batch instead of one per event or two."""
 
     async def prepare(msgs: list[Msg]) -> SpendBatch[Msg] | None:
         with _survives(spec, "decoding a batch"):
@@ -205,6 +210,7 @@ async def run_spend(
         batch_size=batch_size,
         breaker=subscriber.breaker,
         commits=commits,
+        linger_s=linger_s,
     )
 
 
