@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -332,3 +333,13 @@ def test_key_filter_hashes_plaintext() -> None:
     assert key_filter("sk-abc") == hash_key("sk-abc")
     assert key_filter("ab" * 32) == "ab" * 32
     assert key_filter(None) is None
+
+
+def test_an_audit_value_beyond_64_bits_is_written_not_a_failed_batch() -> None:
+    # Bad input an admin change can carry (the admin API fuzzer sent one): orjson refuses
+    # integers beyond 64 bits, so the row falls back to the standard library's JSON, and a
+    # NUL is still removed (jsonb refuses it).
+    big = 2**70
+    row = audit_row(admin_change(updated_values={"max_budget": big, "name": "x\x00y"}))
+    assert row.updated_values is not None
+    assert json.loads(row.updated_values) == {"max_budget": big, "name": "xy"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -95,7 +96,13 @@ def _clean_text(value: str | None) -> str | None:
 def json_text(value: Any) -> str | None:
     if value is None:
         return None
-    text = orjson.dumps(value, default=str).decode()
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits (an admin change may carry one); JSON and
+        # jsonb hold them, so the standard library writes this value instead of the whole
+        # batch failing on it.
+        text = json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
     # jsonb rejects \u0000 as well.
     return text.replace("\\u0000", "") if "\\u0000" in text else text
 
