@@ -125,7 +125,9 @@ async def sign_in(page: Any, key: str) -> None:
     await page.goto("/ui/login")
     await page.get_by_label("API key").fill(key)
     await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/ui/logs")
+    # The redirect itself is what signing in does; the logs page's own loading is checked by
+    # what the test reads from it next. 30 s: a loaded CI machine took over 10 once.
+    await page.wait_for_url("**/ui/logs", wait_until="commit", timeout=30_000)
 
 
 async def chat(http: httpx.AsyncClient, key: str, session: str, text: str, tag: str) -> str:
