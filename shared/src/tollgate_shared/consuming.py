@@ -253,9 +253,15 @@ async def run_pipelined_consumer(
                         asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True)),
                         stop_timeout,
                     )
-            for msg in uncommitted:
-                with contextlib.suppress(Exception):
-                    await msg.nak()
+            await _nak_all(uncommitted)
+
+
+async def _nak_all(msgs: list[Msg]) -> None:
+    """Hand messages back for redelivery at once; a failed nak (the connection may be the
+    problem) leaves that one to `ack_wait`."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
 
 
 # Status codes the server answers a pull request with instead of messages.
@@ -345,9 +351,7 @@ async def pull(psub: Any, batch: int, timeout: float) -> list[Msg]:
         except TimeoutError:
             pass  # what came so far
         except asyncio.CancelledError:
-            for taken in msgs:  # off the queue and never handed out: redeliver at once
-                with contextlib.suppress(Exception):
-                    await taken.nak()
+            await _nak_all(msgs)  # off the queue and never handed out: redeliver at once
             raise
     return msgs
 
@@ -428,17 +432,13 @@ class _Batches:
         a pull request still open on the server delivers until it expires (at most the
         fetch timeout), which would otherwise wait out `ack_wait` on a closed subscription."""
         await _return_unhandled(self._ahead)
-        sub = getattr(self._psub, "_sub", None)
-        if sub is None:
-            return
+        sub = self._psub._sub
         loop = asyncio.get_running_loop()
         until = loop.time() + self._timeout
         while True:
             late: list[Msg] = []
             _drain_into(sub, late, 1_000_000)
-            for msg in late:
-                with contextlib.suppress(Exception):
-                    await msg.nak()
+            await _nak_all(late)
             if loop.time() >= until:
                 return
             await asyncio.sleep(min(0.05, until - loop.time()))
@@ -485,9 +485,7 @@ async def _return_unhandled(ahead: asyncio.Task[list[Msg]]) -> None:
         return
     if ahead.cancelled() or ahead.exception() is not None:
         return
-    for msg in ahead.result():
-        with contextlib.suppress(Exception):
-            await msg.nak()
+    await _nak_all(ahead.result())
 
 
 async def _hold_while_paused(
