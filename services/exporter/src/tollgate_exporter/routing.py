@@ -331,10 +331,6 @@ class Router:
         team = self._team(team_id) if team_id else None
         return key, team_id, team
 
-    def resolution(self, key_hash: str | None, team_id: str | None) -> Resolution:
-        key, team_id, team = self._states(key_hash, team_id)
-        return resolve_callbacks(self.settings, team_id, key, team)
-
     def for_call(
         self, key_hash: str | None, team_id: str | None, outcome: Outcome | None
     ) -> RouteSet:
