@@ -54,6 +54,14 @@ def setup_logging(level: str, service: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+# How long a service keeps an idle HTTP connection open, and how long a service's client of
+# another service (ingress forwarding to admin or ledger) reuses one: shorter, so a client
+# never sends on a connection the server is closing at the same moment (the race ends in
+# a reset and a failed call when both wait 5 s, uvicorn's and httpx's default).
+SERVER_KEEP_ALIVE_S = 30
+PEER_KEEPALIVE_EXPIRY_S = 10.0
+
+
 def serve(
     app: Any,
     host: str,
@@ -74,6 +82,7 @@ def serve(
         # Keep the process's logging setup (setup_logging) instead of uvicorn's own.
         "log_config": None,
         "timeout_graceful_shutdown": grace_s,
+        "timeout_keep_alive": SERVER_KEEP_ALIVE_S,
     }
     if sockets is None:
         uvicorn.run(app, host=host, port=port, **options)

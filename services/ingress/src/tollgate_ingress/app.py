@@ -42,6 +42,7 @@ from tollgate_shared.config import TollgateConfig
 from tollgate_shared.dependencies import check_redis, connect_redis
 from tollgate_shared.kvview import KvView
 from tollgate_shared.publishing import EventPublisher, connect_nats
+from tollgate_shared.runtime import PEER_KEEPALIVE_EXPIRY_S
 from tollgate_shared.spool import Spool, SpoolInUseError
 from tollgate_shared.state import KeyState, ModelState, SpendState, TeamState, UserState
 from tollgate_shared.web import OPENAI_EXCEPTION_HANDLERS, health_router, peer_check
@@ -204,7 +205,9 @@ def create_app(settings: IngressSettings, cfg: TollgateConfig) -> FastLlmRoutes:
             max_connections=settings.upstream_max_connections,
             timeout=settings.upstream_timeout_s,
         )
-        forward_client = httpx.AsyncClient(timeout=60.0)
+        forward_client = httpx.AsyncClient(
+            timeout=60.0, limits=httpx.Limits(keepalive_expiry=PEER_KEEPALIVE_EXPIRY_S)
+        )
         redis = connect_redis(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
         gateway = Gateway(
             cfg,
