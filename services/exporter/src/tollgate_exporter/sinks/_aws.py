@@ -11,9 +11,6 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-
 from tollgate_exporter.sinks.base import SinkContext
 
 
@@ -21,18 +18,27 @@ class AwsClients:
     """One client per (service, destination key), created on first use."""
 
     def __init__(self, timeout_s: float) -> None:
-        self._session = get_session()
+        self._timeout_s = timeout_s
+        self._session: Any = None
+        self._config: Any = None
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
-        self._config = AioConfig(
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=timeout_s,
-            read_timeout=timeout_s,
-        )
 
     async def get(self, service: str, key: str, aws: Mapping[str, str | None]) -> Any:
         client = self._clients.get(key)
         if client is None:
+            if self._session is None:
+                # aiobotocore is imported when a destination first uses it (it takes half a
+                # second): an exporter without an AWS destination never loads it.
+                from aiobotocore.config import AioConfig
+                from aiobotocore.session import get_session
+
+                self._session = get_session()
+                self._config = AioConfig(
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                    connect_timeout=self._timeout_s,
+                    read_timeout=self._timeout_s,
+                )
             kwargs = {k: v for k, v in aws.items() if v}
             client = await self._stack.enter_async_context(
                 self._session.create_client(service, config=self._config, **kwargs)

@@ -15,12 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
-
-from azure.core.exceptions import ResourceExistsError
-from azure.identity.aio import ClientSecretCredential
-from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobServiceClient, ContainerClient
+from typing import TYPE_CHECKING, Any
 
 from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._storage import (
@@ -33,7 +28,8 @@ from tollgate_exporter.sinks._storage import (
 )
 from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType
 
-_JSON = ContentSettings(content_type="application/json")
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import ContainerClient
 
 
 def destination(name: str, vars_: Mapping[str, Any], env: Mapping[str, str]) -> Destination | str:
@@ -80,11 +76,20 @@ class AzureStorageSink:
     def __init__(self) -> None:
         self._containers: dict[str, ContainerClient] = {}
         self._closers: list[Any] = []
+        self._json: Any = None
 
     async def _container(self, destination: Destination) -> ContainerClient:
         found = self._containers.get(destination.key)
         if found is not None:
             return found
+        # The Azure libraries are imported when a destination first uses them (they take
+        # most of a second): an exporter without one never loads them.
+        from azure.core.exceptions import ResourceExistsError
+        from azure.identity.aio import ClientSecretCredential
+        from azure.storage.blob import ContentSettings
+        from azure.storage.blob.aio import BlobServiceClient
+
+        self._json = ContentSettings(content_type="application/json")
         opts = destination.options
         credential: Any
         if opts["key"]:
@@ -111,7 +116,7 @@ class AzureStorageSink:
                         object_key(opts["path"], i),
                         dumps(record(i)).encode(),
                         overwrite=True,
-                        content_settings=_JSON,
+                        content_settings=self._json,
                     )
                     for i in items
                 ]

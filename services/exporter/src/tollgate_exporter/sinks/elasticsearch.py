@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
-
-from elastic_transport import ConnectionError as TransportConnectionError
-from elastic_transport import ConnectionTimeout
-from elasticsearch import ApiError, AsyncElasticsearch
+from typing import TYPE_CHECKING, Any
 
 from tollgate_exporter.destinations import Destination, digest, safe_url
 from tollgate_exporter.sinks._storage import RETRY_STATUS, Settings, record, status_error, utc
@@ -36,6 +32,9 @@ from tollgate_exporter.sinks.base import (
     SinkContext,
     SinkType,
 )
+
+if TYPE_CHECKING:
+    from elasticsearch import AsyncElasticsearch
 
 DEFAULT_INDEX = "logs-tollgate.llm-default"
 TEMPLATE_NAME = "tollgate-llm"
@@ -146,6 +145,12 @@ def operations(index: str, items: Sequence[ExportItem]) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def _mapped(what: str) -> AsyncIterator[None]:
+    # The client library is imported when a destination first uses it (it takes most of a
+    # second): an exporter without an Elasticsearch destination never loads it.
+    from elastic_transport import ConnectionError as TransportConnectionError
+    from elastic_transport import ConnectionTimeout
+    from elasticsearch import ApiError
+
     try:
         yield
     except ApiError as exc:
@@ -175,6 +180,8 @@ class ElasticsearchSink:
                 auth["api_key"] = opts["api_key"]
             elif opts["username"]:
                 auth["basic_auth"] = (opts["username"], opts["password"] or "")
+            from elasticsearch import AsyncElasticsearch
+
             found = AsyncElasticsearch(
                 opts["url"],
                 request_timeout=self._timeout,
