@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tollgate_devstack import backups, operate, plan, supervisor
 from tollgate_devstack.datadir import DataDir
+from tollgate_devstack.restarts import FIRST_DELAY_S
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run N replicas of every service; ingress's behind a round-robin front on the "
         "base port (default 1)",
     )
+    up.add_argument(
+        "--restart-backoff",
+        type=float,
+        default=FIRST_DELAY_S,
+        help="seconds before the first restart of a unit that exited; doubles per exit up "
+        "to 30 s (default 1)",
+    )
     up.add_argument("--detached-child", action="store_true", help=argparse.SUPPRESS)
     status = sub.add_parser("status", help="each service and server: health, uptime, restarts")
     status.add_argument("--json", action="store_true", help="machine-readable")
@@ -95,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.health_timeout),
             "--replicas",
             str(args.replicas),
+            "--restart-backoff",
+            str(args.restart_backoff),
             *(["--cluster"] if args.cluster else []),
         ]
         return operate.detach(data, forwarded, args.health_timeout + 60)
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             args.detached_child,
             args.cluster,
             args.replicas,
+            args.restart_backoff,
         )
     if args.command == "reconcile":
         from tollgate_devstack import reconcile

@@ -14,11 +14,12 @@ CRASH_LOOP_EXITS = 5
 CRASH_LOOP_WINDOW_S = 120.0
 
 
-def backoff_delay(failures: int) -> float:
-    """Seconds before restart number `failures` (1-based): 1, 2, 4, 8, 16, 30, 30, ..."""
+def backoff_delay(failures: int, first_s: float = FIRST_DELAY_S) -> float:
+    """Seconds before restart number `failures` (1-based): 1, 2, 4, 8, 16, 30, 30, ...
+    (from `first_s`, doubling, at most 30 s)."""
     if failures <= 0:
         return 0.0
-    return min(FIRST_DELAY_S * float(2 ** min(failures - 1, 16)), MAX_DELAY_S)
+    return min(first_s * float(2 ** min(failures - 1, 16)), MAX_DELAY_S)
 
 
 @dataclass
@@ -27,6 +28,7 @@ class RestartPolicy:
 
     failures: int = 0
     restarts: int = 0
+    first_delay_s: float = FIRST_DELAY_S
     crash_loop: bool = False
     exits: deque[float] = field(default_factory=deque)
 
@@ -41,7 +43,7 @@ class RestartPolicy:
         # Latched until the process runs stable: at the 30 s backoff fewer than five exits
         # fit in the window, yet the process is still crash-looping.
         self.crash_loop = self.crash_loop or len(self.exits) >= CRASH_LOOP_EXITS
-        return backoff_delay(self.failures)
+        return backoff_delay(self.failures, self.first_delay_s)
 
     def on_restart(self) -> None:
         self.restarts += 1

@@ -1,8 +1,8 @@
 """Keeps every server and service running: restart with backoff, crash-loop reports, ordered stop.
 
-One thread ticks over the units: a unit that exited is restarted after 1 s, then
-2, 4, ... up to 30 s between tries, forever; the others are never touched. Five
-exits within two minutes is a crash loop, said loudly on the console and in the
+One thread ticks over the units: a unit that exited is restarted after 1 s (`up
+--restart-backoff`), then 2, 4, ... up to 30 s between tries, forever; the others are
+never touched. Five exits within two minutes is a crash loop, said loudly on the console and in the
 status file that `status` reads, and announced once per loop on NATS
 (`ops.service.crash_loop.v1`, then `ops.service.recovered.v1` once the unit runs
 stable again) for the alerter's `service_crash_loop` alert. Stopping goes ingress
@@ -21,7 +21,12 @@ from typing import Any
 
 from tollgate_devstack.announce import Announcer, crash_loop_event, nats_target, new_loop_id
 from tollgate_devstack.datadir import DataDir
-from tollgate_devstack.restarts import CRASH_LOOP_WINDOW_S, STABLE_AFTER_S, RestartPolicy
+from tollgate_devstack.restarts import (
+    CRASH_LOOP_WINDOW_S,
+    FIRST_DELAY_S,
+    STABLE_AFTER_S,
+    RestartPolicy,
+)
 from tollgate_devstack.units import Console, Unit
 from tollgate_shared.vocabulary import ServiceCondition
 
@@ -60,8 +65,10 @@ class Supervisor:
         data: DataDir,
         clock: Callable[[], float] = time.monotonic,
         announcer: Announcer | None = None,
+        restart_backoff_s: float = FIRST_DELAY_S,
     ) -> None:
         self.console = console
+        self.restart_backoff_s = restart_backoff_s
         self.data = data
         self.clock = clock
         self.units: list[Supervised] = []
@@ -73,6 +80,7 @@ class Supervisor:
         self.announcer = announcer or Announcer(lambda: nats_target(self.info), console.say)
 
     def add(self, entry: Supervised, *, start: bool = True) -> Supervised:
+        entry.policy.first_delay_s = self.restart_backoff_s
         self.units.append(entry)
         if start:
             self._start(entry, first=True)

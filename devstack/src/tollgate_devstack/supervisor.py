@@ -33,6 +33,7 @@ from tollgate_devstack.embedded import (
     redis_argv,
     write_nats_config,
 )
+from tollgate_devstack.restarts import FIRST_DELAY_S
 from tollgate_devstack.supervision import Supervised, Supervisor
 from tollgate_devstack.units import Console, PostgresUnit, ProcessUnit, Unit
 from tollgate_shared.provision import provision_url
@@ -364,6 +365,7 @@ def up(
     detached_child: bool = False,
     cluster: bool = False,
     replicas: int = 1,
+    restart_backoff_s: float = FIRST_DELAY_S,
 ) -> int:
     env = dict(os.environ)
     cwd = find_repo_root(Path.cwd()) or Path.cwd()
@@ -371,7 +373,7 @@ def up(
     data = DataDir(data_dir)
     console = Console(data.log_file("supervisor") if detached_child else None)
     _CONSOLE[0] = console
-    sup = Supervisor(console, data)
+    sup = Supervisor(console, data, restart_backoff_s=restart_backoff_s)
     sup.info.update(
         {
             "base_port": base_port,

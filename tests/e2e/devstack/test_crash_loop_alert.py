@@ -3,8 +3,9 @@ alerter sends exactly one `service_crash_loop` message to a Slack-compatible web
 
 The exporter is given an invalid setting (`TOLLGATE_EXPORT_BATCH_SIZE=0`, below its
 minimum of 1): it exits at every start, as it would on a real mistake in the environment
-file, while the other four services run. Five exits take 1 + 2 + 4 + 8 s of backoff plus
-five start-up attempts.
+file, while the other four services run. The supervisor's first restart waits 0.2 s here
+(`--restart-backoff`, 1 s by default), so five exits take 0.2 + 0.4 + 0.8 + 1.6 s of backoff
+plus five start-up attempts.
 """
 
 from __future__ import annotations
@@ -91,7 +92,15 @@ def test_a_crash_looping_service_raises_exactly_one_alert(
     out = (data_root / "up.log").open("w")
     cmd = [sys.executable, "-m", "tollgate_devstack", "--data-dir", str(data_dir), "up"]
     up = subprocess.Popen(
-        [*cmd, "--base-port", str(_free_base_port()), "--health-timeout", "600"],
+        [
+            *cmd,
+            "--base-port",
+            str(_free_base_port()),
+            "--health-timeout",
+            "600",
+            "--restart-backoff",
+            "0.2",
+        ],
         env=env,
         stdout=out,
         stderr=subprocess.STDOUT,

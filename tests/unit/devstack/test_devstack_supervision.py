@@ -67,6 +67,16 @@ class Lines(Console):
 def test_backoff_doubles_from_one_second_to_thirty() -> None:
     assert [backoff_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 30, 30, 30]
     assert backoff_delay(1000) == 30
+    # `up --restart-backoff 0.25`: the same doubling from a shorter first wait, same cap.
+    assert [backoff_delay(n, 0.25) for n in range(1, 5)] == [0.25, 0.5, 1, 2]
+    assert backoff_delay(1000, 0.25) == 30
+
+
+def test_the_supervisor_gives_every_unit_its_first_restart_delay(tmp_path: Path) -> None:
+    sup = Supervisor(Lines(), DataDir(tmp_path), Clock(), restart_backoff_s=0.1)
+    entry = sup.add(Supervised(FakeUnit("ledger", []), "service", 4002))
+    assert entry.policy.on_exit(1.0, 0.5) == 0.1
+    assert entry.policy.on_exit(1.2, 0.1) == 0.2
 
 
 def test_a_stable_run_resets_the_backoff() -> None:
