@@ -6,6 +6,10 @@ export UV_PYTHON_DOWNLOADS := "never"
 export UV_PYTHON_PREFERENCE := "only-system"
 export PYTHONUNBUFFERED := "1"
 
+# Downloaded test tools that are not Python packages (Azurite, the AsyncAPI schema): kept per
+# user like uv's and npm's caches, so a fresh checkout does not fetch them again.
+tool_cache := env_var_or_default("TOLLGATE_TOOL_CACHE", env_var_or_default("XDG_CACHE_HOME", env_var("HOME") / ".cache") / "tollgate")
+
 # list the recipes
 default:
     @just --list
@@ -108,9 +112,9 @@ test-supervision *ARGS: sync
 backup-bench *ARGS: sync
     uv run --no-sync python -m tollgate_devstack.backup_bench {{ARGS}}
 
-# install the test emulators that do not come from PyPI (Azurite, from npm) into .cache/ when missing
-emulators:
-    @test -x .cache/azurite/node_modules/.bin/azurite-blob || { command -v npm >/dev/null || { echo "npm is needed for Azurite (apt-get install npm)" >&2; exit 1; }; npm install --prefix .cache/azurite --no-audit --no-fund --loglevel=error azurite@3; }
+# install the test emulators not on PyPI (Azurite, from npm) into the user's tool cache when missing
+emulators DIR=(tool_cache / "azurite"):
+    @test -x "{{DIR}}/node_modules/.bin/azurite-blob" || { command -v npm >/dev/null || { echo "npm is needed for Azurite (apt-get install npm)" >&2; exit 1; }; npm install --prefix "{{DIR}}" --no-audit --no-fund --loglevel=error azurite@3; }
 
 # Chromium for the console's browser tests: Debian's package when /usr/bin/chromium is missing
 browser:

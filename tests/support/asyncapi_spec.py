@@ -1,6 +1,6 @@
 """The AsyncAPI specification's JSON Schema, from the npm package `@asyncapi/specs`.
 
-Fetched once with `npm pack` into `.cache/` (git-ignored); None when npm is not
+Fetched once with `npm pack` into the user's tool cache (`support.tool_cache`); None when npm is not
 installed (a machine with only Python), so the test that needs it can say so.
 """
 
@@ -10,11 +10,12 @@ import json
 import shutil
 import subprocess
 import tarfile
-from pathlib import Path
 from typing import Any
 
+from support.tool_cache import tool_cache
+
 SPECS_PACKAGE = "@asyncapi/specs@6.11.1"
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "asyncapi-specs"
+CACHE = tool_cache() / "asyncapi-specs"
 
 
 def asyncapi_schema(version: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from support.receivers.samples import PROMPT, REPLY
+from support.tool_cache import tool_cache
 from tollgate_exporter.content import redact
 from tollgate_exporter.destinations import Destination
 from tollgate_exporter.settings import ExporterSettings
@@ -33,7 +34,8 @@ from tollgate_shared.config import LitellmSettings
 from tollgate_shared.events import LlmRequestCompleted, LlmRequestFinished
 
 ROOT = Path(__file__).resolve().parents[2]
-AZURITE_BIN = ROOT / ".cache" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_DIR = tool_cache() / "azurite"
+AZURITE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -111,7 +113,10 @@ def ensure_azurite() -> Path:
     """Azurite's blob server, installed by `./just emulators` when missing."""
     if not AZURITE_BIN.exists():
         done = subprocess.run(
-            [str(ROOT / "just"), "emulators"], capture_output=True, text=True, check=False
+            [str(ROOT / "just"), "emulators", str(AZURITE_DIR)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0 or not AZURITE_BIN.exists():
             raise RuntimeError(
