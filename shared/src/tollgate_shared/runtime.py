@@ -4,6 +4,7 @@ service that runs as several worker processes on one port, the supervisor of the
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -62,6 +63,27 @@ SERVER_KEEP_ALIVE_S = 30
 PEER_KEEPALIVE_EXPIRY_S = 10.0
 
 
+# Collect young objects only after this many more container allocations than frees (the
+# default is 700), and older generations rarely (see `tune_gc`).
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot paths of a service process.
+
+    A ledger spend batch keeps thousands of containers alive at once (events, rows,
+    metadata), and ingress allocates a few hundred per call; at the default thresholds
+    that sets off hundreds of young collections a second, and the older ones re-walk
+    every long-lived object of the imports (about 40 us of the ~150 us an event cost in
+    the ledger's ingest bench, and the occasional multi-millisecond pause in a call's
+    p99). The objects alive before serving are moved out of the collector's sight
+    (`gc.freeze`), and young collections wait for 50,000 allocations. Nothing relies on
+    prompt collection of cycles.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(
     app: Any,
     host: str,
@@ -84,6 +106,7 @@ def serve(
         "timeout_graceful_shutdown": grace_s,
         "timeout_keep_alive": SERVER_KEEP_ALIVE_S,
     }
+    tune_gc()
     if sockets is None:
         uvicorn.run(app, host=host, port=port, **options)
         return

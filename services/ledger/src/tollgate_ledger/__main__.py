@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
 
 import asyncpg
@@ -86,25 +85,6 @@ async def _replay_dead(settings: LedgerSettings) -> int:
     return 0 if report.retry == 0 else 1
 
 
-# Collect young objects only after this many more container allocations than frees (the
-# default is 700), and older generations rarely (see `tune_gc`).
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector off the consumer's hot path.
-
-    A spend batch keeps thousands of containers alive at once (events, rows, metadata),
-    so at the default thresholds a batch set off hundreds of young collections, and the
-    older ones re-walked every long-lived object of the imports: about 40 us of the
-    ~150 us an event cost in the ingest bench. The objects alive at start are moved out
-    of the collector's sight (`gc.freeze`), and young collections wait for 50,000
-    allocations. Nothing in the consumer relies on prompt collection of cycles.
-    """
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tollgate_ledger", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -129,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_rebuild(settings, args.team, args.keep))
     if args.command == "replay-dead":
         return asyncio.run(_replay_dead(settings))
-    tune_gc()
     serve_service(settings, create_app)
     return 0
 
