@@ -25,7 +25,20 @@ up *ARGS: sync
 
 # run the whole test suite (unit, contract, integration, e2e)
 test *ARGS: sync
-    uv run --no-sync pytest {{ARGS}}
+    #!/usr/bin/env bash
+    set -uo pipefail
+    if [ -n "{{ARGS}}" ]; then exec uv run --no-sync pytest {{ARGS}}; fi
+    # Unit, contract and integration tests in parallel workers (one file per worker at a time,
+    # each worker with its own embedded servers), then the e2e tests one at a time: each
+    # starts whole systems of processes, and timing checks need the cores to themselves.
+    uv run --no-sync pytest -m "not e2e" --numprocesses=auto --maxprocesses=4 --dist=loadfile
+    first=$?
+    uv run --no-sync pytest -m e2e
+    second=$?
+    if [ "$first" -ne 0 ] || [ "$second" -ne 0 ]; then
+        echo "tests failed: unit/contract/integration exit $first, e2e exit $second" >&2
+        exit 1
+    fi
 
 # only the fast tiers
 test-fast *ARGS: sync

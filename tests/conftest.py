@@ -7,6 +7,7 @@ binaries, started once per session in a temporary folder.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,10 @@ from tollgate_shared.provision import provision_url
 from tollgate_shared.publishing import connect_nats
 
 _TIERS = ("unit", "contract", "integration", "e2e")
+
+# pgserver notes from a thread at interpreter exit that PostgreSQL stopped; in a parallel
+# worker stderr is closed by then, and logging would print a traceback instead.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 
 # The suites sharing one scaled-out stack (`loadrun.acquire_shared_stack`): run back to
@@ -66,7 +71,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUrls]:
         "database_url": os.environ.get("TOLLGATE_DATABASE_URL"),
         "redis_url": os.environ.get("TOLLGATE_REDIS_URL"),
     }
-    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"))
+    # Parallel workers (pytest-xdist) each start their own servers: no preferred ports.
+    embedded = EmbeddedStack(
+        tmp_path_factory.mktemp("stack"),
+        preferred_ports="PYTEST_XDIST_WORKER" not in os.environ,
+    )
     try:
         yield embedded.start(**given)
     finally:

@@ -23,7 +23,7 @@ import sys
 import sysconfig
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,6 +254,9 @@ class EmbeddedStack:
     # NATS with one user per service (see tollgate_shared.permissions) instead of open.
     auth: bool = False
     nats_passwords: dict[str, str] | None = None
+    # NATS and Redis on their usual non-standard ports (14222, 16379) when free; off, on
+    # ports the kernel hands out (several stacks starting at once, as parallel test workers).
+    preferred_ports: bool = True
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     _pg: object | None = None
 
@@ -262,36 +265,58 @@ class EmbeddedStack:
             print(f"==> {msg}", file=sys.stderr, flush=True)
         log.info(msg)
 
+    def _serve_on_a_port(self, name: str, preferred: int, argv: Callable[[int], list[str]]) -> int:
+        """Start a server on `preferred` when free, else on a port the kernel hands out; a
+        start that loses its port to another process in between (two stacks starting at
+        once) is retried on a fresh one. Returns the port it listens on."""
+        port = free_port(preferred if self.preferred_ports else None)
+        for attempt in range(3):
+            proc = subprocess.Popen(
+                argv(port),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                wait_for_port(port, proc, name)
+                # Something answered: make sure it is this server, not one that took the
+                # port first (this one then exits on its failed bind).
+                time.sleep(0.1)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+            except RuntimeError:
+                if proc.poll() is None or attempt == 2:
+                    proc.kill()
+                    raise
+                self._announce(f"{name} could not take port {port}; trying another")
+                port = free_port()
+                continue
+            self._procs.append((name, proc))
+            return port
+        raise AssertionError("unreachable")
+
     def start_nats(self) -> str:
         d = self.data_dir / "nats"
-        port = free_port(PREFERRED_NATS_PORT)
         if self.auth:
             self.nats_passwords = nats_passwords(d)
-        conf = write_nats_config(d, port, free_port(), self.nats_passwords)
-        self._announce(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
-        proc = subprocess.Popen(
-            nats_argv(conf),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._procs.append(("nats", proc))
-        wait_for_port(port, proc, "nats-server")
+
+        def argv(port: int) -> list[str]:
+            conf = write_nats_config(d, port, free_port(), self.nats_passwords)
+            self._announce(f"starting NATS with JetStream on 127.0.0.1:{port} (data in {d})")
+            return nats_argv(conf)
+
+        port = self._serve_on_a_port("nats-server", PREFERRED_NATS_PORT, argv)
         return f"nats://127.0.0.1:{port}"
 
     def start_redis(self) -> str:
         d = self.data_dir / "redis"
         d.mkdir(parents=True, exist_ok=True)
-        port = free_port(PREFERRED_REDIS_PORT)
-        self._announce(f"starting Redis on 127.0.0.1:{port} (data in {d})")
-        proc = subprocess.Popen(
-            redis_argv(d, port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self._procs.append(("redis", proc))
-        wait_for_port(port, proc, "redis-server")
+
+        def argv(port: int) -> list[str]:
+            self._announce(f"starting Redis on 127.0.0.1:{port} (data in {d})")
+            return redis_argv(d, port)
+
+        port = self._serve_on_a_port("redis-server", PREFERRED_REDIS_PORT, argv)
         return f"redis://127.0.0.1:{port}/0"
 
     def start_postgres(self) -> str:
