@@ -19,6 +19,7 @@ from tollgate_exporter.sinks.base import ExportItem, PermanentError, RetryableEr
 from tollgate_exporter.sinks.langfuse import LangfuseSink, render
 from tollgate_exporter.sinks.otel import build_request
 from tollgate_exporter.sinks.webhook import WebhookSink, sign
+from tollgate_exporter.sinks.webhook import render as render_webhook
 
 LITELLM_META = {
     "generation_name": "ishaan-test-generation",
@@ -258,6 +259,28 @@ async def test_webhook_signs_the_body() -> None:
     assert doc["event_type"] == "llm.request.completed.v1"
     assert doc["content_redacted"] is False
     assert doc["spend"] == "0.000123"
+
+
+def test_webhook_documents_are_each_events_json_with_type_and_redaction() -> None:
+    """The body is written in one pass from each event's own JSON; decoded, every document is
+    the event as `model_dump(mode="json")` gives it plus the two keys, for completed and
+    failed calls, redacted or not, with non-ASCII text, money and times."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    ev = completed(spend=Decimal("0.000000123456789"), user='Zoë 张三 "quoted"')
+    items = [ExportItem(ev, False), ExportItem(redact(ev), True), ExportItem(failed("t"), False)]
+    payload = json.loads(render_webhook("hook", items, datetime(2026, 12, 1, tzinfo=UTC)))
+    assert payload["sent_at"] == "2026-12-01T00:00:00+00:00"
+    assert payload["events"] == [
+        {
+            **i.event.model_dump(mode="json"),
+            "event_type": i.event.event_type,
+            "content_redacted": i.redacted,
+        }
+        for i in items
+    ]
+    assert payload["events"][0]["spend"] == "0.000000123456789"
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pydantic_core
 
 from tollgate_exporter.destinations import Destination, digest, parse_headers, pick, safe_url
 from tollgate_exporter.sinks.base import BatchResult, ExportItem, SinkContext, SinkType, post
@@ -73,11 +74,16 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def document(item: ExportItem) -> dict[str, Any]:
-    doc: dict[str, Any] = item.event.model_dump(mode="json")
-    doc["event_type"] = item.event.event_type
-    doc["content_redacted"] = item.redacted
-    return doc
+def document_json(item: ExportItem) -> orjson.Fragment:
+    """One event's document: its JSON as pydantic writes it (as on the stream, content
+    redacted or not), with `event_type` and `content_redacted` appended. Serialised once,
+    not turned into a dict only to be written out again."""
+    raw = pydantic_core.to_json(item.event)
+    tail = b',"event_type":%b,"content_redacted":%b}' % (
+        orjson.dumps(item.event.event_type),
+        b"true" if item.redacted else b"false",
+    )
+    return orjson.Fragment(raw[:-1] + tail)
 
 
 def render(name: str, items: Sequence[ExportItem], now: datetime) -> bytes:
@@ -86,9 +92,9 @@ def render(name: str, items: Sequence[ExportItem], now: datetime) -> bytes:
         "version": 1,
         "sent_at": now.isoformat(),
         "destination": name,
-        "events": [document(i) for i in items],
+        "events": [document_json(i) for i in items],
     }
-    return orjson.dumps(payload, default=str)
+    return orjson.dumps(payload)
 
 
 class WebhookSink:
