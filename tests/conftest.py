@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -64,22 +66,24 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUrls]:
+def stack() -> Iterator[StackUrls]:
     """Real servers: from the environment, or embedded for this session."""
     given = {
         "nats_url": os.environ.get("TOLLGATE_NATS_URL"),
         "database_url": os.environ.get("TOLLGATE_DATABASE_URL"),
         "redis_url": os.environ.get("TOLLGATE_REDIS_URL"),
     }
+    # Outside pytest's temporary root: PostgreSQL runs as another user when the tests run as
+    # root, and any other pytest session of the same user sets that root back to 0700 when it
+    # starts, which cut a running suite's database off once (PANIC: Permission denied).
+    root = Path(tempfile.mkdtemp(prefix="tollgate-test-stack-"))
     # Parallel workers (pytest-xdist) each start their own servers: no preferred ports.
-    embedded = EmbeddedStack(
-        tmp_path_factory.mktemp("stack"),
-        preferred_ports="PYTEST_XDIST_WORKER" not in os.environ,
-    )
+    embedded = EmbeddedStack(root, preferred_ports="PYTEST_XDIST_WORKER" not in os.environ)
     try:
         yield embedded.start(**given)
     finally:
         embedded.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
