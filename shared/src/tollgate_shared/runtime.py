@@ -4,6 +4,7 @@ service that runs as several worker processes on one port, the supervisor of the
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import gc
 import logging
 import multiprocessing
@@ -196,6 +197,10 @@ def _exit_with_parent(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+# Sent by the supervisor to a worker that does not stop in time: it writes its stacks.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+
+
 def _ignore(_sig: int, _frame: FrameType | None) -> None:
     pass
 
@@ -208,6 +213,9 @@ def run_worker(
     # found: a no-op here, so a drained worker exits 0 instead of dying of its SIGTERM.
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
+    # The supervisor asks a worker that does not stop in time for its threads' stacks
+    # (written to stderr, the log) before it kills it, so the log shows where it hung.
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
     setup_logging(settings.log_level, f"{service}[{index}]")
     threading.Thread(
         target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True
@@ -236,7 +244,9 @@ class Supervisor:
     fails to start (exit code 3: bad config, port taken, spool held) stops them all and
     the supervisor exits 3; a worker that dies after starting is restarted with the same
     settings (its own spool file is replayed by its successor), unless `max_restarts`
-    happen within `restart_window_s`, when the supervisor stops the rest and exits 1.
+    happen within `restart_window_s`, when the supervisor stops the rest and exits 1. A
+    worker still running `stop_extra_s` past its grace once stopping writes its threads'
+    stacks to the log (faulthandler, STACK_DUMP_SIGNAL) and is killed; the exit is then 1.
     Metrics: the workers run in prometheus_client's multiprocess mode (METRICS_DIR_ENV,
     a fresh directory per supervisor unless set), so `/metrics` on any worker sums all.
     """
@@ -250,6 +260,7 @@ class Supervisor:
         *,
         max_restarts: int = 5,
         restart_window_s: float = 60.0,
+        stop_extra_s: float = 20.0,
     ) -> None:
         self.settings: list[Any] = settings
         self.create_app: Any = create_app
@@ -257,6 +268,7 @@ class Supervisor:
         self.grace_s = grace_s
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
+        self.stop_extra_s = stop_extra_s
         self.procs: dict[int, BaseProcess] = {}
         self._restarts: deque[float] = deque()
         self._stop_by: float | None = None
@@ -314,7 +326,7 @@ class Supervisor:
         """Drain every worker (also the signal handler of SIGTERM and SIGINT)."""
         if self._stop_by is None:
             # uvicorn's drain, then the app's own shutdown (the publisher flushes), then kill.
-            self._stop_by = time.monotonic() + self.grace_s + 20
+            self._stop_by = time.monotonic() + self.grace_s + self.stop_extra_s
         for proc in list(self.procs.values()):
             if proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -333,12 +345,21 @@ class Supervisor:
                     multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
                 code = max(code, self._exited(index, proc))
             if self._stop_by is not None and time.monotonic() > self._stop_by:
-                for proc in self.procs.values():
-                    log.error("worker %s did not stop in time: killed", proc.name)
-                    proc.kill()
+                self._kill_the_rest()
                 code = max(code, 1)
                 self._stop_by = time.monotonic() + 5
         return code
+
+    def _kill_the_rest(self) -> None:
+        """Kill the workers still running past the stop deadline, each after its stacks
+        (one at a time, so the dumps do not interleave in the log)."""
+        for proc in self.procs.values():
+            log.error("worker %s did not stop in time: its stacks follow, then it is killed", proc.name)
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, STACK_DUMP_SIGNAL)
+                time.sleep(0.5)
+            proc.kill()
 
     def _exited(self, index: int, proc: BaseProcess) -> int:
         """What a worker's exit means: 0 (stopping, or restarted) or the supervisor's code."""

@@ -247,7 +247,7 @@ async def test_sigterm_drains_the_call_in_flight_and_stops_every_worker(
             svc.proc.send_signal(signal.SIGTERM)
             r = await call
         assert r.status_code == 200
-        assert await asyncio.to_thread(svc.proc.wait, 40) == 0
+        assert await asyncio.to_thread(svc.proc.wait, 40) == 0, svc.logs()[-4000:]
         for pid in workers:
             assert not Path(f"/proc/{pid}").exists(), pid
         assert not any((tmp_path / "metrics").glob("gauge_live*"))  # every worker marked dead
