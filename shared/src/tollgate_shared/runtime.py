@@ -354,7 +354,9 @@ class Supervisor:
         """Kill the workers still running past the stop deadline, each after its stacks
         (one at a time, so the dumps do not interleave in the log)."""
         for proc in self.procs.values():
-            log.error("worker %s did not stop in time: its stacks follow, then it is killed", proc.name)
+            log.error(
+                "worker %s did not stop in time: its stacks follow, then it is killed", proc.name
+            )
             if proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, STACK_DUMP_SIGNAL)
