@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait as wait_for_exit
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -111,7 +111,7 @@ def serve(
     if sockets is None:
         uvicorn.run(app, host=host, port=port, **options)
         return
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options))
+    server = _WorkerServer(uvicorn.Config(app, host=host, port=port, **options))
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
@@ -201,18 +201,37 @@ def _exit_with_parent(parent: int) -> None:
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
-def _ignore(_sig: int, _frame: FrameType | None) -> None:
-    pass
+# The stop signals a worker received before uvicorn listened for its own (see _WorkerServer).
+_early_stop: list[int] = []
+
+
+def _remember(sig: int, _frame: FrameType | None) -> None:
+    _early_stop.append(sig)
+
+
+class _WorkerServer(uvicorn.Server):
+    """uvicorn's server, which also honours a stop signal that reached the worker while it
+    was still starting (building its app, before uvicorn's own handlers were installed):
+    it starts, serves nothing new, runs its shutdown and exits 0, instead of missing the
+    signal and serving on until the supervisor kills it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            for sig in _early_stop:
+                self.handle_exit(sig, None)
+            yield
 
 
 def run_worker(
     settings: S, create_app: Callable[[S, TollgateConfig], Any], service: str, index: int
 ) -> None:
     """One worker process: its own socket on the shared port, its own app."""
+    # Until uvicorn installs its handlers a stop signal is remembered (and honoured then);
     # uvicorn re-raises the signal that stopped it once it has drained, with the handler it
-    # found: a no-op here, so a drained worker exits 0 instead of dying of its SIGTERM.
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
+    # found: this one, so a drained worker exits 0 instead of dying of its SIGTERM.
+    signal.signal(signal.SIGTERM, _remember)
+    signal.signal(signal.SIGINT, _remember)
     # The supervisor asks a worker that does not stop in time for its threads' stacks
     # (written to stderr, the log) before it kills it, so the log shows where it hung.
     faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
@@ -366,7 +385,9 @@ class Supervisor:
     def _exited(self, index: int, proc: BaseProcess) -> int:
         """What a worker's exit means: 0 (stopping, or restarted) or the supervisor's code."""
         if self._stop_by is not None:
-            if proc.exitcode != 0:
+            # Killed by the SIGTERM it was sent before its first line ran (it was still being
+            # spawned): nothing had started, so that is a clean stop too.
+            if proc.exitcode not in (0, -signal.SIGTERM):
                 log.warning("worker %d (pid %s) stopped with %s", index, proc.pid, proc.exitcode)
                 return 1
             return 0
