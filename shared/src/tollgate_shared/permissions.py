@@ -3,8 +3,9 @@
 Each service connects as its own user (TOLLGATE_NATS_USER / TOLLGATE_NATS_PASSWORD),
 allowed only its own subjects, the KV buckets it writes (only admin writes keys,
 teams, users and models; only the ledger writes spend), read access to the buckets
-it watches, and the JetStream API subjects of the durables it binds (so no service
-can pull or ack another's messages). The `provision` user is the operator: it
+it watches, the JetStream API subjects of the durables it binds (so no service can
+pull or ack another's messages), and replies only on its own inbox subjects (so none
+can read what is delivered to another). The `provision` user is the operator: it
 creates streams, consumers and buckets, and takes backups (`$JS.API.>`), but
 cannot publish an event or write a bucket entry. The `supervisor` user (the
 supervisor of `./just up`, so only in the embedded NATS) may only publish `ops.>`
@@ -27,7 +28,22 @@ from pathlib import Path
 
 from tollgate_shared import names
 
-INBOX = "_INBOX.>"
+# Replies and pull deliveries reach a client on its inbox subjects. Each user has its own
+# prefix (the client connects with it: `connect_nats`), and may subscribe only under it,
+# so no service can listen in on what JetStream delivers to another.
+INBOX_ROOT = "_INBOX"
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix a client of NATS user `user` connects with (`_INBOX.ledger`)."""
+    return f"{INBOX_ROOT}.{user}"
+
+
+def inbox(user: str) -> str:
+    """The inbox subjects user `user` may subscribe to (`_INBOX.ledger.>`)."""
+    return f"{inbox_prefix(user)}.>"
+
+
 # JetStream API subjects every service may use: account and stream metadata (health,
 # readiness probes, `wait_provisioned`), nothing that changes anything.
 _READ_METADATA = ("$JS.API.INFO", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES")
@@ -136,7 +152,7 @@ EXTRA_SUBSCRIBE: Mapping[str, tuple[str, ...]] = {
 
 def service_user(service: str) -> NatsUser:
     publish: list[str] = [*_stream_prefix(PUBLISHES[service]), *_READ_METADATA]
-    subscribe: list[str] = [INBOX, *EXTRA_SUBSCRIBE.get(service, ())]
+    subscribe: list[str] = [inbox(service), *EXTRA_SUBSCRIBE.get(service, ())]
     for spec in names.ALL_CONSUMERS:
         if spec.service == service:
             publish += bind_durable(spec)
@@ -168,18 +184,18 @@ PROVISION = NatsUser(
     # flow control, and snapshot acks/restore chunks for backup and restore. No event
     # subject and no `$KV.`/`$O.` write: the operator cannot mint a key or zero a total.
     ("$JS.API.>", "$JS.FC.>", "$JS.SNAPSHOT.>"),
-    (INBOX,),
+    (inbox("provision"),),
     "provisioning, backup, restore and rebuild",
 )
 # The supervisor of `./just up`: its crash-loop events (`ops.>`) and nothing else.
 SUPERVISOR = NatsUser(
     "supervisor",
     names.STREAM_OPS.subjects,
-    (INBOX,),
+    (inbox("supervisor"),),
     "the supervisor of `./just up`: crash-loop events",
 )
 # `helm test` and readiness checks: stream state only.
-HELM_TEST = NatsUser("helm-test", _READ_METADATA, (INBOX,), "read-only stream state")
+HELM_TEST = NatsUser("helm-test", _READ_METADATA, (inbox("helm-test"),), "read-only stream state")
 
 # The users of every deployment: the embedded stack, Docker Compose and Helm.
 USERS: tuple[NatsUser, ...] = (

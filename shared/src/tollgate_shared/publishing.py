@@ -35,6 +35,7 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -43,7 +44,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
 from prometheus_client import Counter, Gauge
 
-from tollgate_shared import names
+from tollgate_shared import names, permissions
 from tollgate_shared.events import Event, EventDecodeError, LlmRequestFinished, decode
 from tollgate_shared.settings import NatsAuth
 from tollgate_shared.spool import DeadLetter, Spool, SpoolRow
@@ -126,11 +127,17 @@ async def connect_nats(url: str, name: str, *, auth: NatsAuth | None = None, **k
     user from the environment (TOLLGATE_NATS_USER / TOLLGATE_NATS_PASSWORD / …_TLS_*),
     else as the URL says (anonymous, or its own `user:password@`). `url` may list a
     cluster's nodes, comma-separated, so a client that starts while one node is down still
-    connects to another.
+    connects to another. A client with a user takes its replies and deliveries on that
+    user's own inbox subjects (`permissions.inbox_prefix`), the only ones it may read.
     """
     options = (auth if auth is not None else NatsAuth()).connect_options()
     options.update(kwargs)
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    user = options.get("user") or next(
+        (p.username for p in map(urlsplit, servers) if p.username), None
+    )
+    if user:
+        options.setdefault("inbox_prefix", permissions.inbox_prefix(unquote(user)))
     return await nats.connect(
         servers if len(servers) > 1 else url,
         name=name,

@@ -297,6 +297,55 @@ async def test_a_service_cannot_pull_or_change_anothers_durable(
         assert "stream.delete" in violation.lower()
 
 
+async def _violation_for(client: Client, subject: str) -> str:
+    """Subscribe to `subject` and return the violation the server reports for it."""
+    before = len(client.violations())
+    await client.nc.subscribe(subject)
+    for _ in range(40):
+        if len(client.violations()) > before:
+            return client.violations()[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"subscribing to {subject} was not refused: {client.errors}")
+
+
+async def test_a_service_cannot_read_what_jetstream_delivers_to_another(
+    provisioned_secured: StackUrls,
+) -> None:
+    """Pulled messages and replies travel on the puller's inbox; each user has its own
+    prefix, and may not subscribe to the shared root or to another user's inbox."""
+    async with connected(provisioned_secured, "exporter") as exporter:
+        assert bytes(exporter.nc._inbox_prefix) == b"_INBOX.exporter"
+        for subject in ("_INBOX.>", "_INBOX.ledger.>", "_INBOX.*.x", ">"):
+            violation = (await _violation_for(exporter, subject)).lower()
+            assert f'subscription to "{subject.lower()}"' in violation, violation
+        # Its own inbox works: a request/reply with JetStream and a bound pull.
+        await exporter.js.consumer_info(names.STREAM_LLM.name, names.EXPORTER_LLM.name)
+        assert [e for e in exporter.violations() if "_inbox.exporter" in e.lower()] == []
+
+
+async def test_credentials_in_the_url_pick_that_users_inbox(
+    provisioned_secured: StackUrls,
+) -> None:
+    assert provisioned_secured.nats_passwords is not None
+    password = provisioned_secured.nats_passwords["ledger"]
+    host = provisioned_secured.nats_url.removeprefix("nats://")
+    errors: list[str] = []
+
+    async def record(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await connect_nats(f"nats://ledger:{password}@{host}", "test-url-user", error_cb=record)
+    try:
+        assert bytes(nc._inbox_prefix) == b"_INBOX.ledger"
+        info = await nc.jetstream(timeout=2.0).consumer_info(
+            names.STREAM_LLM.name, names.LEDGER_SPEND.name
+        )
+        assert info.name == names.LEDGER_SPEND.name
+    finally:
+        await nc.close()
+    assert errors == []
+
+
 # --- the files Compose and Helm give their NATS -----------------------------------------
 
 

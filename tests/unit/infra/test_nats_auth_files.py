@@ -40,7 +40,7 @@ def test_every_service_has_a_user_and_only_a_buckets_writer_may_put() -> None:
         extra = permissions.EXTRA_SUBSCRIBE.get(user.name, ())
         for subject in user.subscribe:
             assert (
-                subject == permissions.INBOX
+                subject == permissions.inbox(user.name)
                 or subject in extra
                 or subject.startswith(f"{names.MAX_DELIVERIES_ADVISORY}.")
             ), (user.name, subject)

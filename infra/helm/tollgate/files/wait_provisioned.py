@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from tollgate_shared import names
+from tollgate_shared import names, permissions
 from tollgate_shared.migrate import discover
 
 SERVICE = os.environ["TOLLGATE_WAIT_SERVICE"]
@@ -20,13 +20,16 @@ SCHEMAS = {"admin": names.SCHEMA_ADMIN, "ledger": names.SCHEMA_LEDGER}
 async def missing_in_nats(url):
     import nats
 
-    # As this service's own NATS user (TOLLGATE_NATS_USER/_PASSWORD), when it has one.
+    # As this service's own NATS user (TOLLGATE_NATS_USER/_PASSWORD), when it has one,
+    # with that user's own inbox prefix (the only inbox subjects it may read).
+    user = os.environ.get("TOLLGATE_NATS_USER")
     nc = await nats.connect(
         url,
-        user=os.environ.get("TOLLGATE_NATS_USER"),
+        user=user,
         password=os.environ.get("TOLLGATE_NATS_PASSWORD"),
         connect_timeout=5,
         max_reconnect_attempts=0,
+        **({"inbox_prefix": permissions.inbox_prefix(user)} if user else {}),
     )
     try:
         js = nc.jetstream()
