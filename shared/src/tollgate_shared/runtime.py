@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait as wait_for_exit
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from prometheus_client import multiprocess
@@ -42,6 +42,60 @@ def metrics_dir() -> str | None:
     """Where the worker processes of this service write their metrics, or None when this
     process exports only its own."""
     return os.environ.get(METRICS_DIR_ENV) or None
+
+
+# How each worker's process_* metrics join the sums (prometheus_client's ProcessCollector
+# does not run in multiprocess mode): CPU seconds add up over every worker that ever ran
+# (a counter: it never drops when one is replaced); memory and descriptors add up over
+# the live ones; the start time and descriptor limit are the live workers' least.
+_PROCESS_GAUGE_MODES: dict[str, Literal["livesum", "livemin"]] = {
+    "process_virtual_memory_bytes": "livesum",
+    "process_resident_memory_bytes": "livesum",
+    "process_open_fds": "livesum",
+    "process_start_time_seconds": "livemin",
+    "process_max_fds": "livemin",
+}
+PROCESS_METRICS_PERIOD_S = 1.0
+
+
+def export_process_metrics(period_s: float = PROCESS_METRICS_PERIOD_S) -> threading.Thread | None:
+    """In a worker (multiprocess mode), copy this process's process_* samples, read by
+    prometheus_client's ProcessCollector, into the shared metric files every `period_s`
+    from a daemon thread, so `/metrics` on any worker has them for all workers together."""
+    if metrics_dir() is None:
+        return None
+    from prometheus_client import Counter, Gauge, ProcessCollector
+
+    source = ProcessCollector(registry=None)  # type: ignore[no-untyped-call]
+    families = {f.name: f for f in source.collect()}
+    if not families:
+        return None  # no /proc here: nothing to export
+    gauges = {
+        name: Gauge(name, families[name].documentation, registry=None, multiprocess_mode=mode)
+        for name, mode in _PROCESS_GAUGE_MODES.items()
+        if name in families
+    }
+    cpu = Counter(
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds (every worker).",
+        registry=None,
+    )
+
+    def copy() -> None:
+        counted = 0.0
+        while True:
+            for family in source.collect():
+                for sample in family.samples:
+                    if sample.name == "process_cpu_seconds_total":
+                        cpu.inc(max(0.0, sample.value - counted))
+                        counted = max(counted, sample.value)
+                    elif sample.name in gauges:
+                        gauges[sample.name].set(sample.value)
+            time.sleep(period_s)
+
+    thread = threading.Thread(target=copy, name="process-metrics", daemon=True)
+    thread.start()
+    return thread
 
 
 def setup_logging(level: str, service: str) -> None:
@@ -236,6 +290,7 @@ def run_worker(
     # (written to stderr, the log) before it kills it, so the log shows where it hung.
     faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
     setup_logging(settings.log_level, f"{service}[{index}]")
+    export_process_metrics()
     threading.Thread(
         target=_exit_with_parent, args=(os.getppid(),), name="exit-with-parent", daemon=True
     ).start()
@@ -267,7 +322,8 @@ class Supervisor:
     worker still running `stop_extra_s` past its grace once stopping writes its threads'
     stacks to the log (faulthandler, STACK_DUMP_SIGNAL) and is killed; the exit is then 1.
     Metrics: the workers run in prometheus_client's multiprocess mode (METRICS_DIR_ENV,
-    a fresh directory per supervisor unless set), so `/metrics` on any worker sums all.
+    a fresh directory per supervisor unless set), so `/metrics` on any worker sums all,
+    the process_* families included (`export_process_metrics`).
     """
 
     def __init__(

@@ -166,6 +166,39 @@ async def test_every_call_is_served_published_and_counted_once_in_every_scrape(
     assert len(answered) == 2
 
 
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds, resident bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+async def test_process_metrics_cover_every_worker(ingress: Service) -> None:
+    """process_* are not per scrape-answering worker: memory and descriptors are the live
+    workers' sums, CPU seconds the total of every worker (a counter), start time the
+    earliest; each worker copies its own every second."""
+    seen = await _workers(ingress.url)
+    await asyncio.sleep(1.5)  # a fresh copy from each worker
+    async with _fresh() as http:
+        text = (await http.get(f"{ingress.url}/metrics")).text
+    got = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("process_")
+        for s in family.samples
+    }
+    stats = [_proc_stats(pid) for pid in seen]
+    rss = sum(r for _, r in stats)
+    assert 0.7 * rss < got["process_resident_memory_bytes"] < 1.3 * rss, (got, stats)
+    # Copied up to a second ago, and a replaced worker's seconds still count.
+    assert got["process_cpu_seconds_total"] >= 0.5 * sum(c for c, _ in stats), (got, stats)
+    assert got["process_open_fds"] >= 2 * 5
+    assert got["process_start_time_seconds"] > 1.7e9
+    assert got["process_max_fds"] > 0
+
+
 def _total_of_file(path: Path, user_agent: str) -> float:
     return sum(
         s.value
