@@ -396,6 +396,11 @@ class Supervisor:
         )
         proc.start()
         self.procs[index] = proc
+        if self._stop_by is not None and proc.pid is not None:
+            # The stop came while this worker was being started, before `_stop` could see
+            # it: it gets the SIGTERM the others got.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
 
     def _stop(self, _sig: int = signal.SIGTERM, _frame: FrameType | None = None) -> None:
         """Drain every worker (also the signal handler of SIGTERM and SIGINT)."""
