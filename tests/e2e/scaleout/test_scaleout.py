@@ -33,7 +33,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import nats
 import pytest
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
@@ -55,7 +54,8 @@ from tollgate_devstack.loadrun import (
 )
 from tollgate_shared import names
 from tollgate_shared.names import ConsumerSpec
-from tollgate_shared.publishing import publish_event
+from tollgate_shared.publishing import connect_nats, publish_event
+from tollgate_shared.settings import NatsAuth
 from tollgate_shared.state import hash_key
 
 AUTH = {"Authorization": f"Bearer {MASTER}"}
@@ -137,7 +137,9 @@ def test_ingress_replicas_enforce_one_budget(scaled: Stack, tmp_path: Path) -> N
 
 
 async def _kv_metadata(nats_url: str, password: str, key_hash: str) -> object:
-    nc = await nats.connect(nats_url.split(","), user="ingress", password=password)
+    nc = await connect_nats(
+        nats_url, "test-scaleout", auth=NatsAuth(user="ingress", password=password)
+    )
     try:
         kv = await nc.jetstream().key_value(names.KV_KEYS)
         entry = await kv.get(key_hash)
@@ -313,8 +315,10 @@ def _consumer_states(stack: Stack) -> dict[str, str]:
     async def read() -> dict[str, str]:
         passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
         nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
-        nc = await nats.connect(
-            nats_url.split(","), user="provision", password=passwords["provision"]
+        nc = await connect_nats(
+            nats_url,
+            "test-scaleout",
+            auth=NatsAuth(user="provision", password=passwords["provision"]),
         )
         out = {}
         try:
@@ -424,11 +428,13 @@ async def _measure(
     consumer, not the publisher, is the limit)."""
     passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
     nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
-    nc = await nats.connect(nats_url.split(","), user="ingress", password=passwords["ingress"])
+    nc = await connect_nats(
+        nats_url, "test-scaleout", auth=NatsAuth(user="ingress", password=passwords["ingress"])
+    )
     js = nc.jetstream()
     # Consumer state is read as the provisioning user (the services' users may not).
-    admin_nc = await nats.connect(
-        nats_url.split(","), user="provision", password=passwords["provision"]
+    admin_nc = await connect_nats(
+        nats_url, "test-scaleout", auth=NatsAuth(user="provision", password=passwords["provision"])
     )
     admin_js = admin_nc.jetstream()
     consumers = [n for s in ("ledger", "exporter", "alerter") for n in stack.names(s)]
