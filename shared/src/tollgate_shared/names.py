@@ -222,8 +222,16 @@ LEDGER_AUDIT = ConsumerSpec(
         "tollgate_ledger.service",
         "tollgate_ledger.audit",
         "tollgate_ledger.projections.audit",
+        "tollgate_ledger.projections.spend",
     ),
-    writes=("ledger.audit_log", LEDGER_DB_ERROR),
+    # A key rotation carries the key's total over and is remembered for late spend.
+    writes=(
+        "ledger.audit_log",
+        "ledger.key_rotations",
+        "ledger.spend_totals",
+        "ledger.spend_announcements",
+        LEDGER_DB_ERROR,
+    ),
 )
 EXPORTER_LLM = ConsumerSpec(
     "exporter-llm",

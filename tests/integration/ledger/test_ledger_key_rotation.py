@@ -1,9 +1,13 @@
 """A rotated key keeps its spend: the audit consumer moves the old hash's total (and its
 budget period) to the new hash in the batch's transaction, audit logging on or off, and
-announces it; a redelivered rotation changes nothing."""
+announces it; a redelivered rotation changes nothing. A call made with the old key and
+recorded after the rotation adds to the newest hash (through a chain of rotations too),
+and a rotation waits for a spend batch that read the rotations before it, then moves what
+that batch wrote: no spend is stranded on an old hash."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +25,7 @@ from tollgate_ledger.budgets import SpendMirror
 from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.projections.audit import AuditProjection
 from tollgate_ledger.projections.spend import SpendProjection, write_events
+from tollgate_ledger.rows import spend_row
 from tollgate_ledger.service import Announcer, AuditService
 from tollgate_ledger.subscribers import AuditSubscriber
 from tollgate_shared import names
@@ -163,14 +168,74 @@ async def test_rotation_merges_and_late_old_hash_spend_is_not_lost(
     # Redelivered: nothing left to move.
     await service.record([event], received=1, started=0.0)
     assert await total(pool, new) == merged
-    # A call made with the old key before rotating, arriving late: kept on the old hash
-    # (and in spend logs), and drained into the new key by the next delivery of a rotation.
+    # A call made with the old key before rotating, recorded late: on the new hash, the
+    # spend log keeping the hash the call used.
     await spend_on(pool, team, old, range(20, 21))
-    late = await total(pool, old)
+    assert await total(pool, old) is None
+    late = await total(pool, new)
     assert late is not None
-    assert late["spend"] == Decimal("0.021")
+    assert (late["spend"], late["requests"]) == (Decimal("0.035"), 4)
     queued = await pool.fetchval(
         "SELECT spend FROM ledger.spend_announcements WHERE entity = 'key' AND entity_id = $1",
         new,
     )
-    assert queued == Decimal("0.014")
+    assert queued == Decimal("0.035")
+    logged = await pool.fetchval(
+        "SELECT api_key FROM ledger.spend_logs WHERE request_id = $1", f"{team}-req-20"
+    )
+    assert logged == old
+
+
+async def test_late_spend_follows_a_chain_of_rotations(pool: asyncpg.Pool) -> None:
+    team = f"rot-{uuid.uuid4().hex[:8]}"
+    first, second, third = f"{team}-1", f"{team}-2", f"{team}-3"
+    await spend_on(pool, team, first, range(1))  # 0.001
+    service = AuditService(
+        "ledger-audit-rot-chain",
+        pool,
+        AuditProjection(names.SCHEMA_LEDGER),
+        LedgerPolicy(store_audit_logs=False),
+    )
+    await service.record([rotation(first, second)], received=1, started=0.0)
+    await service.record([rotation(second, third)], received=1, started=0.0)
+    # The first rotation delivered again, after the second: nothing moves back.
+    await service.record([rotation(first, second)], received=1, started=0.0)
+    await spend_on(pool, team, first, range(5, 6))  # 0.006, made with the first key
+    await spend_on(pool, team, second, range(7, 8))  # 0.008, made with the second
+    assert await total(pool, first) is None
+    assert await total(pool, second) is None
+    newest = await total(pool, third)
+    assert newest is not None
+    assert (newest["spend"], newest["requests"]) == (Decimal("0.015"), 3)
+
+
+async def test_a_rotation_waits_for_a_spend_batch_in_flight_and_moves_it(
+    pool: asyncpg.Pool,
+) -> None:
+    """A spend batch that read the rotations (none yet) before the rotation committed: the
+    rotation waits for it and moves what it wrote, instead of leaving it on the old hash."""
+    team = f"rot-{uuid.uuid4().hex[:8]}"
+    old, new = f"{team}-old", f"{team}-new"
+    projection = SpendProjection(names.SCHEMA_LEDGER)
+    service = AuditService(
+        "ledger-audit-rot-race",
+        pool,
+        AuditProjection(names.SCHEMA_LEDGER),
+        LedgerPolicy(store_audit_logs=False),
+    )
+    event = make_completed(team, 3, api_key_hash=old)
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await projection.write(conn, [spend_row(event, LedgerPolicy())])
+        rotating = asyncio.create_task(
+            service.record([rotation(old, new)], received=1, started=0.0)
+        )
+        await asyncio.sleep(0.5)
+        assert not rotating.done()  # waits for the batch's shared rotation lock
+        await tx.commit()
+    await asyncio.wait_for(rotating, 10)
+    assert await total(pool, old) is None
+    moved = await total(pool, new)
+    assert moved is not None
+    assert (moved["spend"], moved["requests"]) == (Decimal("0.004"), 1)

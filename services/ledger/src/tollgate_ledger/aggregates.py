@@ -3,7 +3,7 @@ row per group, as column arrays ready for one `unnest` upsert each."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,6 +28,14 @@ class _Sums:
     total_tokens: int = 0
     requests: int = 0
     successes: int = 0
+
+    def merge(self, other: _Sums) -> None:
+        self.spend += other.spend
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.requests += other.requests
+        self.successes += other.successes
 
     def add(self, sums: list[Any]) -> None:
         self.spend += sums[_SPEND]
@@ -91,6 +99,22 @@ class BatchAggregates:
             [x.successes for x in d],
             [x.requests - x.successes for x in d],
         ]
+
+    def keys(self) -> list[str]:
+        """The key hashes the batch adds to the totals of."""
+        return [entity_id for entity, entity_id in self.totals if entity == "key"]
+
+    def move_keys(self, moves: Mapping[str, str]) -> None:
+        """Add the totals of rotated keys (old hash -> newest hash) to their new hash's:
+        calls made with a key before its rotation and recorded after it."""
+        for old, new in moves.items():
+            moved = self.totals.pop(("key", old), None)
+            if moved is None:
+                continue
+            into = _group(self.totals, ("key", new), _Total)
+            into.merge(moved)
+            if moved.alias is not None and moved.alias_at > into.alias_at:
+                into.alias, into.alias_at = moved.alias, moved.alias_at
 
     def total_columns(self) -> list[list[Any]]:
         keys = sorted(self.totals)

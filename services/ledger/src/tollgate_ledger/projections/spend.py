@@ -9,6 +9,8 @@ therefore adds nothing, and the whole effect commits before any message is ackno
 (a second replica writing the same ids waits on their index entries, then finds them
 taken). The same statement queues each touched total in `spend_announcements` (the
 outbox the announcer relays), so what a committed batch must announce survives a crash.
+A key's total goes to the newest hash of the key (`key_rotations`, read under the rotation
+lock), so a call made before a rotation and recorded after it counts for the rotated key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from tollgate_ledger.policy import LedgerPolicy
 from tollgate_ledger.rows import SPEND_COLUMNS, SpendRow, days_of, dedupe, spend_row
 from tollgate_shared import names
 from tollgate_shared.events import LlmRequestFinished
+
+# Rotations of one key followed through `key_rotations` at most (a chain is one per
+# rotation of the same key; new hashes are fresh, so it has no cycle).
+MAX_ROTATION_CHAIN = 32
 
 
 def _claim_sql(schema: str) -> str:
@@ -196,6 +202,9 @@ class SpendProjection:
             new = [r for r in unique if r.request_id in new_ids]
         logs = await self._copy_logs(conn, [r for r in new if r.store_log])
         sums = aggregate(new)
+        keys = sums.keys()
+        if keys:
+            sums.move_keys(await self.rotated_keys(conn, keys))
         totals = await conn.fetch(
             self._aggregates_sql,
             *sums.session_columns(),
@@ -279,21 +288,60 @@ class SpendProjection:
             TotalAfter(r["entity"], r["entity_id"], r["spend"], r["period_start"]) for r in rows
         ]
 
+    @property
+    def _rotation_lock(self) -> str:
+        return f"{self.schema}.key_rotations"
+
+    async def rotated_keys(self, conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, str]:
+        """Which of `keys` have been rotated, each to the newest hash of its chain; in the
+        caller's transaction, holding the rotation lock shared until it commits, so a
+        rotation (`carry_over`, exclusive) waits for this batch's totals and then moves
+        them, or has committed before this batch reads where keys went."""
+        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self._rotation_lock)
+        return await self._newest_hashes(conn, keys)
+
+    async def _newest_hashes(self, conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, str]:
+        now = {k: k for k in keys}
+        for _ in range(MAX_ROTATION_CHAIN):
+            rows = await conn.fetch(
+                f'SELECT old_hash, new_hash FROM "{self.schema}".key_rotations '
+                "WHERE old_hash = ANY($1::text[])",
+                list(set(now.values())),
+            )
+            if not rows:
+                break
+            step = {r["old_hash"]: r["new_hash"] for r in rows}
+            now = {k: step.get(v, v) for k, v in now.items()}
+        return {k: v for k, v in now.items() if k != v}
+
     async def carry_over(
         self, conn: asyncpg.Connection, rotations: Sequence[tuple[str, str]]
     ) -> list[TotalAfter]:
-        """Move each rotated key's total `(old hash, new hash)` to its new hash, in order.
+        """Move each rotated key's total `(old hash, new hash)` to its new hash, in order,
+        and remember the rotation, so a call of the old key recorded later adds to the new
+        hash (`rotated_keys`).
 
         The old row (lifetime spend, requests, tokens, period base and start) is deleted
-        and added into the new hash's row, and the new total is queued in the outbox, all in
-        the caller's transaction. Moving drains the old row, so a redelivered rotation
-        finds nothing to move and changes nothing. Returns the totals it changed.
+        and added into the new hash's row (the newest of its chain, should the new hash
+        have been rotated since), and the new total is queued in the outbox, all in the
+        caller's transaction, under the rotation lock (exclusive: spend batches that read
+        the rotations before it commit first). Moving drains the old row, so a redelivered
+        rotation finds nothing to move and changes nothing. Returns the totals it changed.
         """
+        rotations = [(old, new) for old, new in rotations if old != new]
+        if not rotations:
+            return []
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._rotation_lock)
         moved: dict[tuple[str, str], TotalAfter] = {}
         for old, new in rotations:
-            if old == new:
-                continue
-            rows = await conn.fetch(self._carry_sql, old, new)
+            await conn.execute(
+                f'INSERT INTO "{self.schema}".key_rotations (old_hash, new_hash) '
+                "VALUES ($1, $2) ON CONFLICT (old_hash) DO NOTHING",
+                old,
+                new,
+            )
+            newest = (await self._newest_hashes(conn, [old])).get(old, new)
+            rows = await conn.fetch(self._carry_sql, old, newest)
             for r in rows:
                 moved.pop(("key", old), None)
                 moved[(r["entity"], r["entity_id"])] = TotalAfter(
