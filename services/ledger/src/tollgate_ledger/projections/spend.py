@@ -38,7 +38,8 @@ MAX_ROTATION_CHAIN = 32
 def _claim_sql(schema: str) -> str:
     # How many ids were new, and which only when not all of them were (usually all are).
     # In key order, so two transactions claiming the same ids (a redelivery beside its
-    # first delivery) wait for each other instead of deadlocking.
+    # first delivery) wait for each other instead of deadlocking. It also takes the key
+    # rotation lock shared (see `SpendProjection.rotated_keys`), saving a round trip.
     return f"""
 WITH claimed AS (
     INSERT INTO "{schema}".processed_requests (request_id, "startTime", event_id)
@@ -46,7 +47,8 @@ WITH claimed AS (
     ON CONFLICT DO NOTHING
     RETURNING request_id
 )
-SELECT count(*) AS new, CASE WHEN count(*) < $4 THEN array_agg(request_id) END AS ids
+SELECT count(*) AS new, CASE WHEN count(*) < $4 THEN array_agg(request_id) END AS ids,
+    (SELECT pg_advisory_xact_lock_shared(hashtext($5))) IS NULL AS rotation_lock
 FROM claimed
 """
 
@@ -192,6 +194,7 @@ class SpendProjection:
             [r.start_time for r in unique],
             [r.event_id for r in unique],
             len(unique),
+            self._rotation_lock,
         )
         assert claimed is not None
         if not claimed["new"]:
@@ -293,11 +296,10 @@ class SpendProjection:
         return f"{self.schema}.key_rotations"
 
     async def rotated_keys(self, conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, str]:
-        """Which of `keys` have been rotated, each to the newest hash of its chain; in the
-        caller's transaction, holding the rotation lock shared until it commits, so a
-        rotation (`carry_over`, exclusive) waits for this batch's totals and then moves
-        them, or has committed before this batch reads where keys went."""
-        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", self._rotation_lock)
+        """Which of `keys` have been rotated, each to the newest hash of its chain. Called in
+        the batch's transaction after the claim, which took the rotation lock shared until
+        the commit, so a rotation (`carry_over`, exclusive) waits for this batch's totals
+        and then moves them, or has committed before this batch reads where keys went."""
         return await self._newest_hashes(conn, keys)
 
     async def _newest_hashes(self, conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, str]:
