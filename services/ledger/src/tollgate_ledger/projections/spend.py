@@ -300,9 +300,6 @@ class SpendProjection:
         the batch's transaction after the claim, which took the rotation lock shared until
         the commit, so a rotation (`carry_over`, exclusive) waits for this batch's totals
         and then moves them, or has committed before this batch reads where keys went."""
-        return await self._newest_hashes(conn, keys)
-
-    async def _newest_hashes(self, conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, str]:
         now = {k: k for k in keys}
         for _ in range(MAX_ROTATION_CHAIN):
             rows = await conn.fetch(
@@ -342,7 +339,7 @@ class SpendProjection:
                 old,
                 new,
             )
-            newest = (await self._newest_hashes(conn, [old])).get(old, new)
+            newest = (await self.rotated_keys(conn, [old])).get(old, new)
             rows = await conn.fetch(self._carry_sql, old, newest)
             for r in rows:
                 moved.pop(("key", old), None)
