@@ -34,6 +34,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -136,10 +137,15 @@ def test_ingress_replicas_enforce_one_budget(scaled: Stack, tmp_path: Path) -> N
     assert served == 1, codes
 
 
-async def _kv_metadata(nats_url: str, password: str, key_hash: str) -> object:
-    nc = await connect_nats(
-        nats_url, "test-scaleout", auth=NatsAuth(user="ingress", password=password)
+async def _connect_as(nats_url: str, user: str, password: str) -> NATS:
+    """A client of the stack's NATS as `user` (with that user's own inbox prefix)."""
+    return await connect_nats(
+        nats_url, "test-scaleout", auth=NatsAuth(user=user, password=password)
     )
+
+
+async def _kv_metadata(nats_url: str, password: str, key_hash: str) -> object:
+    nc = await _connect_as(nats_url, "ingress", password)
     try:
         kv = await nc.jetstream().key_value(names.KV_KEYS)
         entry = await kv.get(key_hash)
@@ -315,11 +321,7 @@ def _consumer_states(stack: Stack) -> dict[str, str]:
     async def read() -> dict[str, str]:
         passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
         nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
-        nc = await connect_nats(
-            nats_url,
-            "test-scaleout",
-            auth=NatsAuth(user="provision", password=passwords["provision"]),
-        )
+        nc = await _connect_as(nats_url, "provision", passwords["provision"])
         out = {}
         try:
             for spec in (names.ALERTER_LLM, names.ALERTER_LEDGER):
@@ -428,14 +430,10 @@ async def _measure(
     consumer, not the publisher, is the limit)."""
     passwords = json.loads((stack.data_dir / "nats" / "users.json").read_text())
     nats_url = stack.status["servers"]["TOLLGATE_NATS_URL"]
-    nc = await connect_nats(
-        nats_url, "test-scaleout", auth=NatsAuth(user="ingress", password=passwords["ingress"])
-    )
+    nc = await _connect_as(nats_url, "ingress", passwords["ingress"])
     js = nc.jetstream()
     # Consumer state is read as the provisioning user (the services' users may not).
-    admin_nc = await connect_nats(
-        nats_url, "test-scaleout", auth=NatsAuth(user="provision", password=passwords["provision"])
-    )
+    admin_nc = await _connect_as(nats_url, "provision", passwords["provision"])
     admin_js = admin_nc.jetstream()
     consumers = [n for s in ("ledger", "exporter", "alerter") for n in stack.names(s)]
     run = f"scale{replicas}-{int(time.time())}"
