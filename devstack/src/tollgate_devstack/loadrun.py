@@ -226,15 +226,19 @@ def wait_key_works(url: str, key: str, within_s: float = 30, *also: str) -> None
     deadline = time.monotonic() + within_s
     for where in (url, *also):
         while True:
-            resp = httpx.get(
-                f"{where}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
-            )
-            if resp.status_code == 200:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"key not accepted by {where} within {within_s:.0f} s: {resp.status_code}"
+            # A replica the supervisor is restarting refuses connections for a moment.
+            try:
+                resp = httpx.get(
+                    f"{where}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5
                 )
+            except httpx.TransportError as exc:
+                answer = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code == 200:
+                    break
+                answer = str(resp.status_code)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"key not accepted by {where} within {within_s:.0f} s: {answer}")
             time.sleep(0.3)
 
 
